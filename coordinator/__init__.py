@@ -1,0 +1,1 @@
+"""Coordinator: node registry, job runner, relay, store."""

@@ -1,0 +1,1 @@
+"""Cryptography: PSI, sealing between nodes, PKI, CKKS contexts, masks."""

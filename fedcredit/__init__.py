@@ -1,0 +1,1 @@
+"""The fedcredit command line, demo and benchmarks."""

@@ -1,0 +1,1 @@
+"""Federated algorithms, one folder per algorithm, one file per role."""

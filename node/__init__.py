@@ -1,0 +1,1 @@
+"""Data-holder node: gRPC NodeService next to the holder's own table."""
