@@ -1,0 +1,87 @@
+"""One place that maps our exceptions to gRPC status codes and checks who is calling."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+import grpc
+
+from common.errors import (
+    DataValidationError,
+    FedcreditError,
+    PeerUnavailable,
+    ProtocolError,
+    TrustError,
+)
+from common.tls import peer_party
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATUS_OF: dict[type[FedcreditError], grpc.StatusCode] = {
+    ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
+    TrustError: grpc.StatusCode.PERMISSION_DENIED,
+    DataValidationError: grpc.StatusCode.INVALID_ARGUMENT,
+    PeerUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _status(err: FedcreditError) -> grpc.StatusCode:
+    for kind, code in STATUS_OF.items():
+        if isinstance(err, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def rpc_method(tag: str, log: logging.Logger,
+               allowed: Callable[[Any], Collection[str] | None]) -> Callable[[F], F]:
+    """Wrap a servicer method: check the caller's certificate name, map errors to a status.
+
+    `allowed(servicer)` returns the party names allowed to call, or None to skip the check
+    (only in the explicit insecure development mode).
+    """
+
+    def decorate(method: F) -> F:
+        def check_caller(self: Any, context: grpc.ServicerContext) -> str | None:
+            names = allowed(self)
+            caller = peer_party(context)
+            if names is not None and caller not in names:
+                log.warning("[%s] refused caller %s", tag, caller)
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              f"{tag}: caller {caller!r} is not allowed")
+            return caller
+
+        def fail(context: grpc.ServicerContext, err: Exception) -> None:
+            if isinstance(err, FedcreditError):
+                log.warning("[%s] %s", tag, err)
+                context.abort(_status(err), str(err))
+            log.exception("[%s] internal error", tag)
+            context.abort(grpc.StatusCode.INTERNAL, f"{tag}: internal error: {type(err).__name__}")
+
+        if inspect.isgeneratorfunction(method):
+            @functools.wraps(method)
+            def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+                check_caller(self, context)
+                try:
+                    yield from method(self, request, context)
+                except Exception as err:  # noqa: BLE001 - mapped to a status in one place
+                    if isinstance(err, grpc.RpcError):
+                        raise
+                    fail(context, err)
+            return stream  # type: ignore[return-value]
+
+        @functools.wraps(method)
+        def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            check_caller(self, context)
+            try:
+                return method(self, request, context)
+            except Exception as err:  # noqa: BLE001 - mapped to a status in one place
+                if isinstance(err, grpc.RpcError):
+                    raise
+                fail(context, err)
+        return unary  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,84 @@
+"""The coordinator's gRPC server: a thin CoordinatorService servicer and the health service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from common.rpc import rpc_method
+from common.tls import CHANNEL_OPTIONS, peer_party, server_credentials
+from coordinator.service import Coordinator
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _any_certified(servicer: CoordinatorServicer) -> None:
+    return None  # every caller already holds a certificate of our CA (mutual TLS)
+
+
+def _operators(servicer: CoordinatorServicer) -> set[str] | None:
+    core = servicer.core
+    return None if core.insecure else set(core.config.operators)
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    """Validates, calls the Coordinator, maps errors to a status (in common.rpc)."""
+
+    def __init__(self, core: Coordinator) -> None:
+        self.core = core
+
+    @rpc_method("Coordinator.RegisterNode", log, _any_certified)
+    def RegisterNode(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.register(request, peer_party(context))
+
+    @rpc_method("Coordinator.ListNodes", log, _operators)
+    def ListNodes(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.list_nodes()
+
+    @rpc_method("Coordinator.Align", log, _operators)
+    def Align(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.align(request, peer_party(context))
+
+    @rpc_method("Coordinator.ListJobs", log, _operators)
+    def ListJobs(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.list_jobs()
+
+
+def build_server(core: Coordinator, listen: str, *, workers: int = 16,
+                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         interceptors=list(interceptors), options=list(CHANNEL_OPTIONS))
+    coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(core), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if core.tls is None:
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, server_credentials(core.tls))
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("fedcredit.v1.CoordinatorService", health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+def serve(core: Coordinator) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    server, port = build_server(core, core.config.listen)
+    server.start()
+    log.info("coordinator listening on %s (port %d)%s", core.config.listen, port,
+             " INSECURE" if core.insecure else " with mutual TLS")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        server.stop(grace=2).wait()
+        core.close()

@@ -1,0 +1,156 @@
+"""The coordinator's store (SQLite): node registry and jobs. Never an id or a raw value."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    party TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    schema_json TEXT NOT NULL,
+    cert_pem BLOB NOT NULL,
+    sealing_public_key BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    registered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    parties_json TEXT NOT NULL,
+    config_json TEXT NOT NULL DEFAULT '{}',
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A registered node as the coordinator keeps it."""
+
+    party: str
+    role: str
+    endpoint: str
+    rows: int
+    schema: dict[str, Any]
+    cert_pem: bytes
+    sealing_public_key: bytes
+    signature: bytes
+    registered_at: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job and its figures (sizes, metrics); never an id, value or unmasked gradient."""
+
+    job_id: str
+    kind: str
+    state: str
+    parties: list[str]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    error: str
+    created_at: float
+    updated_at: float
+
+
+class Store:
+    """Thread-safe access to the coordinator's SQLite database (WAL mode)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.Lock()
+        with self._tx() as cur:
+            cur.executescript(SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # nodes ----------------------------------------------------------------------------------
+    def upsert_node(self, node: NodeRecord) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(party) DO UPDATE SET "
+                "role=excluded.role, endpoint=excluded.endpoint, rows=excluded.rows, "
+                "schema_json=excluded.schema_json, cert_pem=excluded.cert_pem, "
+                "sealing_public_key=excluded.sealing_public_key, signature=excluded.signature, "
+                "registered_at=excluded.registered_at",
+                (node.party, node.role, node.endpoint, node.rows, json.dumps(node.schema),
+                 node.cert_pem, node.sealing_public_key, node.signature, node.registered_at))
+
+    def nodes(self) -> list[NodeRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM nodes ORDER BY party").fetchall()
+        return [NodeRecord(party=r[0], role=r[1], endpoint=r[2], rows=r[3],
+                           schema=json.loads(r[4]), cert_pem=r[5], sealing_public_key=r[6],
+                           signature=r[7], registered_at=r[8]) for r in rows]
+
+    def node(self, party: str) -> NodeRecord | None:
+        return next((n for n in self.nodes() if n.party == party), None)
+
+    # jobs -----------------------------------------------------------------------------------
+    def create_job(self, job_id: str, kind: str, parties: list[str],
+                   config: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        with self._tx() as cur:
+            cur.execute("INSERT INTO jobs (job_id, kind, state, parties_json, config_json, "
+                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?) "
+                        "ON CONFLICT(job_id) DO UPDATE SET state=excluded.state, "
+                        "updated_at=excluded.updated_at, error=''",
+                        (job_id, kind, "running", json.dumps(parties),
+                         json.dumps(config or {}), now, now))
+
+    def update_job(self, job_id: str, *, state: str | None = None,
+                   metrics: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self._tx() as cur:
+            row = cur.execute("SELECT metrics_json FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(job_id)
+            merged = json.loads(row[0])
+            merged.update(metrics or {})
+            cur.execute("UPDATE jobs SET state=COALESCE(?, state), metrics_json=?, "
+                        "error=COALESCE(?, error), updated_at=? WHERE job_id=?",
+                        (state, json.dumps(merged), error, time.time(), job_id))
+
+    def jobs(self) -> list[JobRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT job_id, kind, state, parties_json, config_json, metrics_json, error, "
+                "created_at, updated_at FROM jobs ORDER BY created_at").fetchall()
+        return [JobRecord(job_id=r[0], kind=r[1], state=r[2], parties=json.loads(r[3]),
+                          config=json.loads(r[4]), metrics=json.loads(r[5]), error=r[6],
+                          created_at=r[7], updated_at=r[8]) for r in rows]
+
+    def job(self, job_id: str) -> JobRecord | None:
+        return next((j for j in self.jobs() if j.job_id == job_id), None)

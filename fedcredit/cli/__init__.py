@@ -1,0 +1,1 @@
+"""The `fedcredit` command: typer sub-apps per area."""

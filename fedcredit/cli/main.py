@@ -1,0 +1,309 @@
+"""Entry point of the `fedcredit` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from common.errors import (
+    AuditError,
+    DataValidationError,
+    FedcreditError,
+    PeerUnavailable,
+    ProtocolError,
+    TrustError,
+)
+from fedcredit.cli.exit_codes import ExitCode
+from fedcredit.cli.operator import (
+    DEFAULT_COORDINATOR,
+    CoordinatorOpt,
+    IdentityOpt,
+    InsecureOpt,
+    JsonOpt,
+    PkiOpt,
+    coordinator_stub,
+)
+from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
+
+app = typer.Typer(help="fedcredit: federated credit assessment for supply-chain finance.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+pki_app = typer.Typer(help="Certificates for mutual TLS.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a data holder's node.", no_args_is_help=True)
+coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
+data_app = typer.Typer(help="Data tools.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (JSON output).", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit logs.", no_args_is_help=True)
+app.add_typer(pki_app, name="pki")
+app.add_typer(node_app, name="node")
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [
+    (DataValidationError, ExitCode.INVALID_DATA),
+    (TrustError, ExitCode.TRUST),
+    (PeerUnavailable, ExitCode.UNAVAILABLE),
+    (ProtocolError, ExitCode.PROTOCOL),
+    (AuditError, ExitCode.AUDIT_BROKEN),
+]
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Run a command body; our errors become a clear message and one exit code."""
+    try:
+        return action()
+    except FedcreditError as err:
+        code = next((c for kind, c in EXIT_OF if isinstance(err, kind)), ExitCode.FAILED)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(int(code)) from None
+    except grpc.RpcError as err:
+        unavailable = err.code() in (grpc.StatusCode.UNAVAILABLE,
+                                     grpc.StatusCode.DEADLINE_EXCEEDED)
+        err_console.print(f"[bold red]error:[/] {err.code().name}: {err.details()}",
+                          highlight=False)
+        raise typer.Exit(int(ExitCode.UNAVAILABLE if unavailable else ExitCode.PROTOCOL)) \
+            from None
+    except KeyboardInterrupt:
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+# pki ----------------------------------------------------------------------------------------
+@pki_app.command("init")
+def pki_init(
+    nodes: Annotated[str, typer.Option(help="Comma-separated party names.")],
+    out: Annotated[Path, typer.Option(help="Folder for the CA and certificates.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing CA.")] = False,
+) -> None:
+    """Mint a CA and a certificate for the coordinator, the operator and every node."""
+    from crypto.pki import init_pki
+
+    names = [n.strip() for n in nodes.split(",") if n.strip()]
+    guarded(lambda: init_pki(out, names, force=force))
+    console.print(f"CA and certificates for coordinator, operator, {', '.join(names)} in {out}")
+
+
+# node ---------------------------------------------------------------------------------------
+@node_app.command("serve")
+def node_serve(
+    config: Annotated[Path, typer.Option(help="The node's TOML config.")],
+    insecure: InsecureOpt = False,
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="JSON log lines.")] = False,
+) -> None:
+    """Validate the node's table and serve NodeService; registers with the coordinator."""
+    from common.logs import setup_logging
+    from node.config import load_node_config
+    from node.server import serve
+    from node.state import NodeState
+
+    def run() -> None:
+        cfg = load_node_config(config)
+        setup_logging(f"node:{cfg.party}", json_mode=json_logs)
+        serve(NodeState.from_config(cfg, insecure=insecure))
+
+    guarded(run)
+
+
+# coordinator --------------------------------------------------------------------------------
+@coordinator_app.command("serve")
+def coordinator_serve(
+    config: Annotated[Path, typer.Option(help="The coordinator's TOML config.")],
+    insecure: InsecureOpt = False,
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="JSON log lines.")] = False,
+) -> None:
+    """Serve CoordinatorService: node registry, jobs, relay."""
+    from common.logs import setup_logging
+    from coordinator.config import load_coordinator_config
+    from coordinator.server import serve
+    from coordinator.service import Coordinator
+
+    def run() -> None:
+        cfg = load_coordinator_config(config)
+        setup_logging("coordinator", json_mode=json_logs)
+        serve(Coordinator(cfg, insecure=insecure))
+
+    guarded(run)
+
+
+# operator calls -----------------------------------------------------------------------------
+@app.command("nodes")
+def nodes_cmd(
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered nodes: name, role, health, rows and schema (never data)."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ListNodes(coordinator_pb2.ListNodesRequest(), timeout=30))
+    if as_json:
+        _emit_json([json_format.MessageToDict(n, preserving_proto_field_name=True)
+                    for n in reply.nodes])
+        return
+    table = Table(title="nodes")
+    for column in ("party", "role", "health", "rows", "endpoint", "features"):
+        table.add_column(column)
+    for n in reply.nodes:
+        role = common_pb2.Role.Name(n.role).removeprefix("ROLE_").lower()
+        features = ", ".join(f.name for f in n.schema.features)
+        health_style = "green" if n.health == "SERVING" else "red"
+        table.add_row(n.party, role, f"[{health_style}]{n.health}[/]", f"{n.rows:,}", n.endpoint,
+                      features)
+    console.print(table)
+
+
+@app.command("align")
+def align_cmd(
+    label: Annotated[str, typer.Option(help="The label node (the bank).")],
+    feature: Annotated[list[str] | None, typer.Option(
+        help="A feature node (repeat); default every registered one.")] = None,
+    cardinality_only: Annotated[bool, typer.Option(
+        help="Feature nodes learn only the intersection size.")] = False,
+    job_id: Annotated[str, typer.Option(help="Job id; default a fresh one.")] = "",
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Align the bank's customers with each data holder's by ECDH-PSI; print the sizes."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    mode = node_pb2.PSI_MODE_CARDINALITY if cardinality_only else node_pb2.PSI_MODE_FULL
+    request = coordinator_pb2.AlignRequest(label_party=label, feature_parties=feature or [],
+                                           mode=mode, job_id=job_id)
+    reply = guarded(lambda: stub.Align(request, timeout=3600))
+    if as_json:
+        _emit_json(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+        return
+    table = Table(title=f"alignment job {reply.job_id}")
+    for column in ("party", "bank rows", "party rows", "intersection", "seconds"):
+        table.add_column(column)
+    for p in reply.pairs:
+        table.add_row(p.party, f"{p.label_rows:,}", f"{p.party_rows:,}",
+                      f"{p.intersection_size:,}", f"{p.seconds:.2f}")
+    console.print(table)
+
+
+@app.command("jobs")
+def jobs_cmd(
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Jobs with their state and figures."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ListJobs(coordinator_pb2.ListJobsRequest(), timeout=30))
+    if as_json:
+        _emit_json([json_format.MessageToDict(j, preserving_proto_field_name=True)
+                    for j in reply.jobs])
+        return
+    table = Table(title="jobs")
+    for column in ("job", "kind", "state", "parties", "metrics", "error"):
+        table.add_column(column)
+    for j in reply.jobs:
+        table.add_row(j.job_id, j.kind, j.state, ", ".join(j.parties), j.metrics_json, j.error)
+    console.print(table)
+
+
+# data ---------------------------------------------------------------------------------------
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    enterprises: Annotated[int, typer.Option(help="Number of SMEs.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed (reproducible).")] = 7,
+    banks: Annotated[int, typer.Option(help="Banks with disjoint customers.")] = 1,
+) -> None:
+    """Synthetic supply chain: one file per party, plus segments and column descriptions."""
+    from fedcredit.synth import synthesize
+
+    result = guarded(lambda: synthesize(out, enterprises=enterprises, seed=seed, banks=banks))
+    table = Table(title=f"synthetic supply chain in {out}")
+    for column in ("party", "file", "rows", "features"):
+        table.add_column(column)
+    for name, part in result.parties.items():
+        table.add_row(name, str(part.path), f"{part.rows:,}", str(len(part.feature_columns)))
+    console.print(table)
+
+
+# audit --------------------------------------------------------------------------------------
+@audit_app.command("verify")
+def audit_verify(
+    path: Annotated[Path, typer.Argument(help="An audit.jsonl file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an audit log's hash chain; report the first broken entry."""
+    from common.audit import verify_audit_log
+
+    report = guarded(lambda: verify_audit_log(path))
+    if as_json:
+        _emit_json({"ok": report.ok, "entries": report.entries, "first_bad": report.first_bad,
+                    "reason": report.reason})
+    elif report.ok:
+        console.print(f"[green]ok[/]: {report.entries} entries, chain intact")
+    else:
+        console.print(f"[red]broken[/] at entry {report.first_bad}: {report.reason}")
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.AUDIT_BROKEN))
+
+
+# bench --------------------------------------------------------------------------------------
+@bench_app.command("psi")
+def bench_psi(
+    ids: Annotated[int, typer.Option(help="Ids on each side.")] = 100_000,
+    overlap: Annotated[float, typer.Option(help="Share of ids in common.")] = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """ECDH-PSI between two parties in this process, on all cores."""
+    from crypto.psi import run_psi_benchmark
+
+    result = guarded(lambda: run_psi_benchmark(ids, overlap=overlap))
+    if as_json:
+        _emit_json(result)
+    else:
+        console.print(result)
+
+
+# demo ---------------------------------------------------------------------------------------
+@app.command("demo")
+def demo_cmd(
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path(
+        "report.json"),
+    enterprises: Annotated[int, typer.Option(help="Synthetic SMEs.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Keep certificates, data, configs and logs here (default: a temporary folder).")
+    ] = None,
+) -> None:
+    """The whole network on this machine: coordinator and four nodes as separate processes."""
+    from fedcredit.demo import run_demo
+
+    guarded(lambda: run_demo(report, enterprises=enterprises, seed=seed, workdir=workdir,
+                             console=console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

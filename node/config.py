@@ -1,0 +1,255 @@
+"""Node configuration: a TOML file validated with pydantic, overridable by FEDCREDIT_NODE_* env."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from common.errors import DataValidationError
+
+ENV_PREFIX = "FEDCREDIT_NODE_"
+ENV_NESTED_DELIMITER = "__"
+
+_PARTY_RE = re.compile(r"[a-z0-9-]{1,63}")
+_HOST_PORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
+
+
+def _check_address(value: str) -> str:
+    """Check a ``host:port`` address (IPv6 hosts in brackets) and return it unchanged."""
+    match = _HOST_PORT_RE.fullmatch(value)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(f"expected host:port (port 1-65535, IPv6 in brackets), got {value!r}")
+    return value
+
+
+class TlsConfig(BaseModel):
+    """Mutual-TLS material: the network CA, this node's certificate and its private key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    insecure: bool = False
+    """Plaintext gRPC for development only; certificates are then optional."""
+
+    @model_validator(mode="after")
+    def _files_unless_insecure(self) -> TlsConfig:
+        missing = [name for name in ("ca", "cert", "key") if getattr(self, name) is None]
+        if missing and not self.insecure:
+            raise ValueError(
+                f"tls.{', tls.'.join(missing)} required (or tls.insecure = true for development)"
+            )
+        return self
+
+
+class DataConfig(BaseModel):
+    """Where the node's one table comes from and how its columns are read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["csv", "parquet", "sql"]
+    path: Path | None = None
+    """CSV or Parquet file (source = csv / parquet)."""
+    query: str | None = None
+    """SQL over DuckDB (source = sql); it may read files itself, e.g. ``read_csv('x.csv')``."""
+    database: Path | None = None
+    """DuckDB database file the query runs against (source = sql, optional)."""
+    id_column: str = "id"
+    label_column: str | None = None
+    features: list[str] | None = None
+    """Feature columns; None means every column except the id and the label."""
+    id_format: Literal["uscc", "any"] = "uscc"
+    base_dir: Path | None = Field(default=None, exclude=True)
+    """Folder relative file names in ``query`` are looked up in; set by load_node_config."""
+
+    @field_validator("id_column")
+    @classmethod
+    def _non_empty_id_column(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _distinct_features(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must list at least one column (or be left out to use every column)")
+        if any(not name for name in value):
+            raise ValueError("column names must not be empty")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"columns listed more than once: {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataConfig:
+        if self.source in ("csv", "parquet"):
+            if self.path is None:
+                raise ValueError(f"data.path is required for source = {self.source!r}")
+            if self.query is not None or self.database is not None:
+                raise ValueError(
+                    f"data.query and data.database are for source = 'sql', not {self.source!r}"
+                )
+        else:
+            if not self.query or not self.query.strip():
+                raise ValueError("data.query is required for source = 'sql'")
+            if self.path is not None:
+                raise ValueError("data.path is for csv/parquet; with source = 'sql' use data.query")
+        if self.features is not None and self.id_column in self.features:
+            raise ValueError(f"data.features must not contain the id column {self.id_column!r}")
+        if self.label_column is not None:
+            if self.label_column == self.id_column:
+                raise ValueError("data.label_column and data.id_column must differ")
+            if self.features is not None and self.label_column in self.features:
+                raise ValueError(
+                    f"data.features must not contain the label column {self.label_column!r}"
+                )
+        return self
+
+
+class NodeConfig(BaseSettings):
+    """One node: who it is, where it listens, its TLS material, state folder and table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    party: str
+    role: Literal["label", "feature"]
+    listen: str = "127.0.0.1:50051"
+    coordinator: str
+    advertise: str | None = None
+    """Address the coordinator should call; None means ``listen`` (see advertise_address)."""
+    tls: TlsConfig
+    state_dir: Path
+    data: DataConfig
+
+    @field_validator("party")
+    @classmethod
+    def _party_name(cls, value: str) -> str:
+        if not _PARTY_RE.fullmatch(value):
+            raise ValueError(f"expected 1-63 characters from a-z, 0-9 and '-', got {value!r}")
+        return value
+
+    @field_validator("listen", "coordinator", "advertise")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
+
+    @model_validator(mode="after")
+    def _label_column_matches_role(self) -> NodeConfig:
+        if self.role == "label" and self.data.label_column is None:
+            raise ValueError("data.label_column is required for role = 'label'")
+        if self.role == "feature" and self.data.label_column is not None:
+            raise ValueError(
+                "data.label_column is not allowed for role = 'feature' (only the label node "
+                "holds labels); remove it, or set role = 'label'"
+            )
+        return self
+
+    @property
+    def advertise_address(self) -> str:
+        """The address the coordinator should call: ``advertise``, else ``listen``."""
+        return self.advertise or self.listen
+
+    def resolve_paths(self, base_dir: Path) -> NodeConfig:
+        """Return a copy whose relative paths are taken relative to ``base_dir``."""
+        base = base_dir.expanduser().absolute()
+
+        def fix(path: Path | None) -> Path | None:
+            if path is None:
+                return None
+            path = path.expanduser()
+            return path if path.is_absolute() else base / path
+
+        tls = self.tls.model_copy(
+            update={"ca": fix(self.tls.ca), "cert": fix(self.tls.cert), "key": fix(self.tls.key)}
+        )
+        data = self.data.model_copy(
+            update={
+                "path": fix(self.data.path),
+                "database": fix(self.data.database),
+                "base_dir": fix(self.data.base_dir) or base,
+            }
+        )
+        return self.model_copy(update={"tls": tls, "data": data, "state_dir": fix(self.state_dir)})
+
+    def to_toml(self, relative_to: Path | None = None) -> str:
+        """Render as TOML; paths under ``relative_to`` are written relative to it."""
+        base = relative_to.expanduser().absolute() if relative_to is not None else None
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items() if v is not None}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, Path):
+                if base is not None and value.is_absolute() and value.is_relative_to(base):
+                    return value.relative_to(base).as_posix()
+                return str(value)
+            return value
+
+        return tomli_w.dumps(plain(self.model_dump(mode="python")))
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read a node's TOML config (env FEDCREDIT_NODE_* overrides it) and resolve its paths.
+
+    Raises DataValidationError naming the file and every invalid field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(f"node config {path}: file not found")
+    try:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (
+            EnvSettingsSource(NodeConfig),
+            TomlConfigSettingsSource(NodeConfig, toml_file=path),
+        )
+        config = NodeConfig(_build_sources=(sources, {}))
+    except tomllib.TOMLDecodeError as err:
+        raise DataValidationError(f"node config {path}: not valid TOML: {err}") from err
+    except ValidationError as err:
+        raise DataValidationError(_describe_errors(path, err)) from err
+    return config.resolve_paths(path.parent)
+
+
+def write_node_config(config: NodeConfig, path: Path) -> None:
+    """Write ``config`` as TOML to ``path``, paths under its folder written relative to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_toml(relative_to=path.parent), encoding="utf-8")
+
+
+def _describe_errors(path: Path, err: ValidationError) -> str:
+    """One line per pydantic error: field (dotted), what is wrong; env overrides named."""
+    lines = [f"node config {path}: {err.error_count()} invalid field(s):"]
+    for item in err.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "(whole file)"
+        message = item["msg"].removeprefix("Value error, ")
+        given = item.get("input")
+        if isinstance(given, str | int | float | bool) and repr(given)[:60] not in message:
+            message += f" (got {given!r:.60})"
+        lines.append(f"  - {field}: {message}")
+    overrides = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX))
+    if overrides:
+        lines.append(f"  (environment overrides in effect: {', '.join(overrides)})")
+    return "\n".join(lines)

@@ -1,0 +1,500 @@
+"""Load the node's one table through DuckDB and refuse it, listing every problem, if invalid."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from common.errors import DataValidationError
+from node.config import DataConfig
+from node.uscc import ALPHABET, LENGTH, WEIGHTS, explain_invalid_uscc
+
+log = logging.getLogger("fedcredit.node")
+
+Role = Literal["label", "feature"]
+
+MISSING_TOKENS = ("", "na", "nan", "null")
+"""Feature cells meaning "missing" (after trimming, case-insensitive); SQL NULL is missing too."""
+MAX_ID_LENGTH = 128
+MAX_LISTED = 50
+"""Problems listed in one error message; the rest are counted."""
+MAX_PER_KIND = 10
+"""Rows listed for one kind of problem in one column before "... and N more"."""
+
+_WS = "chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+_INTEGER_TYPES = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+    + ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
+)
+_ID_BAD_EMPTY, _ID_BAD_FORM = 1, 2
+_NUMBER_EXPECTED = "a number such as -12.5 or 3e-4 (empty, NA, NaN or null for missing)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in the table: where (column, 1-based data rows) and what is wrong."""
+
+    message: str
+    column: str | None = None
+    rows: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    """What a node tells the coordinator about its table: schema and missing shares, no values."""
+
+    rows: int
+    features: tuple[str, ...]
+    missing_share: tuple[float, ...]
+    has_label: bool
+
+
+@dataclass(frozen=True, eq=False)
+class NodeTable:
+    """The node's validated table: ids, a float64 feature matrix (NaN = missing), labels."""
+
+    ids: list[str]
+    features: list[str]
+    X: npt.NDArray[np.float64]
+    y: npt.NDArray[np.int8] | None
+    source: str
+
+    @property
+    def rows(self) -> int:
+        """Number of rows (one per id)."""
+        return len(self.ids)
+
+    def schema(self) -> list[tuple[str, str]]:
+        """Feature names with their type, as announced at registration."""
+        return [(name, "float64") for name in self.features]
+
+    def describe(self) -> TableSummary:
+        """Rows, feature names and the share of missing values per feature."""
+        share = np.isnan(self.X).mean(axis=0) if self.rows else np.zeros(len(self.features))
+        return TableSummary(
+            rows=self.rows,
+            features=tuple(self.features),
+            missing_share=tuple(float(s) for s in share),
+            has_label=self.y is not None,
+        )
+
+
+class TableValidationError(DataValidationError):
+    """The table breaks DESIGN §2; ``problems`` holds the listed ones, ``total`` counts all."""
+
+    def __init__(self, source: str, problems: Sequence[Problem], total: int, message: str):
+        super().__init__(message)
+        self.source = source
+        self.problems = tuple(problems)
+        self.total = total
+
+
+@dataclass
+class _Findings:
+    """Problems collected while checking, with per-kind overflow counts."""
+
+    problems: list[Problem] = field(default_factory=list)
+    total: int = 0
+    overflow: list[tuple[int, int, str]] = field(default_factory=list)  # (after, count, note)
+
+    def add(self, problem: Problem, count: int = 1) -> None:
+        self.problems.append(problem)
+        self.total += count
+
+    def add_rows(
+        self, column: str, rows: npt.NDArray[np.int64], messages: Sequence[str], what: str
+    ) -> None:
+        """List the first MAX_PER_KIND rows (messages aligned with them), count the rest."""
+        for row, message in zip(rows[:MAX_PER_KIND], messages, strict=False):
+            self.add(Problem(message, column, (int(row),)))
+        self.more(len(rows) - min(len(rows), MAX_PER_KIND), f"rows {what}")
+
+    def more(self, count: int, what: str) -> None:
+        """Count ``count`` further problems of the kind just listed, without listing them."""
+        if count > 0:
+            self.total += count
+            self.overflow.append((len(self.problems), count, f"... and {count:,} more {what}"))
+
+
+def load_table(cfg: DataConfig, role: Role) -> NodeTable:
+    """Read the table declared in ``cfg`` and validate it for a node of ``role``.
+
+    Raises TableValidationError (a DataValidationError) listing every problem found.
+    """
+    source = str(cfg.path) if cfg.source != "sql" else "sql query"
+    label = cfg.label_column if role == "label" else None
+    if role == "label" and label is None:
+        raise DataValidationError(f"{source}: data.label_column is required for a label node")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET enable_progress_bar = false")
+        _materialise(con, cfg)
+        table = _check_and_fetch(con, cfg, label, role, source)
+    except duckdb.Error as err:
+        raise DataValidationError(f"{source}: cannot read the table: {err}") from err
+    finally:
+        con.close()
+    log.info("loaded %s: %d rows, %d features", source, table.rows, len(table.features))
+    return table
+
+
+def _materialise(con: duckdb.DuckDBPyConnection, cfg: DataConfig) -> None:
+    """Copy the declared source into temp table ``src`` (insertion order = file order)."""
+    if cfg.base_dir is not None:
+        con.execute(f"SET file_search_path = {_lit(str(cfg.base_dir))}")
+    if cfg.source == "csv":
+        body = f"read_csv({_lit(str(cfg.path))}, all_varchar = true, header = true)"
+    elif cfg.source == "parquet":
+        body = f"read_parquet({_lit(str(cfg.path))})"
+    else:
+        if cfg.database is not None:
+            con.execute(f"ATTACH {_lit(str(cfg.database))} AS fedcredit_source (READ_ONLY)")
+            con.execute("USE fedcredit_source")
+        query = (cfg.query or "").strip().rstrip(";")
+        body = f"({query})"
+    con.execute(f"CREATE TEMP TABLE src AS SELECT * FROM {body}")
+
+
+def _check_and_fetch(
+    con: duckdb.DuckDBPyConnection, cfg: DataConfig, label: str | None, role: Role, source: str
+) -> NodeTable:
+    """Type every declared column in one pass, check the values, and build the NodeTable."""
+    found = {name: kind for name, kind, *_ in con.execute("DESCRIBE temp.main.src").fetchall()}
+    findings = _Findings()
+    features = (
+        list(cfg.features)
+        if cfg.features is not None
+        else [name for name in found if name not in (cfg.id_column, label)]
+    )
+    _check_columns(findings, cfg.id_column, label, features, found, role, cfg.features is None)
+    (rows,) = con.execute("SELECT count(*) FROM temp.main.src").fetchone() or (0,)
+    if rows == 0:
+        findings.add(Problem("the table has no data rows"))
+    usable = {name for name in found if _kind(found[name]) != "other"}
+    if findings.problems:
+        if rows:
+            _check_rows(con, cfg, label, [f for f in features if f in usable], found, findings)
+        raise _error(source, cfg, findings)
+
+    data = _check_rows(con, cfg, label, features, found, findings)
+    if findings.problems:
+        raise _error(source, cfg, findings)
+    X = np.empty((rows, len(features)), dtype=np.float64)
+    for i in range(len(features)):
+        X[:, i] = data[f"x{i}"]
+    X.setflags(write=False)
+    y = data["y"].astype(np.int8) if label is not None else None
+    if y is not None:
+        y.setflags(write=False)
+    return NodeTable(ids=data["id"].tolist(), features=features, X=X, y=y, source=source)
+
+
+def _check_columns(
+    findings: _Findings,
+    id_column: str,
+    label: str | None,
+    features: list[str],
+    found: dict[str, str],
+    role: Role,
+    all_columns: bool,
+) -> None:
+    """Declared columns that are absent or of a type we cannot read."""
+    declared = [(id_column, "data.id_column"), *([(label, "data.label_column")] if label else [])]
+    declared += [(name, "data.features") for name in features]
+    missing = [f"{name!r} ({where})" for name, where in declared if name not in found]
+    if missing:
+        columns = ", ".join(repr(name) for name in found) or "none"
+        findings.add(Problem(f"missing column(s) {', '.join(missing)}; columns found: {columns}"))
+    for name, where in declared:
+        kind = found.get(name)
+        if kind is None:
+            continue
+        if _kind(kind) == "other" or (name == id_column and _kind(kind) == "number"):
+            expected = "text or whole numbers" if name == id_column else "numbers or text"
+            leave_out = all_columns and where == "data.features"
+            hint = " (list data.features to leave it out)" if leave_out else ""
+            findings.add(Problem(f"has type {kind}, expected {expected}{hint}", name))
+    if role == "feature" and not features:
+        findings.add(Problem("no feature columns: a feature node must serve at least one"))
+
+
+def _check_rows(
+    con: duckdb.DuckDBPyConnection,
+    cfg: DataConfig,
+    label: str | None,
+    features: list[str],
+    found: dict[str, str],
+    findings: _Findings,
+) -> dict[str, np.ndarray]:
+    """One pass over ``src``: typed values with markers for bad cells, then the checks."""
+    id_ok = cfg.id_column in found and _kind(found[cfg.id_column]) in ("text", "integer")
+    inner = ["rowid AS r"]
+    outer = []
+    if id_ok:
+        inner.append(f"trim(CAST({_ident(cfg.id_column)} AS VARCHAR), {_WS}) AS id")
+        form = (
+            f"length(id) > {MAX_ID_LENGTH} OR regexp_matches(id, '{_CONTROL}')"
+            if cfg.id_format == "any"
+            else "false"
+        )
+        outer += [
+            "id",
+            f"CAST(CASE WHEN id IS NULL OR id = '' THEN {_ID_BAD_EMPTY} "
+            f"WHEN {form} THEN {_ID_BAD_FORM} ELSE 0 END AS TINYINT) AS id_bad",
+        ]
+    if label is not None and label in found and _kind(found[label]) != "other":
+        inner.append(f"{_text_or_value(label, found[label])} AS yv")
+        outer.append(f"{_label_expr(_kind(found[label]))} AS y")
+    for i, name in enumerate(features):
+        inner.append(f"{_text_or_value(name, found[name])} AS v{i}")
+        outer.append(f"{_feature_expr(f'v{i}', _kind(found[name]))} AS x{i}")
+    query = (
+        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM temp.main.src) ORDER BY r"
+    )
+    data: dict[str, np.ndarray] = con.execute(query).fetchnumpy()
+
+    if id_ok:
+        _check_ids(con, cfg, data, findings)
+    if "y" in data and label is not None:
+        bad = np.flatnonzero(data["y"] < 0)
+        values = _raw_values(con, label, bad[:MAX_PER_KIND])
+        findings.add_rows(
+            label, bad + 1, [f"got {v}, expected 0 or 1" for v in values], "with a bad label"
+        )
+    for i, name in enumerate(features):
+        x = data[f"x{i}"]
+        bad = np.flatnonzero(np.isinf(x))
+        values = _raw_values(con, name, bad[:MAX_PER_KIND])
+        findings.add_rows(
+            name,
+            bad + 1,
+            [f"got {v}, expected {_NUMBER_EXPECTED}" for v in values],
+            f"with a non-numeric value in column {name!r}",
+        )
+        if len(x) and np.isnan(x).all():
+            findings.add(Problem("every value is missing; drop the column or fill it", name))
+    return data
+
+
+def _check_ids(
+    con: duckdb.DuckDBPyConnection, cfg: DataConfig, data: dict[str, np.ndarray], f: _Findings
+) -> None:
+    """Empty ids, malformed ids (USCC or the "any" rules) and duplicates."""
+    column, flags = cfg.id_column, data["id_bad"]
+    empty = np.flatnonzero(flags == _ID_BAD_EMPTY)
+    f.add_rows(column, empty + 1, ["empty id"] * MAX_PER_KIND, "with an empty id")
+    if cfg.id_format == "any":
+        bad = np.flatnonzero(flags == _ID_BAD_FORM)
+        values = _raw_values(con, column, bad[:MAX_PER_KIND])
+        expected = f"a non-empty id of at most {MAX_ID_LENGTH} characters, no control characters"
+        f.add_rows(
+            column,
+            bad + 1,
+            [f"got {v}, expected {expected}" for v in values],
+            "with a malformed id",
+        )
+    else:
+        ids = data["id"]
+        checked = np.flatnonzero(flags == 0)
+        reasons: list[str] = []
+        bad_rows: list[int] = []
+        for row in checked[~uscc_valid_mask(ids[checked])]:
+            reason = explain_invalid_uscc(str(ids[row]))
+            if reason is not None:
+                bad_rows.append(int(row))
+                if len(reasons) < MAX_PER_KIND:
+                    reasons.append(
+                        f"got {_show(str(ids[row]))}, expected a USCC "
+                        f"(18 characters, GB 32100-2015): {reason}"
+                    )
+        f.add_rows(
+            column,
+            np.asarray(bad_rows, dtype=np.int64) + 1,
+            reasons,
+            "with an invalid USCC (or set data.id_format = 'any')",
+        )
+    dup_query = (
+        "SELECT count(*) OVER (), count(*), list(r + 1 ORDER BY r)[1:10] FROM "
+        f"(SELECT rowid AS r, trim(CAST({_ident(column)} AS VARCHAR), {_WS}) AS id "
+        "FROM temp.main.src) WHERE id <> '' GROUP BY id HAVING count(*) > 1 "
+        f"ORDER BY min(r) LIMIT {MAX_PER_KIND}"
+    )
+    groups = con.execute(dup_query).fetchall()
+    for _total, count, rows in groups:
+        more = f" and {count - len(rows)} more" if count > len(rows) else ""
+        f.add(
+            Problem(
+                f"the same id appears in {count} rows{more}; ids must be unique",
+                column,
+                tuple(rows),
+            )
+        )
+    if groups:
+        f.more(groups[0][0] - len(groups), "duplicated ids")
+
+
+_USCC_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
+_USCC_VALUE = np.full(128, -1, dtype=np.int64)
+_USCC_VALUE[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
+
+
+def uscc_valid_mask(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    """Vectorised twin of ``explain_invalid_uscc(code) is None`` (length, alphabet, check)."""
+    lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
+    ok = lengths == LENGTH
+    if not ok.any():
+        return ok
+    codes = np.array(ids[ok], dtype=f"<U{LENGTH}").view(np.uint32).reshape(-1, LENGTH)
+    codes = codes.astype(np.int64)
+    values = _USCC_VALUE[np.minimum(codes, 127)]
+    values[codes > 127] = -1
+    check = (31 - (values[:, :17] @ _USCC_WEIGHTS) % 31) % 31
+    ok[ok] = (values >= 0).all(axis=1) & (values[:, LENGTH - 1] == check)
+    return ok
+
+
+def _raw_values(con: duckdb.DuckDBPyConnection, column: str, rows: np.ndarray) -> list[str]:
+    """The cells of ``column`` at 0-based ``rows``, quoted and shortened for a message."""
+    if len(rows) == 0:
+        return []
+    wanted = ", ".join(str(int(r)) for r in rows)
+    got = dict(
+        con.execute(
+            f"SELECT rowid, CAST({_ident(column)} AS VARCHAR) FROM temp.main.src "
+            f"WHERE rowid IN ({wanted})"
+        ).fetchall()
+    )
+    return ["empty" if got.get(int(r)) is None else _show(got[int(r)]) for r in rows]
+
+
+def _show(value: str, limit: int = 60) -> str:
+    """A cell value quoted for a message, shortened past ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _kind(duck_type: str) -> str:
+    """Coarse class of a DuckDB column type: text, integer, number, boolean or other."""
+    if duck_type == "VARCHAR":
+        return "text"
+    if duck_type == "BOOLEAN":
+        return "boolean"
+    if duck_type in _INTEGER_TYPES:
+        return "integer"
+    if duck_type in ("FLOAT", "DOUBLE") or duck_type.startswith("DECIMAL"):
+        return "number"
+    return "other"
+
+
+def _text_or_value(column: str, duck_type: str) -> str:
+    """Inner-select expression: trimmed text for text columns, the value otherwise."""
+    return f"trim({_ident(column)}, {_WS})" if _kind(duck_type) == "text" else _ident(column)
+
+
+def _label_expr(kind: str) -> str:
+    """0 or 1, or -1 for anything else (missing included)."""
+    if kind == "text":
+        return (
+            "CAST(CASE WHEN yv IN ('0', '0.0') THEN 0 WHEN yv IN ('1', '1.0') THEN 1 "
+            "ELSE -1 END AS TINYINT)"
+        )
+    return (
+        "CAST(CASE WHEN CAST(yv AS DOUBLE) = 0 THEN 0 WHEN CAST(yv AS DOUBLE) = 1 THEN 1 "
+        "ELSE -1 END AS TINYINT)"
+    )
+
+
+def _feature_expr(v: str, kind: str) -> str:
+    """DOUBLE value, NaN for missing, +inf marking a bad cell (inf itself is bad too)."""
+    if kind != "text":
+        return (
+            f"CASE WHEN {v} IS NULL OR isnan(CAST({v} AS DOUBLE)) THEN 'NaN'::DOUBLE "
+            f"WHEN isinf(CAST({v} AS DOUBLE)) THEN 'Infinity'::DOUBLE ELSE CAST({v} AS DOUBLE) END"
+        )
+    tokens = ", ".join(_lit(t) for t in MISSING_TOKENS)
+    parsed = f"TRY_CAST({v} AS DOUBLE)"
+    return (
+        f"CASE WHEN {v} IS NULL OR lower({v}) IN ({tokens}) THEN 'NaN'::DOUBLE "
+        f"WHEN contains({v}, '_') OR NOT coalesce(isfinite({parsed}), false) "
+        f"THEN 'Infinity'::DOUBLE ELSE {parsed} END"
+    )
+
+
+def _error(source: str, cfg: DataConfig, findings: _Findings) -> TableValidationError:
+    """Format the findings (capped at MAX_LISTED lines) into one TableValidationError."""
+    listed = findings.problems[:MAX_LISTED]
+    lines_of = (
+        _csv_lines(cfg.path, [r for p in listed for r in p.rows])
+        if (cfg.source == "csv" and cfg.path is not None)
+        else {}
+    )
+    notes = {after: (count, note) for after, count, note in findings.overflow}
+    out = [f"{source}: {findings.total:,} problem(s); the node will not serve this table:"]
+    unlisted = findings.total - len(listed)
+    for index, problem in enumerate(listed):
+        out.append(f"  - {_where(problem, lines_of)}{problem.message}")
+        if index + 1 in notes:
+            count, note = notes[index + 1]
+            out.append(f"    {note}")
+            unlisted -= count
+    if unlisted > 0:
+        out.append(f"  ... and {unlisted:,} more problems")
+    return TableValidationError(source, listed, findings.total, "\n".join(out))
+
+
+def _where(problem: Problem, lines_of: dict[int, int]) -> str:
+    """``row 3 (line 4), column 'x': `` for a problem's location."""
+    parts = []
+    if problem.rows:
+        noun = "row" if len(problem.rows) == 1 else "rows"
+        text = f"{noun} {', '.join(str(r) for r in problem.rows)}"
+        lines = [lines_of[r] for r in problem.rows if r in lines_of]
+        if len(lines) == len(problem.rows):
+            text += f" ({'line' if len(lines) == 1 else 'lines'} {', '.join(map(str, lines))})"
+        parts.append(text)
+    if problem.column is not None:
+        parts.append(f"column {problem.column!r}")
+    return ", ".join(parts) + ": " if parts else ""
+
+
+def _csv_lines(path: Path, rows: Sequence[int]) -> dict[int, int]:
+    """Map 1-based data rows to 1-based file lines (header = line 1), skipping blank lines.
+
+    Quoted fields spanning lines are followed by counting double quotes; unreadable files map
+    to nothing (messages then show rows only).
+    """
+    if not rows:
+        return {}
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            buf = np.frombuffer(handle.read(), dtype=np.uint8)
+    except OSError:
+        return {}
+    newlines = np.flatnonzero(buf == 10)
+    quotes = np.flatnonzero(buf == 34)
+    breaks = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(buf)]))
+    length = ends - starts
+    carriage = (length == 1) & (buf[np.minimum(starts, len(buf) - 1)] == 13)
+    records = starts[(length > 0) & ~carriage]
+    line_of_record = np.searchsorted(newlines, records) + 1
+    return {r: int(line_of_record[r]) for r in rows if r < len(records)}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

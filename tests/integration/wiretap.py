@@ -1,0 +1,104 @@
+"""Record every message that crosses the coordinator, in both directions, as serialized bytes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+
+class WireTap:
+    """A thread-safe list of (method, direction, serialized bytes)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, bytes]] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: str, direction: str, message: Any) -> None:
+        if isinstance(message, Message):
+            with self._lock:
+                self.records.append((method, direction, message.SerializeToString()))
+
+    def blob(self) -> bytes:
+        with self._lock:
+            return b"\x00".join(r[2] for r in self.records)
+
+    def methods(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self.records}
+
+    def _tap_iter(self, method: str, direction: str, items: Iterator[Any]) -> Iterator[Any]:
+        for item in items:
+            self.add(method, direction, item)
+            yield item
+
+    # client side: the coordinator calling nodes -----------------------------------------------
+    def client_interceptor(self) -> _ClientTap:
+        return _ClientTap(self)
+
+    # server side: nodes and the CLI calling the coordinator -----------------------------------
+    def server_interceptor(self) -> _ServerTap:
+        return _ServerTap(self)
+
+
+class _ClientTap(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                 grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    def __init__(self, tap: WireTap) -> None:
+        self.tap = tap
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any,
+                              request: Any) -> Any:
+        self.tap.add(details.method, "request", request)
+        outcome = continuation(details, request)
+        try:
+            self.tap.add(details.method, "response", outcome.result())
+        except grpc.RpcError:
+            pass
+        return outcome
+
+    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any,
+                               request: Any) -> Any:
+        self.tap.add(details.method, "request", request)
+        return self.tap._tap_iter(details.method, "response", continuation(details, request))
+
+    def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any,
+                               request_iterator: Any) -> Any:
+        outcome = continuation(details, self.tap._tap_iter(details.method, "request",
+                                                           request_iterator))
+        try:
+            self.tap.add(details.method, "response", outcome.result())
+        except grpc.RpcError:
+            pass
+        return outcome
+
+    def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any,
+                                request_iterator: Any) -> Any:
+        responses = continuation(details, self.tap._tap_iter(details.method, "request",
+                                                             request_iterator))
+        return self.tap._tap_iter(details.method, "response", responses)
+
+
+class _ServerTap(grpc.ServerInterceptor):
+    def __init__(self, tap: WireTap) -> None:
+        self.tap = tap
+
+    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method
+        inner = handler.unary_unary
+        tap = self.tap
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            tap.add(method, "request", request)
+            response = inner(request, context)
+            tap.add(method, "response", response)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
