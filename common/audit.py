@@ -108,14 +108,14 @@ class AuditLog:
             raise AuditError("audit event must be a non-empty string")
         if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
             raise AuditError(f"audit rows must be a non-negative integer, got {rows!r}")
-        facts = dict(details or {})
+        facts: dict[str, Any] = json.loads(_canonical(dict(details or {})))  # what disk will hold
         strings = {"event": event, "job": job, "peer": peer, "purpose": purpose, "consent": consent}
         for name, value in strings.items():
             if value is not None and not isinstance(value, str):
                 raise AuditError(f"audit field {name} must be a string, got {type(value).__name__}")
         _refuse_raw_ids({**strings, "details": facts})
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if os.fstat(fd).st_size != self._size:  # another writer appended meanwhile

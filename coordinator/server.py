@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from common.rpc import rpc_method
 from common.tls import CHANNEL_OPTIONS, peer_party, server_credentials
 from coordinator.service import Coordinator
-from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+from proto.fedcredit.v1 import coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -78,8 +78,8 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.Lock()
-        with self._tx() as cur:
-            cur.executescript(SCHEMA)
+        with self._lock:
+            self._conn.executescript(SCHEMA)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:

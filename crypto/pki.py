@@ -112,7 +112,8 @@ def load_identity(pki_dir: Path, name: str) -> Identity:
     """Read `<name>.crt`, `<name>.key` and `ca.crt`, and check they belong together."""
     pki_dir = Path(pki_dir)
     validate_party_name(name)
-    cert_path, key_path, ca_path = pki_dir / f"{name}.crt", pki_dir / f"{name}.key", pki_dir / CA_CERT
+    cert_path, key_path = pki_dir / f"{name}.crt", pki_dir / f"{name}.key"
+    ca_path = pki_dir / CA_CERT
     cert_pem = _read(cert_path, f"certificate of {name}")
     key_pem = _read(key_path, f"private key of {name}")
     ca_pem = _read(ca_path, "CA certificate")
@@ -128,27 +129,26 @@ def load_identity(pki_dir: Path, name: str) -> Identity:
 def verify_peer_certificate(
     ca_pem: bytes, cert_pem: bytes, expected_name: str, *, now: dt.datetime | None = None
 ) -> None:
-    """Raise TrustError unless `cert_pem` is a party certificate of this CA naming `expected_name`."""
+    """Raise TrustError unless `cert_pem` is a party certificate of our CA for `expected_name`."""
     ca = _load_cert(ca_pem, "CA certificate")
     cert = _load_cert(cert_pem, f"certificate presented for {expected_name}")
     when = now if now is not None else dt.datetime.now(dt.UTC)
     if not _is_ca(ca):
         raise TrustError("the trusted CA certificate is not a CA (basicConstraints ca=false)")
     if not ca.not_valid_before_utc <= when <= ca.not_valid_after_utc:
-        raise TrustError(f"the CA certificate is outside its validity period "
-                         f"({ca.not_valid_before_utc:%Y-%m-%d} to {ca.not_valid_after_utc:%Y-%m-%d})")
+        raise TrustError(f"the CA certificate is outside its validity period {_period(ca)}")
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature) as err:
+        why = str(err) or "the signature does not verify with the CA's key"
         raise TrustError(
-            f"certificate presented for {expected_name} is not signed by the network CA: {err}"
+            f"certificate presented for {expected_name} is not signed by the network CA: {why}"
         ) from err
     if _is_ca(cert):
         raise TrustError(f"certificate presented for {expected_name} is a CA, not a party")
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
         raise TrustError(
-            f"certificate of {expected_name} is outside its validity period "
-            f"({cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+            f"certificate of {expected_name} is outside its validity period {_period(cert)}"
         )
     name = _common_name(cert)
     if name != expected_name:
@@ -264,6 +264,11 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
         data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
         crl_sign=cert_sign, encipher_only=False, decipher_only=False,
     )
+
+
+def _period(cert: x509.Certificate) -> str:
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)"
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

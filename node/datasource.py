@@ -77,13 +77,18 @@ class NodeTable:
         """Feature names with their type, as announced at registration."""
         return [(name, "float64") for name in self.features]
 
+    def missing_shares(self) -> list[float]:
+        """Share of missing values (NaN) per feature, in feature order."""
+        if not self.rows:
+            return [0.0] * len(self.features)
+        return [float(s) for s in np.isnan(self.X).mean(axis=0)]
+
     def describe(self) -> TableSummary:
         """Rows, feature names and the share of missing values per feature."""
-        share = np.isnan(self.X).mean(axis=0) if self.rows else np.zeros(len(self.features))
         return TableSummary(
             rows=self.rows,
             features=tuple(self.features),
-            missing_share=tuple(float(s) for s in share),
+            missing_share=tuple(self.missing_shares()),
             has_label=self.y is not None,
         )
 
@@ -238,9 +243,9 @@ def _check_rows(
     """One pass over ``src``: typed values with markers for bad cells, then the checks."""
     id_ok = cfg.id_column in found and _kind(found[cfg.id_column]) in ("text", "integer")
     inner = ["rowid AS r"]
-    outer = []
+    outer = ["r"]
     if id_ok:
-        inner.append(f"trim(CAST({_ident(cfg.id_column)} AS VARCHAR), {_WS}) AS id")
+        inner.append(f"coalesce(trim(CAST({_ident(cfg.id_column)} AS VARCHAR), {_WS}), '') AS id")
         form = (
             f"length(id) > {MAX_ID_LENGTH} OR regexp_matches(id, '{_CONTROL}')"
             if cfg.id_format == "any"
@@ -248,19 +253,21 @@ def _check_rows(
         )
         outer += [
             "id",
-            f"CAST(CASE WHEN id IS NULL OR id = '' THEN {_ID_BAD_EMPTY} "
+            f"CAST(CASE WHEN id = '' THEN {_ID_BAD_EMPTY} "
             f"WHEN {form} THEN {_ID_BAD_FORM} ELSE 0 END AS TINYINT) AS id_bad",
         ]
     if label is not None and label in found and _kind(found[label]) != "other":
-        inner.append(f"{_text_or_value(label, found[label])} AS yv")
+        text = _kind(found[label]) == "text"
+        inner.append(f"trim({_ident(label)}, {_WS}) AS yv" if text else f"{_ident(label)} AS yv")
         outer.append(f"{_label_expr(_kind(found[label]))} AS y")
     for i, name in enumerate(features):
-        inner.append(f"{_text_or_value(name, found[name])} AS v{i}")
+        inner.append(f"{_ident(name)} AS v{i}")
         outer.append(f"{_feature_expr(f'v{i}', _kind(found[name]))} AS x{i}")
-    query = (
-        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM temp.main.src) ORDER BY r"
-    )
+    query = f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM temp.main.src)"
     data: dict[str, np.ndarray] = con.execute(query).fetchnumpy()
+    if np.any(np.diff(data["r"]) != 1):  # DuckDB keeps scan order; a sort only if it did not
+        order = np.argsort(data["r"], kind="stable")
+        data = {name: column[order] for name, column in data.items()}
 
     if id_ok:
         _check_ids(con, cfg, data, findings)
@@ -305,35 +312,28 @@ def _check_ids(
     else:
         ids = data["id"]
         checked = np.flatnonzero(flags == 0)
-        reasons: list[str] = []
-        bad_rows: list[int] = []
-        for row in checked[~uscc_valid_mask(ids[checked])]:
-            reason = explain_invalid_uscc(str(ids[row]))
-            if reason is not None:
-                bad_rows.append(int(row))
-                if len(reasons) < MAX_PER_KIND:
-                    reasons.append(
-                        f"got {_show(str(ids[row]))}, expected a USCC "
-                        f"(18 characters, GB 32100-2015): {reason}"
-                    )
-        f.add_rows(
-            column,
-            np.asarray(bad_rows, dtype=np.int64) + 1,
-            reasons,
-            "with an invalid USCC (or set data.id_format = 'any')",
-        )
+        bad = checked[~uscc_valid_mask(ids[checked])]
+        reasons = [
+            f"got {_show(str(ids[row]))}, expected a USCC (18 characters, GB 32100-2015): "
+            f"{explain_invalid_uscc(str(ids[row])) or 'not valid'}"
+            for row in bad[:MAX_PER_KIND]
+        ]
+        f.add_rows(column, bad + 1, reasons, "with an invalid USCC (or set data.id_format = 'any')")
+    nonempty = data["id"][flags != _ID_BAD_EMPTY].tolist()
+    if len(set(nonempty)) == len(nonempty):
+        return
     dup_query = (
-        "SELECT count(*) OVER (), count(*), list(r + 1 ORDER BY r)[1:10] FROM "
+        f"SELECT count(*) OVER (), count(*), list(r + 1 ORDER BY r)[1:{MAX_PER_KIND}] FROM "
         f"(SELECT rowid AS r, trim(CAST({_ident(column)} AS VARCHAR), {_WS}) AS id "
         "FROM temp.main.src) WHERE id <> '' GROUP BY id HAVING count(*) > 1 "
         f"ORDER BY min(r) LIMIT {MAX_PER_KIND}"
     )
     groups = con.execute(dup_query).fetchall()
     for _total, count, rows in groups:
-        more = f" and {count - len(rows)} more" if count > len(rows) else ""
+        shown = f" (first {len(rows)} listed)" if count > len(rows) else ""
         f.add(
             Problem(
-                f"the same id appears in {count} rows{more}; ids must be unique",
+                f"duplicate id: the same id appears in {count} rows{shown}; ids must be unique",
                 column,
                 tuple(rows),
             )
@@ -343,22 +343,20 @@ def _check_ids(
 
 
 _USCC_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
-_USCC_VALUE = np.full(128, -1, dtype=np.int64)
+_USCC_VALUE = np.full(129, -1, dtype=np.int64)  # code point -> value; -1 outside the alphabet
 _USCC_VALUE[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
 
 
 def uscc_valid_mask(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
     """Vectorised twin of ``explain_invalid_uscc(code) is None`` (length, alphabet, check)."""
-    lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-    ok = lengths == LENGTH
-    if not ok.any():
-        return ok
-    codes = np.array(ids[ok], dtype=f"<U{LENGTH}").view(np.uint32).reshape(-1, LENGTH)
-    codes = codes.astype(np.int64)
-    values = _USCC_VALUE[np.minimum(codes, 127)]
-    values[codes > 127] = -1
-    check = (31 - (values[:, :17] @ _USCC_WEIGHTS) % 31) % 31
-    ok[ok] = (values >= 0).all(axis=1) & (values[:, LENGTH - 1] == check)
+    # One spare character: longer ids are cut to LENGTH + 1 and still fail the length test.
+    width = LENGTH + 1
+    codes = np.asarray(ids, dtype=f"<U{width}").view(np.uint32).reshape(len(ids), width)
+    values = _USCC_VALUE[np.minimum(codes[:, :LENGTH], 128)]  # NUL padding maps to -1
+    check = (31 - (values[:, : LENGTH - 1] @ _USCC_WEIGHTS) % 31) % 31
+    ok: npt.NDArray[np.bool_] = (
+        (codes[:, LENGTH] == 0) & (values >= 0).all(axis=1) & (values[:, LENGTH - 1] == check)
+    )
     return ok
 
 
@@ -395,11 +393,6 @@ def _kind(duck_type: str) -> str:
     return "other"
 
 
-def _text_or_value(column: str, duck_type: str) -> str:
-    """Inner-select expression: trimmed text for text columns, the value otherwise."""
-    return f"trim({_ident(column)}, {_WS})" if _kind(duck_type) == "text" else _ident(column)
-
-
 def _label_expr(kind: str) -> str:
     """0 or 1, or -1 for anything else (missing included)."""
     if kind == "text":
@@ -420,12 +413,14 @@ def _feature_expr(v: str, kind: str) -> str:
             f"CASE WHEN {v} IS NULL OR isnan(CAST({v} AS DOUBLE)) THEN 'NaN'::DOUBLE "
             f"WHEN isinf(CAST({v} AS DOUBLE)) THEN 'Infinity'::DOUBLE ELSE CAST({v} AS DOUBLE) END"
         )
+    # Parse first: CASE branches run only on the rows still undecided, and most cells parse.
+    # TRY_CAST accepts surrounding whitespace and digit separators ("1_000"); we refuse the latter.
     tokens = ", ".join(_lit(t) for t in MISSING_TOKENS)
     parsed = f"TRY_CAST({v} AS DOUBLE)"
     return (
-        f"CASE WHEN {v} IS NULL OR lower({v}) IN ({tokens}) THEN 'NaN'::DOUBLE "
-        f"WHEN contains({v}, '_') OR NOT coalesce(isfinite({parsed}), false) "
-        f"THEN 'Infinity'::DOUBLE ELSE {parsed} END"
+        f"CASE WHEN coalesce(isfinite({parsed}), false) AND NOT contains({v}, '_') THEN {parsed} "
+        f"WHEN {v} IS NULL OR lower(trim({v}, {_WS})) IN ({tokens}) THEN 'NaN'::DOUBLE "
+        "ELSE 'Infinity'::DOUBLE END"
     )
 
 
@@ -453,14 +448,7 @@ def _error(source: str, cfg: DataConfig, findings: _Findings) -> TableValidation
 
 def _where(problem: Problem, lines_of: dict[int, int]) -> str:
     """``row 3 (line 4), column 'x': `` for a problem's location."""
-    parts = []
-    if problem.rows:
-        noun = "row" if len(problem.rows) == 1 else "rows"
-        text = f"{noun} {', '.join(str(r) for r in problem.rows)}"
-        lines = [lines_of[r] for r in problem.rows if r in lines_of]
-        if len(lines) == len(problem.rows):
-            text += f" ({'line' if len(lines) == 1 else 'lines'} {', '.join(map(str, lines))})"
-        parts.append(text)
+    parts = [f"row {r} (line {lines_of[r]})" if r in lines_of else f"row {r}" for r in problem.rows]
     if problem.column is not None:
         parts.append(f"column {problem.column!r}")
     return ", ".join(parts) + ": " if parts else ""

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+from crypto.psi import FeaturePsi, LabelPsi
 
 from common.errors import ProtocolError
-from crypto.psi import FeaturePsi, LabelPsi
 from node.alignment import FeatureAlignment, check_job_id
 from node.state import NodeState, PsiSession
 from proto.fedcredit.v1 import common_pb2, node_pb2
@@ -33,7 +33,8 @@ def _peer_key_from_wire(peer: common_pb2.PeerKey) -> object:
                    signature=peer.signature)
 
 
-def blind_own(request: node_pb2.PsiBlindOwnRequest, state: NodeState) -> Iterator[common_pb2.SealedChunk]:
+def blind_own(request: node_pb2.PsiBlindOwnRequest,
+              state: NodeState) -> Iterator[common_pb2.SealedChunk]:
     """Open a session with the peer and stream this node's own blinded ids, sealed to it."""
     job_id = check_job_id(request.job_id)
     if request.mode not in (node_pb2.PSI_MODE_FULL, node_pb2.PSI_MODE_CARDINALITY):

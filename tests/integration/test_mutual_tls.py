@@ -18,7 +18,8 @@ def _files(pki: Path, name: str) -> TlsFiles:
     return TlsFiles(ca=pki / "ca.crt", cert=pki / f"{name}.crt", key=pki / f"{name}.key")
 
 
-def _stub_as(network: LocalNetwork, pki: Path, name: str) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+def _stub_as(network: LocalNetwork, pki: Path,
+             name: str) -> coordinator_pb2_grpc.CoordinatorServiceStub:
     channel = secure_channel(network.coordinator_address, _files(pki, name), "coordinator")
     return coordinator_pb2_grpc.CoordinatorServiceStub(channel)
 

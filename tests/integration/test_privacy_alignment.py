@@ -18,7 +18,9 @@ from tests.integration.wiretap import WireTap
 
 
 @pytest.fixture(scope="module")
-def tapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, WireTap, Tables]]:
+def tapped(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalNetwork, WireTap, Tables]]:
     """A real coordinator in this process with a tap on every call in and out; real nodes."""
     tables = make_tables(tmp_path_factory.mktemp("data"), seed=11)
     net = LocalNetwork(tmp_path_factory.mktemp("net"), tables.specs)

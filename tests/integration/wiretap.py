@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,10 +54,8 @@ class _ClientTap(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
                               request: Any) -> Any:
         self.tap.add(details.method, "request", request)
         outcome = continuation(details, request)
-        try:
+        with contextlib.suppress(grpc.RpcError):
             self.tap.add(details.method, "response", outcome.result())
-        except grpc.RpcError:
-            pass
         return outcome
 
     def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any,
@@ -68,10 +67,8 @@ class _ClientTap(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
                                request_iterator: Any) -> Any:
         outcome = continuation(details, self.tap._tap_iter(details.method, "request",
                                                            request_iterator))
-        try:
+        with contextlib.suppress(grpc.RpcError):
             self.tap.add(details.method, "response", outcome.result())
-        except grpc.RpcError:
-            pass
         return outcome
 
     def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 import stat
 from pathlib import Path
 
@@ -159,3 +160,40 @@ def test_verify_rejects_the_ca_itself_and_garbage(pki: PkiLayout) -> None:
     with pytest.raises(TrustError, match="not a PEM X.509 certificate"):
         verify_peer_certificate(ca, b"not a certificate", "bank-a")
 
+
+
+def _tls_context(pki: PkiLayout, name: str, side: int) -> ssl.SSLContext:
+    context = ssl.SSLContext(side)
+    context.load_verify_locations(cafile=str(pki.ca_cert))
+    cert, key = pki.parties[name]
+    context.load_cert_chain(str(cert), str(key))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def test_certificates_complete_a_mutual_tls_handshake(pki: PkiLayout) -> None:
+    server_ctx = _tls_context(pki, "bank-a", ssl.PROTOCOL_TLS_SERVER)
+    client_ctx = _tls_context(pki, "coordinator", ssl.PROTOCOL_TLS_CLIENT)
+    pipes = [ssl.MemoryBIO() for _ in range(4)]  # client in/out, server in/out
+    client = client_ctx.wrap_bio(pipes[0], pipes[1], server_hostname="bank-a")
+    server = server_ctx.wrap_bio(pipes[2], pipes[3], server_side=True)
+
+    done = {"client": False, "server": False}
+    for _ in range(10):
+        for label, end, out, peer_in in (("client", client, pipes[1], pipes[2]),
+                                         ("server", server, pipes[3], pipes[0])):
+            if not done[label]:
+                try:
+                    end.do_handshake()
+                    done[label] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer_in.write(out.read())
+        if all(done.values()):
+            break
+
+    assert all(done.values())
+    client_cert = server.getpeercert()
+    assert client_cert is not None
+    names = [pair for rdn in client_cert["subject"] for pair in rdn]
+    assert ("commonName", "coordinator") in names

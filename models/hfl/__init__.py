@@ -1,0 +1,1 @@
+"""Horizontal logistic regression across banks on Flower (FedAvg, SecAgg+, optional central DP)."""

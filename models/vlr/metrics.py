@@ -1,0 +1,42 @@
+"""Binary-classification metrics on scores: log loss, AUC via ranks, Kolmogorov-Smirnov."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _class_counts(y: np.ndarray) -> tuple[int, int]:
+    positives = int(np.count_nonzero(y))
+    return positives, int(y.size) - positives
+
+
+def log_loss(y: np.ndarray, logits: np.ndarray) -> float:
+    """Mean logistic loss of labels y in {0,1} for logits z (numerically stable)."""
+    y, z = np.asarray(y, dtype=np.float64), np.asarray(logits, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve: Mann-Whitney U from average ranks (ties count one half)."""
+    y = np.asarray(y) != 0
+    positives, negatives = _class_counts(y)
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(np.asarray(score), return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    average_rank = ends - (counts - 1) / 2.0
+    rank_sum = float(average_rank[inverse][y].sum())
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def ks(y: np.ndarray, score: np.ndarray) -> float:
+    """Largest gap between the positives' and negatives' score distributions (ties grouped)."""
+    y = np.asarray(y) != 0
+    positives, negatives = _class_counts(y)
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    _, inverse = np.unique(np.asarray(score), return_inverse=True)
+    pos_at = np.bincount(inverse, weights=y.astype(np.float64))
+    neg_at = np.bincount(inverse, weights=(~y).astype(np.float64))
+    gap = np.cumsum(pos_at) / positives - np.cumsum(neg_at) / negatives
+    return float(np.max(np.abs(gap)))
