@@ -51,6 +51,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def ListJobs(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.list_jobs()
 
+    @rpc_method("Coordinator.GetJob", log, _operators)
+    def GetJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.get_job(request.job_id)
+
+    @rpc_method("Coordinator.TrainVlr", log, _operators)
+    def TrainVlr(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.train_vlr(request, peer_party(context))
+
+    @rpc_method("Coordinator.ResumeJob", log, _operators)
+    def ResumeJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.resume_job(request.job_id)
+
+    @rpc_method("Coordinator.ListModels", log, _operators)
+    def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.list_models()
+
 
 def build_server(core: Coordinator, listen: str, *, workers: int = 16,
                  interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from pydantic import ValidationError
 
 from common.audit import AuditLog
-from common.errors import ProtocolError, TrustError
+from common.errors import DataValidationError, ProtocolError, TrustError
 from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
 from coordinator.nodes import NodeClients
-from coordinator.store import NodeRecord, Store
+from coordinator.store import JobRecord, NodeRecord, Store
+from coordinator.vlr_job import VlrJob, VlrJobConfig
 from crypto.pki import verify_peer_certificate
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
@@ -45,6 +49,11 @@ class Coordinator:
         self.store = Store(config.database)
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor=config.name)
         self.clients = NodeClients(self.tls, client_interceptors)
+        self._threads: dict[str, threading.Thread] = {}
+        for job in self.store.jobs():
+            if job.state == "running":  # the coordinator stopped while the job ran
+                self.store.update_job(job.job_id, state="interrupted",
+                                      error="coordinator restarted; resume the job")
 
     def close(self) -> None:
         self.clients.close()
@@ -142,9 +151,112 @@ class Coordinator:
         return coordinator_pb2.AlignResponse(job_id=job_id, pairs=pairs, seconds=seconds)
 
     def list_jobs(self) -> coordinator_pb2.ListJobsResponse:
-        return coordinator_pb2.ListJobsResponse(jobs=[
-            coordinator_pb2.JobStatus(job_id=j.job_id, kind=j.kind, state=j.state,
-                                      parties=j.parties, metrics_json=json.dumps(j.metrics),
-                                      created_at_unix=int(j.created_at),
-                                      updated_at_unix=int(j.updated_at), error=j.error)
-            for j in self.store.jobs()])
+        return coordinator_pb2.ListJobsResponse(jobs=[_job_status(j) for j in self.store.jobs()])
+
+    def get_job(self, job_id: str) -> coordinator_pb2.JobStatus:
+        job = self.store.job(job_id)
+        if job is None:
+            raise ProtocolError(f"no job {job_id!r}")
+        return _job_status(job)
+
+    # training -------------------------------------------------------------------------------
+    def train_vlr(self, request: coordinator_pb2.TrainRequest,
+                  caller: str | None) -> coordinator_pb2.JobStatus:
+        try:
+            config = VlrJobConfig.model_validate_json(request.config_json)
+        except (ValidationError, ValueError) as err:
+            raise DataValidationError(f"invalid training job: {err}") from err
+        self._training_parties(config)
+        job_id = request.job_id or f"vlr-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        existing = self.store.job(job_id)
+        if existing is not None:
+            raise ProtocolError(f"job {job_id} exists ({existing.state}); resume it instead")
+        self.store.create_job(job_id, "vlr", [config.label, *config.features],
+                              {**config.model_dump(), "operator": caller or ""})
+        self.audit.append("train.start", job=job_id, peer=",".join(config.features),
+                          purpose="vertical-lr training")
+        self._start(job_id, config, resume=False)
+        return self.get_job(job_id)
+
+    def resume_job(self, job_id: str) -> coordinator_pb2.JobStatus:
+        job = self.store.job(job_id)
+        if job is None:
+            raise ProtocolError(f"no job {job_id!r}")
+        if job.kind != "vlr":
+            raise ProtocolError(f"job {job_id} is a {job.kind} job; only training jobs resume")
+        if job.state in ("running", "done"):
+            raise ProtocolError(f"job {job_id} is {job.state}; nothing to resume")
+        settings = {k: v for k, v in job.config.items() if k != "operator"}
+        config = VlrJobConfig.model_validate(settings)
+        self._training_parties(config)
+        self.store.update_job(job_id, state="running", error="")
+        self.audit.append("train.resume", job=job_id, purpose="vertical-lr training")
+        self._start(job_id, config, resume=True)
+        return self.get_job(job_id)
+
+    def _training_parties(self, config: VlrJobConfig) -> tuple[NodeRecord, list[NodeRecord]]:
+        label = self.store.node(config.label)
+        if label is None or label.role != "label":
+            raise ProtocolError(f"{config.label!r} is not a registered label node")
+        features = []
+        for name in config.features:
+            record = self.store.node(name)
+            if record is None or record.role != "feature":
+                raise ProtocolError(f"{name!r} is not a registered feature node")
+            features.append(record)
+        return label, features
+
+    def _start(self, job_id: str, config: VlrJobConfig, *, resume: bool) -> None:
+        thread = threading.Thread(target=self._run_vlr, args=(job_id, config, resume),
+                                  name=f"job-{job_id}", daemon=True)
+        self._threads[job_id] = thread
+        thread.start()
+
+    def _run_vlr(self, job_id: str, config: VlrJobConfig, resume: bool) -> None:
+        history: list[dict[str, Any]] = list(
+            (self.store.job(job_id) or _EMPTY_JOB).metrics.get("history", []))
+
+        def on_epoch(report: dict[str, Any]) -> None:
+            history[:] = [h for h in history if h["epoch"] < report["epoch"]] + [report]
+            self.store.update_job(job_id, metrics={
+                "epoch": report["epoch"], "loss": report["loss"], "auc": report["auc"],
+                "ks": report["ks"], "best_epoch": report["best_epoch"], "history": history})
+
+        try:
+            label, features = self._training_parties(config)
+            job = VlrJob(job_id, config, self.clients.get(label),
+                         [self.clients.get(f) for f in features], on_epoch=on_epoch)
+            job.run(resume=resume)
+            best = max(history, key=lambda h: -h["loss"]) if history else {}
+            metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
+                       "best_epoch": best.get("best_epoch"), "epochs": len(history)}
+            model = self.store.register_model(config.model_name or f"vlr-{config.label}", "vlr",
+                                              job_id, [config.label, *config.features], metrics)
+            self.store.update_job(job_id, state="done",
+                                  metrics={"model_id": model.model_id, "epochs": len(history)})
+            self.audit.append("train.done", job=job_id, purpose="vertical-lr training",
+                              details={"model": model.model_id, "epochs": len(history)})
+        except Exception as err:  # noqa: BLE001 - the job records why it failed
+            log.warning("job %s failed: %s", job_id, err)
+            self.store.update_job(job_id, state="failed", error=str(err)[:2000])
+            self.audit.append("train.failed", job=job_id, purpose="vertical-lr training",
+                              details={"error": str(err)[:500]})
+
+    def list_models(self) -> coordinator_pb2.ListModelsResponse:
+        return coordinator_pb2.ListModelsResponse(models=[
+            coordinator_pb2.ModelInfo(model_id=m.model_id, name=m.name, version=m.version,
+                                      algorithm=m.algorithm, job_id=m.job_id, parties=m.parties,
+                                      metrics_json=json.dumps(m.metrics),
+                                      created_at_unix=int(m.created_at))
+            for m in self.store.models()])
+
+
+_EMPTY_JOB = JobRecord(job_id="", kind="", state="", parties=[], config={}, metrics={}, error="",
+                       created_at=0.0, updated_at=0.0)
+
+
+def _job_status(j: JobRecord) -> coordinator_pb2.JobStatus:
+    return coordinator_pb2.JobStatus(job_id=j.job_id, kind=j.kind, state=j.state,
+                                     parties=j.parties, metrics_json=json.dumps(j.metrics),
+                                     created_at_unix=int(j.created_at),
+                                     updated_at_unix=int(j.updated_at), error=j.error)

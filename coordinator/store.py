@@ -35,6 +35,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS models (
+    model_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    algorithm TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    parties_json TEXT NOT NULL,
+    metrics_json TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (name, version)
+);
 """
 
 
@@ -66,6 +77,20 @@ class JobRecord:
     error: str
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A registered model: who holds its parts and how well it did; weights stay at the nodes."""
+
+    model_id: str
+    name: str
+    version: int
+    algorithm: str
+    job_id: str
+    parties: list[str]
+    metrics: dict[str, Any]
+    created_at: float
 
 
 class Store:
@@ -154,3 +179,28 @@ class Store:
 
     def job(self, job_id: str) -> JobRecord | None:
         return next((j for j in self.jobs() if j.job_id == job_id), None)
+
+    # models ---------------------------------------------------------------------------------
+    def register_model(self, name: str, algorithm: str, job_id: str, parties: list[str],
+                       metrics: dict[str, Any]) -> ModelRecord:
+        """Add the next version of `name` (one model per job: a re-run returns the same one)."""
+        with self._tx() as cur:
+            row = cur.execute("SELECT model_id FROM models WHERE job_id=?", (job_id,)).fetchone()
+            if row is None:
+                (latest,) = cur.execute("SELECT COALESCE(MAX(version), 0) FROM models "
+                                        "WHERE name=?", (name,)).fetchone()
+                version = int(latest) + 1
+                model_id = f"{name}-v{version}"
+                cur.execute("INSERT INTO models VALUES (?,?,?,?,?,?,?,?)",
+                            (model_id, name, version, algorithm, job_id, json.dumps(parties),
+                             json.dumps(metrics), time.time()))
+        return next(m for m in self.models() if m.job_id == job_id)
+
+    def models(self) -> list[ModelRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT model_id, name, version, algorithm, job_id, "
+                                      "parties_json, metrics_json, created_at FROM models "
+                                      "ORDER BY name, version").fetchall()
+        return [ModelRecord(model_id=r[0], name=r[1], version=r[2], algorithm=r[3], job_id=r[4],
+                            parties=json.loads(r[5]), metrics=json.loads(r[6]), created_at=r[7])
+                for r in rows]

@@ -237,7 +237,9 @@ class CkksBackend:
         self._evaluator = sa.Evaluator(self._seal)
         self._encryptor = sa.Encryptor(self._seal, ctx.public_key().data)
         self._galois = ctx.galois_keys().data if ctx.has_galois_keys() else None
-        self._decryptor = sa.Decryptor(self._seal, ctx.secret_key().data) if ctx.is_private() else None
+        self._decryptor = (
+            sa.Decryptor(self._seal, ctx.secret_key().data) if ctx.is_private() else None
+        )
         self._first = self._seal.first_parms_id()
         self._scale = float(ctx.global_scale)
 
@@ -308,7 +310,9 @@ class CkksBackend:
 
     def encrypt(self, values: np.ndarray) -> bytes:
         flat, s = _as_vector(values), self.slot_count
-        return self._pack(flat.size, [self._encrypt_chunk(flat[i : i + s]) for i in range(0, flat.size, s)])
+        return self._pack(
+            flat.size, [self._encrypt_chunk(flat[i : i + s]) for i in range(0, flat.size, s)]
+        )
 
     def add(self, parts: Sequence[bytes], plain: np.ndarray | None = None) -> bytes:
         if not parts:
@@ -327,14 +331,19 @@ class CkksBackend:
             if flat.size != n:
                 raise ValueError(f"plain addend has {flat.size} values, ciphertext {n}")
             for i, ct in enumerate(acc):
-                self._evaluator.add_plain_inplace(ct, self._encode(flat[i * s : (i + 1) * s], ct.parms_id(), ct.scale))
+                self._evaluator.add_plain_inplace(
+                    ct, self._encode(flat[i * s : (i + 1) * s], ct.parms_id(), ct.scale)
+                )
         return self._pack(n, acc)
 
     def prepare(self, plains: np.ndarray) -> Prepared:
         groups, fold, s = plains.shape
         nonzero = np.any(plains != 0.0, axis=2)
         native = [
-            [self._encode(plains[g, k], self._first, self._scale) if nonzero[g, k] else None for k in range(fold)]
+            [
+                self._encode(plains[g, k], self._first, self._scale) if nonzero[g, k] else None
+                for k in range(fold)
+            ]
             for g in range(groups)
         ]
         per_plain = self.params.poly_modulus_degree * (len(self.params.coeff_mod_bit_sizes) - 1) * 8
@@ -477,7 +486,8 @@ class PlainBackend:
 
     def prepare(self, plains: np.ndarray) -> Prepared:
         copy = np.array(plains, dtype=np.float64)
-        return Prepared(self.name, copy.shape, copy.nbytes, copy)  # type: ignore[arg-type]
+        groups, fold, slots = copy.shape
+        return Prepared(self.name, (groups, fold, slots), copy.nbytes, copy)
 
     def masked_packed_products(self, vector: bytes, prepared: Prepared, masks: np.ndarray) -> bytes:
         s = self._slots
@@ -492,7 +502,12 @@ class PlainBackend:
         slot = np.arange(s)
         copies = v[(slot[None, :] + width * np.arange(fold)[:, None]) % s]  # (F, S)
         products = np.einsum("gks,ks->gs", prepared.native, copies)
-        cumulative = np.cumsum(np.concatenate([np.zeros((products.shape[0], 1)), products, products[:, :width]], axis=1), axis=1)
+        cumulative = np.cumsum(
+            np.concatenate(
+                [np.zeros((products.shape[0], 1)), products, products[:, :width]], axis=1
+            ),
+            axis=1,
+        )
         windows = cumulative[:, slot + width] - cumulative[:, slot]
         return self._pack((windows + masks).reshape(-1))
 

@@ -7,13 +7,14 @@ import secrets
 
 import numpy as np
 
-# Masks are uniform in [-bound, bound). 2^20 hides gradients of magnitude ~1 to a statistical
-# distance of ~1e-6 per value, while (mask + gradient) * 2^40 stays far inside CKKS's modulus and
-# float64 keeps ~1e-10 absolute resolution on it.
-DEFAULT_MASK_BOUND = 2.0**20
-# CKKS decryption noise on our gradients is ~1e-8; rounding to 1e-6 removes it before the values
-# leave the arbiter (exact CKKS decryptions leak key bits to whoever sees them).
-DEFAULT_DECIMALS = 6
+# Masks are uniform in [-bound, bound). 2^30 hides a masked value v (VLR sends X^T d over a
+# batch, |v| <~ 1e4) to a statistical distance of ~|v| / 2^31 <~ 5e-6, while (v + mask) * 2^40
+# stays far inside CKKS's 100-bit modulus after one rescale and float64 keeps ~2e-7 resolution.
+DEFAULT_MASK_BOUND = 2.0**30
+# CKKS noise on decrypted VLR values is ~3e-8 of their size (~5e-5 on sums over 4096 rows of
+# 300 features); rounding to 1e-3 drops it before values leave the arbiter (exact CKKS
+# decryptions leak key bits to whoever sees them) and costs a gradient mean only ~1e-7.
+DEFAULT_DECIMALS = 3
 
 
 def uniform_mask(shape: int | tuple[int, ...], bound: float = DEFAULT_MASK_BOUND) -> np.ndarray:

@@ -18,6 +18,7 @@ from common.rpc import rpc_method
 from common.tls import CHANNEL_OPTIONS, secure_channel, server_credentials
 from node import psi_handlers
 from node.state import NodeState
+from node.step_handlers import StepRunner
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def __init__(self, state: NodeState) -> None:
         self.state = state
+        self.steps = StepRunner(state)
 
     @rpc_method("Node.Describe", log, _coordinator_only)
     def Describe(self, request: Any, context: grpc.ServicerContext) -> common_pb2.NodeInfo:
@@ -56,6 +58,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     @rpc_method("Node.PsiAccept", log, _coordinator_only)
     def PsiAccept(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
         return psi_handlers.accept(request_iterator, self.state)
+
+    @rpc_method("Node.RunStep", log, _coordinator_only)
+    def RunStep(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from self.steps.run(request_iterator)
 
 
 def node_info(state: NodeState) -> common_pb2.NodeInfo:

@@ -21,7 +21,11 @@ Weights = list[FloatArray]
 
 @dataclass(frozen=True)
 class HyperParams:
-    """What one local update does: epochs of mini-batch SGD at a learning rate, with L2."""
+    """What one local update does: epochs of mini-batch SGD at a learning rate, with L2.
+
+    ``batch_size`` 0 means full-batch gradient descent: then one local epoch per round makes
+    FedAvg take exactly the step the pooled data would (up to each bank's own standardisation).
+    """
 
     local_epochs: int = 1
     lr: float = 0.1
@@ -94,14 +98,15 @@ def log_loss(weights: Weights, X: FloatArray, y: FloatArray) -> float:
 def train_epochs(
     weights: Weights, X: FloatArray, y: FloatArray, hp: HyperParams, seed: int
 ) -> Weights:
-    """Run ``hp.local_epochs`` epochs of shuffled mini-batch SGD from ``weights``; return new ones."""
+    """Run ``hp.local_epochs`` epochs of shuffled mini-batch SGD from ``weights``."""
     w, b = weights[0].astype(np.float64).copy(), float(weights[1][0])
     rng = np.random.default_rng(seed)
     n = len(y)
+    batch = hp.batch_size if hp.batch_size > 0 else max(n, 1)
     for _ in range(hp.local_epochs):
         order = rng.permutation(n)
-        for start in range(0, n, hp.batch_size):
-            idx = order[start:start + hp.batch_size]
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
             Xb, yb = X[idx], y[idx]
             z = np.clip(Xb @ w + b, -35.0, 35.0)
             residual = 1.0 / (1.0 + np.exp(-z)) - yb

@@ -1,8 +1,15 @@
-"""Vertical logistic regression: configuration, step keys, alignment and the bytes each step carries.
+"""Vertical logistic regression: configuration, step keys, alignment and the bytes steps carry.
 
 The roles are one file each: `label.py` (L), `feature.py` (F), `arbiter.py` (A); `local.py` runs
 them in one process. Wire units: positions are little-endian uint32, values little-endian float64,
 composite messages `crypto.ckks.pack_frames` lists, ciphertexts whatever the HE backend emits.
+
+Set-up:  A.public_context() → L.open(ctx); L.plan(), L.validation_context() →
+         F.open(ctx, vctx, plan)
+Batch:   L.batch_positions(k) → F.forward(k, positions) → L.residual(k, {F: [u_F/4]}) →
+         L|F.gradient(k, [d]) → A.decrypt_gradient(k, party, request) → L|F.update(k, answer)
+Epoch:   F.validation_logits(k) → L.end_epoch(e, {F: [u_F]}) → F.end_epoch(e, improved);
+         finish() on every party once L reports stop. Roles are not thread-safe: one call at a time.
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ class VlrConfig:
         if self.decay < 0 or self.l2 < 0 or self.tol < 0:
             problems.append("decay, l2 and tol must be >= 0")
         if not 1 <= self.min_batch <= self.batch_size:
-            problems.append(f"need 1 <= min_batch ({self.min_batch}) <= batch_size ({self.batch_size})")
+            problems.append(
+                f"need 1 <= min_batch ({self.min_batch}) <= batch_size ({self.batch_size})"
+            )
         if self.batch_size > self.params.slot_count:
             problems.append(f"batch_size {self.batch_size} exceeds {self.params.slot_count} slots")
         if self.max_epochs < 1 or self.patience < 1:
@@ -150,7 +159,7 @@ def digest(data: bytes) -> bytes:
 
 
 class StepCache:
-    """Answers of recent steps by key; a retry gets the stored answer, a changed request an error."""
+    """Recent step answers by key: a retry gets the stored answer, a changed request an error."""
 
     def __init__(self, capacity: int = 64) -> None:
         self._capacity = capacity

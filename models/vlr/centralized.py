@@ -73,7 +73,9 @@ def train_centralized(
             wait += 1
         stop = wait >= config.patience or epoch + 1 >= config.max_epochs
         y_val = y[validation]
-        report = EpochReport(epoch, loss, auc(y_val, logits), ks(y_val, logits), improved, stop, best_epoch)
+        report = EpochReport(
+            epoch, loss, auc(y_val, logits), ks(y_val, logits), improved, stop, best_epoch
+        )
         result.reports.append(report)
         if stop:
             break

@@ -1,4 +1,4 @@
-"""Feature party F of vertical LR: partial logits out, masked gradient to the arbiter, own weights."""
+"""Feature party F of vertical LR: partial logits out, masked gradient to A, its own weights."""
 
 from __future__ import annotations
 

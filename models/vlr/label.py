@@ -1,4 +1,4 @@
-"""Label party L of vertical LR: plans batches, forms the encrypted residual, validates under its own key."""
+"""Label party L of vertical LR: plans batches, forms the encrypted residual, validates."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ class LabelParty(GradientParty):
         """Validation loss/AUC/KS from Σ[u_F] (decrypted under L's key) + u_L; early stopping."""
         if epoch < self._next_epoch:
             return self.history[epoch]
-        if self._last_update != (epoch, self.n_batches - 1):
+        if self._applied != self.n_batches or self._last_update[0] != epoch:
             raise ProtocolError(f"epoch {epoch} ended before all {self.n_batches} batches ran")
         if tuple(sorted(validation_parts)) != self.feature_parties or self._own_key is None:
             raise ProtocolError(f"validation needs parts from {self.feature_parties}")
@@ -150,7 +150,9 @@ class LabelParty(GradientParty):
         else:
             self._wait += 1
         stop = self._wait >= self.config.patience or epoch + 1 >= self.config.max_epochs
-        report = EpochReport(epoch, loss, auc(y, logits), ks(y, logits), improved, stop, self._best_epoch)
+        report = EpochReport(
+            epoch, loss, auc(y, logits), ks(y, logits), improved, stop, self._best_epoch
+        )
         self._close_epoch(epoch, improved)
         self.history.append(report)
         return report

@@ -11,6 +11,7 @@ from models.vlr import EpochReport, StepKey
 from models.vlr.arbiter import Arbiter
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty
+from models.vlr.layout import GradientParty
 
 
 @dataclass
@@ -54,7 +55,9 @@ def run_local(
     own = setup.carry("validation_context", label.validation_context(), copies=len(features))
     for party in features:
         if party.next_epoch != label.next_epoch:
-            raise ValueError(f"{party.name} is at epoch {party.next_epoch}, L at {label.next_epoch}")
+            raise ValueError(
+                f"{party.name} is at epoch {party.next_epoch}, L at {label.next_epoch}"
+            )
         party.open(context, own, plan)
     run.setup_seconds, run.setup_bytes = time.perf_counter() - started, setup.total
 
@@ -66,17 +69,26 @@ def run_local(
         started, wire = time.perf_counter(), _Wire(run)
         for batch in range(label.n_batches):
             positions = wire.carry(
-                "positions", label.batch_positions(StepKey(job, epoch, batch, "positions")), len(features)
+                "positions",
+                label.batch_positions(StepKey(job, epoch, batch, "positions")),
+                len(features),
             )
             forward = StepKey(job, epoch, batch, "forward")
-            forwards = {f.name: wire.carry("forward", f.forward(forward, positions)) for f in features}
+            forwards = {
+                f.name: wire.carry("forward", f.forward(forward, positions)) for f in features
+            }
             residual = label.residual(StepKey(job, epoch, batch, "residual"), forwards)
             wire.carry("residual", residual, len(features))
-            gradient, update = StepKey(job, epoch, batch, "gradient"), StepKey(job, epoch, batch, "update")
-            for name, party in [("label", label), *((f.name, f) for f in features)]:
-                request = wire.carry("gradient", party.gradient(gradient, residual))
+            gradient, update = (
+                StepKey(job, epoch, batch, "gradient"),
+                StepKey(job, epoch, batch, "update"),
+            )
+            parties: list[tuple[str, GradientParty]] = [("label", label)]
+            parties += [(f.name, f) for f in features]
+            for name, holder in parties:
+                request = wire.carry("gradient", holder.gradient(gradient, residual))
                 answer = wire.carry("decrypted", arbiter.decrypt_gradient(gradient, name, request))
-                party.update(update, answer)
+                holder.update(update, answer)
         validate = StepKey(job, epoch, -1, "validate")
         parts = {f.name: wire.carry("validation", f.validation_logits(validate)) for f in features}
         report = label.end_epoch(epoch, parts)

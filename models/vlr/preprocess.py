@@ -1,4 +1,4 @@
-"""Per-party preprocessing: standardise on own aligned training rows, impute means, flag absent rows."""
+"""Per-party preprocessing: standardise on own training rows, impute means, flag absent rows."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ class Standardizer:
     def transform(self, rows: np.ndarray) -> np.ndarray:
         """Standardised rows; a missing value becomes 0, the training mean."""
         z = (np.asarray(rows, dtype=np.float64) - self.mean) / self.scale
-        return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        out: np.ndarray = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
 
 
 def train_mask(n_rows: int, train_positions: np.ndarray) -> np.ndarray:
@@ -39,7 +40,9 @@ def train_mask(n_rows: int, train_positions: np.ndarray) -> np.ndarray:
     return mask
 
 
-def label_design(features: np.ndarray, train_positions: np.ndarray) -> tuple[np.ndarray, Standardizer]:
+def label_design(
+    features: np.ndarray, train_positions: np.ndarray
+) -> tuple[np.ndarray, Standardizer]:
     """L's design matrix in training order: standardised features, then an intercept column."""
     features = np.asarray(features, dtype=np.float64)
     scaler = Standardizer.fit(features[train_positions])

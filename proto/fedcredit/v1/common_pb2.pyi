@@ -217,3 +217,115 @@ class SealedChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SealedChunk: _TypeAlias = SealedChunk  # noqa: Y015
+
+@_typing.final
+class Part(_message.Message):
+    """A named byte payload of a training or scoring step, split in parts under 4 MiB. Node-to-node
+    payloads are sealed to the recipient; the coordinator relays them unread.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    sender: _builtins.str
+    recipient: _builtins.str
+    sealed: _builtins.bool
+    index: _builtins.int
+    last: _builtins.bool
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        sealed: _builtins.bool = ...,
+        index: _builtins.int = ...,
+        last: _builtins.bool = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "index", b"index", "last", b"last", "name", b"name", "recipient", b"recipient", "sealed", b"sealed", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Part: _TypeAlias = Part  # noqa: Y015
+
+@_typing.final
+class StepHeader(_message.Message):
+    """Which step of an algorithm a message belongs to, with its idempotency key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CONFIG_JSON_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    algorithm: _builtins.str
+    step: _builtins.str
+    epoch: _builtins.int
+    batch: _builtins.int
+    key: _builtins.str
+    """Unique per (job, epoch, batch, step): a retried step returns the same result, applied once."""
+    config_json: _builtins.str
+    """Non-secret job settings (hyper-parameters, alignment job, parties)."""
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerKey]: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
+        step: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        batch: _builtins.int = ...,
+        key: _builtins.str = ...,
+        config_json: _builtins.str = ...,
+        peers: _abc.Iterable[Global___PeerKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "batch", b"batch", "config_json", b"config_json", "epoch", b"epoch", "job_id", b"job_id", "key", b"key", "peers", b"peers", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepHeader: _TypeAlias = StepHeader  # noqa: Y015
+
+@_typing.final
+class StepMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___StepHeader: ...
+    @_builtins.property
+    def part(self) -> Global___Part: ...
+    def __init__(
+        self,
+        *,
+        header: Global___StepHeader | None = ...,
+        part: Global___Part | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "part"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___StepMessage: _TypeAlias = StepMessage  # noqa: Y015

@@ -54,6 +54,26 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/GetJob',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.TrainVlr = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/TrainVlr',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.ResumeJob = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/ResumeJob',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/ListModels',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -87,6 +107,34 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJob(self, request, context):
+        """One job's state and figures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainVlr(self, request, context):
+        """Start a vertical logistic-regression training job; returns at once, the job runs on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeJob(self, request, context):
+        """Continue a failed or interrupted training job from its last checkpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Registered models: versions, parties and metrics (never weights).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +157,26 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListJobsRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
+            ),
+            'TrainVlr': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainVlr,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +287,114 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/ListJobs',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListJobsRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/GetJob',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainVlr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/TrainVlr',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/ResumeJob',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/ListModels',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.PsiAcceptRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.PsiSummary.FromString,
                 _registered_method=True)
+        self.RunStep = channel.stream_stream(
+                '/fedcredit.v1.NodeService/RunStep',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -101,6 +106,13 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunStep(self, request_iterator, context):
+        """One step of a training job (header first, then named parts); replies with named parts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.PsiAccept,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.PsiAcceptRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.PsiSummary.SerializeToString,
+            ),
+            'RunStep': grpc.stream_stream_rpc_method_handler(
+                    servicer.RunStep,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +282,33 @@ class NodeService:
             '/fedcredit.v1.NodeService/PsiAccept',
             proto_dot_fedcredit_dot_v1_dot_node__pb2.PsiAcceptRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_node__pb2.PsiSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunStep(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedcredit.v1.NodeService/RunStep',
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,54 @@
+"""Split named payloads into wire parts under the message limit, and join them back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from common.errors import ProtocolError
+from proto.fedcredit.v1 import common_pb2
+
+PART_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One named payload of a step, whole."""
+
+    name: str
+    data: bytes
+    sender: str = ""
+    recipient: str = ""
+    sealed: bool = False
+
+
+def to_parts(payloads: Iterable[Payload]) -> Iterator[common_pb2.Part]:
+    for p in payloads:
+        pieces = [p.data[i:i + PART_BYTES] for i in range(0, len(p.data), PART_BYTES)] or [b""]
+        for index, piece in enumerate(pieces):
+            yield common_pb2.Part(name=p.name, sender=p.sender, recipient=p.recipient,
+                                  sealed=p.sealed, index=index, last=index == len(pieces) - 1,
+                                  data=piece)
+
+
+def from_parts(parts: Iterable[common_pb2.Part]) -> dict[str, Payload]:
+    """Join parts by name; each name's parts must arrive in order and end with `last`."""
+    pending: dict[str, list[bytes]] = {}
+    heads: dict[str, common_pb2.Part] = {}
+    done: dict[str, Payload] = {}
+    for part in parts:
+        if part.name in done:
+            raise ProtocolError(f"payload {part.name!r} sent twice")
+        pieces = pending.setdefault(part.name, [])
+        if part.index != len(pieces):
+            raise ProtocolError(f"payload {part.name!r}: part {part.index} out of order")
+        heads.setdefault(part.name, part)
+        pieces.append(part.data)
+        if part.last:
+            head = heads[part.name]
+            done[part.name] = Payload(name=part.name, data=b"".join(pieces), sender=head.sender,
+                                      recipient=head.recipient, sealed=head.sealed)
+            del pending[part.name]
+    if pending:
+        raise ProtocolError(f"payloads cut short: {sorted(pending)}")
+    return done

@@ -1,0 +1,54 @@
+"""Tests for OS-random masks and the arbiter's rounding of decrypted values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crypto.masks import DEFAULT_MASK_BOUND, round_decrypted, uniform_mask
+
+
+def test_masks_have_the_shape_and_bound_asked_for() -> None:
+    mask = uniform_mask((3, 4096), 10.0)
+    assert mask.shape == (3, 4096) and mask.dtype == np.float64
+    assert np.all(np.abs(mask) <= 10.0)
+    assert abs(float(mask.mean())) < 0.5 and mask.std() > 5.0  # uniform on ±10: std ≈ 5.8
+
+
+def test_masks_do_not_come_from_numpys_global_or_seeded_rng() -> None:
+    np.random.seed(0)
+    first = uniform_mask(64)
+    np.random.seed(0)
+    second = uniform_mask(64)
+    assert not np.array_equal(first, second)
+    assert np.unique(first).size == 64
+
+
+def test_default_bound_dwarfs_gradients() -> None:
+    assert np.median(np.abs(uniform_mask(10_000))) > 1e8 and DEFAULT_MASK_BOUND == 2.0**30
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0, float("inf"), float("nan")])
+def test_bad_bounds_are_refused(bound: float) -> None:
+    with pytest.raises(ValueError):
+        uniform_mask(4, bound)
+
+
+@given(st.floats(min_value=1e-6, max_value=1e12), st.integers(min_value=1, max_value=50))
+def test_masks_stay_within_any_bound(bound: float, n: int) -> None:
+    assert np.all(np.abs(uniform_mask(n, bound)) <= bound)
+
+
+def test_rounding_drops_the_noise_digits() -> None:
+    noisy = np.array([1.23456789012, -0.000000412, 1048576.1234567])
+    assert np.array_equal(round_decrypted(noisy, 6), np.round(noisy, 6))
+    assert round_decrypted(noisy, 6)[1] == 0.0
+
+
+def test_rounding_refuses_bad_input() -> None:
+    with pytest.raises(ValueError):
+        round_decrypted(np.ones(2), 13)
+    with pytest.raises(ValueError):
+        round_decrypted(np.array([np.nan]), 6)
