@@ -32,6 +32,7 @@ from fedcredit.cli.operator import (
     PkiOpt,
     coordinator_stub,
 )
+from fedcredit.cli.train import train_app
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
 app = typer.Typer(help="fedcredit: federated credit assessment for supply-chain finance.",
@@ -48,6 +49,7 @@ app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
+app.add_typer(train_app, name="train")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -202,15 +204,22 @@ def align_cmd(
     console.print(table)
 
 
-@app.command("jobs")
+jobs_app = typer.Typer(help="Jobs: list, resume.", invoke_without_command=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.callback()
 def jobs_cmd(
+    ctx: typer.Context,
     coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
     pki: PkiOpt = Path("pki"),
     identity: IdentityOpt = "operator",
     insecure: InsecureOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Jobs with their state and figures."""
+    """Jobs with their state, epoch and metrics."""
+    if ctx.invoked_subcommand is not None:
+        return
     stub = coordinator_stub(coordinator, pki, identity, insecure)
     reply = guarded(lambda: stub.ListJobs(coordinator_pb2.ListJobsRequest(), timeout=30))
     if as_json:
@@ -218,10 +227,53 @@ def jobs_cmd(
                     for j in reply.jobs])
         return
     table = Table(title="jobs")
-    for column in ("job", "kind", "state", "parties", "metrics", "error"):
+    for column in ("job", "kind", "state", "parties", "epoch", "AUC", "detail"):
         table.add_column(column)
     for j in reply.jobs:
-        table.add_row(j.job_id, j.kind, j.state, ", ".join(j.parties), j.metrics_json, j.error)
+        m = json.loads(j.metrics_json or "{}")
+        auc = f"{m['auc']:.4f}" if isinstance(m.get("auc"), float) else ""
+        detail = j.error or m.get("model_id", "") or json.dumps(
+            m.get("intersections", "")).strip('"')
+        table.add_row(j.job_id, j.kind, j.state, ", ".join(j.parties), str(m.get("epoch", "")),
+                      auc, detail)
+    console.print(table)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: Annotated[str, typer.Argument(help="The job to continue from its last checkpoint.")],
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a failed or interrupted training job from its last epoch."""
+    from fedcredit.cli.train import resume_job
+
+    guarded(lambda: resume_job(job_id, coordinator, pki, identity, insecure, as_json))
+
+
+@app.command("models")
+def models_cmd(
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered models: name, version, parties and metrics (weights stay at the nodes)."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ListModels(coordinator_pb2.ListModelsRequest(), timeout=30))
+    if as_json:
+        _emit_json([json_format.MessageToDict(m, preserving_proto_field_name=True)
+                    for m in reply.models])
+        return
+    table = Table(title="models")
+    for column in ("model", "algorithm", "job", "parties", "metrics"):
+        table.add_column(column)
+    for m in reply.models:
+        table.add_row(m.model_id, m.algorithm, m.job_id, ", ".join(m.parties), m.metrics_json)
     console.print(table)
 
 

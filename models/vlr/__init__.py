@@ -46,6 +46,8 @@ class VlrConfig:
     params: CkksParams = field(default_factory=CkksParams)  # for L's own validation key
 
     def __post_init__(self) -> None:
+        if isinstance(self.params, dict):  # decoded from a job's JSON/TOML
+            object.__setattr__(self, "params", CkksParams(**self.params))
         problems = []
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             problems.append(f"learning_rate {self.learning_rate} must be > 0")

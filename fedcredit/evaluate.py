@@ -1,0 +1,73 @@
+"""Outside the network: the same LR on pooled data and on the bank's data alone, for reports.
+
+Only the demo and benchmarks do this (they own every party's files on one machine); a real
+deployment has no place where the pooled data exists.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.vlr import FeatureAlignment, VlrConfig
+from models.vlr.centralized import pooled_design, train_centralized
+from models.vlr.label import split_positions
+from models.vlr.metrics import auc
+from node.alignment import AlignmentStore
+from node.config import DataConfig
+from node.datasource import NodeTable, load_table
+
+
+def load_party_tables(data: Mapping[str, dict[str, Any]], label: str) -> dict[str, NodeTable]:
+    return {name: load_table(DataConfig(**spec), "label" if name == label else "feature")
+            for name, spec in data.items()}
+
+
+def compare_vlr(state_root: Path, tables: Mapping[str, NodeTable], label: str,
+                features: Sequence[str], align_job: str, config: VlrConfig,
+                segments: Path | None = None) -> dict[str, Any]:
+    """AUC of the centralised model (all parties pooled) and of the bank-only model, on the
+    validation rows the federated job used; per segment when `segments` is given."""
+    bank = tables[label]
+    assert bank.y is not None
+    order = AlignmentStore(state_root / label).job_order(align_job, bank.rows)
+    x_label, y = bank.X[order], bank.y[order].astype(np.float64)
+    aligned = []
+    for name in features:
+        found = AlignmentStore(state_root / name).load_feature(align_job)
+        aligned.append((tables[name].X, FeatureAlignment(n_rows=found.n_rows,
+                                                         positions=found.positions,
+                                                         own_rows=found.own_rows)))
+    _, validation = split_positions(len(y), config)
+    out: dict[str, Any] = {}
+    scores = {}
+    for variant, parts in (("centralized", aligned), ("bank_only", [])):
+        design, penalized = pooled_design(x_label, parts, config)
+        result = train_centralized(design, y, penalized, config)
+        scores[variant] = design[validation] @ result.weights
+        out[f"auc_{variant}"] = float(auc(y[validation], scores[variant]))
+    if segments is not None:
+        out["segments"] = _by_segment(segments, [bank.ids[i] for i in order[validation]],
+                                      y[validation], scores)
+    return out
+
+
+def _by_segment(path: Path, ids: list[str], y: np.ndarray,
+                scores: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    with path.open() as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    tiers = np.asarray([int(rows[i]["tier"]) for i in ids])
+    white = np.asarray([rows[i]["credit_white"] == "1" for i in ids])
+    groups = {"tier_1": tiers == 1, "tier_2_3": tiers >= 2, "credit_white": white,
+              "with_history": ~white}
+    out = {}
+    for name, mask in groups.items():
+        if 0 < y[mask].sum() < mask.sum():
+            out[name] = {"rows": int(mask.sum()),
+                         **{f"auc_{v}": round(float(auc(y[mask], s[mask])), 4)
+                            for v, s in scores.items()}}
+    return out
