@@ -135,6 +135,9 @@ class NodeConfig(BaseSettings):
     tls: TlsConfig
     state_dir: Path
     data: DataConfig
+    min_batch: int = Field(default=64, ge=2)
+    """The smallest training batch this node answers, whatever a job asks: a tiny batch would
+    let the label node infer this node's values from its partial logits."""
 
     @field_validator("party")
     @classmethod

@@ -8,7 +8,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,15 @@ class StepRunner:
         if header.algorithm != "vlr":
             raise ProtocolError(f"unknown algorithm {header.algorithm!r}")
         inputs = from_parts(m.part for m in iterator)
-        if header.step == "open":
-            outputs = self._open(header, inputs)
-        else:
-            session = self._session(job_id)
-            with session.lock:
-                outputs = self._step(session, header, self._unseal(session, header, inputs))
+        try:
+            if header.step == "open":
+                outputs = self._open(header, inputs)
+            else:
+                session = self._session(job_id)
+                with session.lock:
+                    outputs = self._step(session, header, self._unseal(session, header, inputs))
+        except (ValueError, KeyError) as err:  # a request the algorithm cannot take
+            raise ProtocolError(f"step {header.step} of job {job_id}: {err}") from err
         for part in to_parts(outputs):
             yield common_pb2.StepMessage(part=part)
 
@@ -121,6 +124,11 @@ class StepRunner:
                                                signature=peer.signature))
             sealers[peer.party] = state.sealer_for(public)
         vlr = VlrConfig(**config["vlr"])
+        if vlr.min_batch < state.config.min_batch:  # our own floor, not the job's
+            if vlr.batch_size < state.config.min_batch:
+                raise ProtocolError(f"batch size {vlr.batch_size} is below this node's minimum "
+                                    f"of {state.config.min_batch} rows")
+            vlr = replace(vlr, min_batch=state.config.min_batch)
         align_job = check_job_id(config["align_job"])
         context = inputs["arbiter_context"].data
         role: LabelParty | FeatureParty

@@ -16,12 +16,19 @@ class WireTap:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, str, bytes]] = []
+        self.messages: list[tuple[str, str, Message]] = []
         self._lock = threading.Lock()
 
     def add(self, method: str, direction: str, message: Any) -> None:
         if isinstance(message, Message):
             with self._lock:
                 self.records.append((method, direction, message.SerializeToString()))
+                self.messages.append((method, direction, message))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.records.clear()
+            self.messages.clear()
 
     def blob(self) -> bytes:
         with self._lock:
