@@ -414,7 +414,8 @@ def run_hfl(job: HflJob, workdir: Path | None = None, *, progress: Progress | No
                                  run_dir=root / "runs" / job.job_id, audit_path=audit).parent
             result = fed.follow(run_dir, deadline=started + timeout, progress=progress)
         report = summarise(result, seconds=time.monotonic() - started)
-        report["audit_log"] = str(audit) if workdir is not None else None
+        kept = workdir is not None or audit_path is not None
+        report["audit_log"] = str(audit) if kept else None
         if centralized:
             central = train_centralized(tables, job.hyper_params(), rounds=job.rounds,
                                         holdout=job.holdout, seed=job.seed)

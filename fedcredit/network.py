@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -18,20 +17,10 @@ import grpc
 import tomli_w
 
 from common.errors import PeerUnavailable
+from common.lifecycle import PARENT_ENV
 from crypto.pki import init_pki
 from fedcredit.cli.operator import coordinator_stub
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: receive SIGTERM when the parent dies, so no process is orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def _write_toml(config: dict[str, Any], path: Path) -> None:
@@ -106,9 +95,9 @@ class LocalNetwork:
         if self.insecure:
             cmd.append("--insecure")
         log = self.log_path(name).open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
         self.processes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                env=env, preexec_fn=_die_with_parent)
+                                                env=env)
         log.close()
 
     def start_coordinator(self) -> None:

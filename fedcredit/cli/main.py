@@ -22,6 +22,7 @@ from common.errors import (
     ProtocolError,
     TrustError,
 )
+from common.lifecycle import die_with_parent
 from fedcredit.cli.exit_codes import ExitCode
 from fedcredit.cli.operator import (
     DEFAULT_COORDINATOR,
@@ -116,6 +117,7 @@ def node_serve(
     from node.state import NodeState
 
     def run() -> None:
+        die_with_parent()
         cfg = load_node_config(config)
         setup_logging(f"node:{cfg.party}", json_mode=json_logs)
         serve(NodeState.from_config(cfg, insecure=insecure))
@@ -137,6 +139,7 @@ def coordinator_serve(
     from coordinator.service import Coordinator
 
     def run() -> None:
+        die_with_parent()
         cfg = load_coordinator_config(config)
         setup_logging("coordinator", json_mode=json_logs)
         serve(Coordinator(cfg, insecure=insecure))

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from coordinator.config import load_coordinator_config
+from coordinator.server import build_server
+from coordinator.service import Coordinator
 from fedcredit.network import LocalNetwork, PartySpec
 from node.uscc import generate_uscc
+from tests.integration.wiretap import WireTap
 
 
 @dataclass(frozen=True)
@@ -65,3 +70,27 @@ def network(tmp_path_factory: pytest.TempPathFactory, tables: Tables) -> Iterato
     with net:
         net.start(timeout=120)
         yield net
+
+
+@contextmanager
+def tapped_network(workdir: Path, specs: Sequence[PartySpec],
+                   ) -> Iterator[tuple[LocalNetwork, WireTap]]:
+    """The coordinator runs in this process with a tap on every call in and out of it (so on
+    everything that crosses the wire in a star); the nodes are real processes."""
+    net = LocalNetwork(workdir, specs)
+    net.prepare()
+    tap = WireTap()
+    core = Coordinator(load_coordinator_config(net.config_path("coordinator")),
+                       client_interceptors=[tap.client_interceptor()])
+    server, _ = build_server(core, net.coordinator_address,
+                             interceptors=[tap.server_interceptor()])
+    server.start()
+    try:
+        with net:
+            for spec in specs:
+                net.start_node(spec.name)
+            net.wait_serving([s.name for s in specs], timeout=120)
+            yield net, tap
+    finally:
+        server.stop(grace=1).wait()
+        core.close()

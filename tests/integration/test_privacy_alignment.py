@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.config import load_coordinator_config
-from coordinator.server import build_server
-from coordinator.service import Coordinator
 from fedcredit.network import LocalNetwork
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2
-from tests.integration.conftest import Tables, make_tables
+from tests.integration.conftest import Tables, make_tables, tapped_network
 from tests.integration.wiretap import WireTap
 
 
@@ -23,25 +20,10 @@ def tapped(
 ) -> Iterator[tuple[LocalNetwork, WireTap, Tables]]:
     """A real coordinator in this process with a tap on every call in and out; real nodes."""
     tables = make_tables(tmp_path_factory.mktemp("data"), seed=11)
-    net = LocalNetwork(tmp_path_factory.mktemp("net"), tables.specs)
-    net.prepare()
-    tap = WireTap()
-    core = Coordinator(load_coordinator_config(net.config_path("coordinator")),
-                       client_interceptors=[tap.client_interceptor()])
-    server, _ = build_server(core, net.coordinator_address,
-                             interceptors=[tap.server_interceptor()])
-    server.start()
-    try:
-        with net:
-            for spec in tables.specs:
-                net.start_node(spec.name)
-            net.wait_serving([s.name for s in tables.specs], timeout=120)
-            net.stub().Align(coordinator_pb2.AlignRequest(
-                label_party="bank", mode=node_pb2.PSI_MODE_FULL, job_id="tap-job"), timeout=300)
-            yield net, tap, tables
-    finally:
-        server.stop(grace=1).wait()
-        core.close()
+    with tapped_network(tmp_path_factory.mktemp("net"), tables.specs) as (net, tap):
+        net.stub().Align(coordinator_pb2.AlignRequest(
+            label_party="bank", mode=node_pb2.PSI_MODE_FULL, job_id="tap-job"), timeout=300)
+        yield net, tap, tables
 
 
 def _all_ids(tables: Tables) -> set[str]:

@@ -13,6 +13,7 @@ import pytest
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.quantization import quantize
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
@@ -260,9 +261,15 @@ def test_secagg_aggregate_is_the_weighted_mean_and_masked_vectors_hide_updates(
     updates = _captured(tmp_path, set(grid.masked))
     assert len(updates) == 3
     np.testing.assert_allclose(np.concatenate(aggregate), _weighted(updates), atol=1e-5)
-    for update in updates:
+    for update in updates:  # no entry within rounding of what the bank would send unmasked
         masked = np.concatenate(grid.masked[update["node_id"]]).astype(float)
-        assert np.all(masked[1:] >= 2**22)  # outside where any unmasked quantised value lies
+        flat = np.concatenate([np.ravel(a) for a in update["weights"]])
+        q_ratio = round(update["num_examples"] / 200.0 * 2**22)
+        plain = np.concatenate([[q_ratio], np.floor((flat * q_ratio / 2**22 + 8) * 2**22 / 16)])
+        flower = np.concatenate([[q_ratio], *quantize([flat * q_ratio / 2**22], 8.0, 2**22)])
+        assert np.all(np.abs(plain - flower) <= 1)  # our reading of the encoding is Flower's
+        gap = np.abs(masked - plain)
+        assert np.all(np.minimum(gap, 2**32 - gap) > 2)
 
 
 def test_secagg_survives_one_bank_dropping_before_its_masked_vector(tmp_path: Path) -> None:
@@ -310,3 +317,29 @@ def test_a_bank_refuses_a_plain_update_when_it_requires_secagg(tmp_path: Path) -
 
     with pytest.raises(ProtocolError, match="requires secure aggregation"):
         client_app(msg, context)
+
+
+# Flower keys ---------------------------------------------------------------------------------
+def test_supernode_keys_are_p384_openssh_and_the_superlink_cert_chains_to_our_ca(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        load_ssh_private_key,
+        load_ssh_public_key,
+    )
+
+    from crypto.flower_keys import issue_server_certificate, mint_supernode_key
+    from crypto.pki import init_pki, verify_peer_certificate
+
+    key = mint_supernode_key(tmp_path / "keys", "bank-1")
+    private = load_ssh_private_key(key.private_key.read_bytes(), password=None)
+    public = load_ssh_public_key(key.public_key.read_bytes())
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    assert isinstance(private.curve, ec.SECP384R1)
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert public.public_numbers() == private.public_key().public_numbers()
+    assert key.private_key.stat().st_mode & 0o077 == 0
+
+    layout = init_pki(tmp_path / "pki", ["bank-1"])
+    cert, _ = issue_server_certificate(layout.directory, "superlink", hosts=["10.0.0.5"])
+    verify_peer_certificate(layout.ca_cert.read_bytes(), cert.read_bytes(), "superlink")
