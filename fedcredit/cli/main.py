@@ -338,6 +338,26 @@ def bench_psi(
         console.print(result)
 
 
+@bench_app.command("vlr")
+def bench_vlr(
+    rows: Annotated[int, typer.Option(help="Rows (all aligned).")] = 100_000,
+    label_features: Annotated[int, typer.Option(help="Features at the bank.")] = 30,
+    host_features: Annotated[int, typer.Option(help="Features at the feature node.")] = 300,
+    epochs: Annotated[int, typer.Option(help="Epochs to time.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Rows per mini-batch.")] = 4096,
+    as_json: JsonOpt = False,
+) -> None:
+    """Vertical LR epoch time, encrypted and with the plaintext twin in the same run."""
+    from models.vlr.bench import run_vlr_benchmark
+
+    result = guarded(lambda: run_vlr_benchmark(rows, label_features, host_features,
+                                               epochs=epochs, batch_size=batch_size))
+    if as_json:
+        _emit_json(result)
+    else:
+        console.print(result)
+
+
 # demo ---------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
