@@ -52,3 +52,22 @@ def from_parts(parts: Iterable[common_pb2.Part]) -> dict[str, Payload]:
     if pending:
         raise ProtocolError(f"payloads cut short: {sorted(pending)}")
     return done
+
+
+def read_step(messages: Iterable[common_pb2.StepMessage],
+              ) -> tuple[common_pb2.StepHeader, dict[str, Payload]]:
+    """A step's header (first message) and its named payloads (the rest)."""
+    iterator = iter(messages)
+    first = next(iterator, None)
+    if first is None or not first.HasField("header"):
+        raise ProtocolError("a step must start with its header")
+    return first.header, from_parts(m.part for m in iterator)
+
+
+def write_step(payloads: Iterable[Payload], header: common_pb2.StepHeader | None = None,
+               ) -> Iterator[common_pb2.StepMessage]:
+    """The messages of a step: an optional header, then every payload's parts."""
+    if header is not None:
+        yield common_pb2.StepMessage(header=header)
+    for part in to_parts(payloads):
+        yield common_pb2.StepMessage(part=part)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from common.parts import read_step, write_step
 from common.rpc import rpc_method
 from common.tls import CHANNEL_OPTIONS, peer_party, server_credentials
 from coordinator.service import Coordinator
@@ -66,6 +67,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     @rpc_method("Coordinator.ListModels", log, _operators)
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.list_models()
+
+    @rpc_method("Coordinator.Score", log, _any_certified)
+    def Score(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        header, inputs = read_step(request_iterator)
+        outputs = self.core.scoring.handle(header, inputs, peer_party(context),
+                                           self.core.insecure)
+        yield from write_step(outputs)
 
 
 def build_server(core: Coordinator, listen: str, *, workers: int = 16,

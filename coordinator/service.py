@@ -20,6 +20,7 @@ from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
 from coordinator.nodes import NodeClients
+from coordinator.scoring import ScoringRelay
 from coordinator.store import JobRecord, NodeRecord, Store
 from coordinator.vlr_job import VlrJob, VlrJobConfig
 from crypto.pki import verify_peer_certificate
@@ -50,6 +51,7 @@ class Coordinator:
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor=config.name)
         self.clients = NodeClients(self.tls, client_interceptors)
         self._threads: dict[str, threading.Thread] = {}
+        self.scoring = ScoringRelay(self.store, self.clients, self.audit)
         for job in self.store.jobs():
             if job.state == "running":  # the coordinator stopped while the job ran
                 self.store.update_job(job.job_id, state="interrupted",

@@ -17,7 +17,7 @@ from common.errors import ProtocolError
 
 # Largest total coefficient-modulus size (bits) at 128-bit classical security, by ring degree
 # (HomomorphicEncryption.org standard, the table SEAL enforces as sec_level_type::tc128).
-MAX_COEFF_BITS_128: dict[int, int] = {8192: 218, 16384: 438, 32768: 881}
+MAX_COEFF_BITS_128: dict[int, int] = {4096: 109, 8192: 218, 16384: 438, 32768: 881}
 PRODUCTION_ENV = "FEDCREDIT_PRODUCTION"
 
 _FRAMES_MAGIC = b"FCF1"

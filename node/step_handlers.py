@@ -19,7 +19,9 @@ from models.vlr import FeatureAlignment as VlrAlignment
 from models.vlr import StepKey, VlrConfig
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty
+from models.vlr.scoring import PartyModel
 from node.alignment import check_job_id
+from node.score_handlers import ScoreRunner
 from node.state import NodeState
 from proto.fedcredit.v1 import common_pb2
 
@@ -54,13 +56,14 @@ class StepRunner:
         self.state = state
         self.jobs: dict[str, JobSession] = {}
         self._lock = threading.Lock()
+        self.scoring = ScoreRunner(state) if state.role == "feature" else None
 
     # paths in the node's own state directory --------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
         return self.state.state_dir / "jobs" / check_job_id(job_id)
 
     def model_path(self, job_id: str) -> Path:
-        return self.state.state_dir / "models" / check_job_id(job_id) / "model.pkl"
+        return self.state.state_dir / "models" / check_job_id(job_id) / "model.json"
 
     # dispatch ---------------------------------------------------------------------------------
     def run(self, messages: Iterable[common_pb2.StepMessage]) -> Iterator[common_pb2.StepMessage]:
@@ -70,9 +73,13 @@ class StepRunner:
             raise ProtocolError("a step must start with its header")
         header = first.header
         job_id = check_job_id(header.job_id)
-        if header.algorithm != "vlr":
+        if header.algorithm not in ("vlr", "score"):
             raise ProtocolError(f"unknown algorithm {header.algorithm!r}")
         inputs = from_parts(m.part for m in iterator)
+        if header.algorithm == "score":
+            for part in to_parts(self._score(header, inputs)):
+                yield common_pb2.StepMessage(part=part)
+            return
         try:
             if header.step == "open":
                 outputs = self._open(header, inputs)
@@ -111,6 +118,35 @@ class StepRunner:
         context = seal_context(header, name, self.state.party, recipient)
         return Payload(name=name, data=session.sealers[recipient].seal(data, context),
                        sender=self.state.party, recipient=recipient, sealed=True)
+
+    # scoring ----------------------------------------------------------------------------------
+    def _score(self, header: common_pb2.StepHeader,
+               inputs: dict[str, Payload]) -> list[Payload]:
+        """Feature node: set up a bank's scoring of a model, or answer one scoring request."""
+        if self.state.role != "feature" or self.scoring is None:
+            raise ProtocolError("only feature nodes answer scoring steps")
+        request = json.loads(header.config_json or "{}")
+        bank, job = str(request.get("bank", "")), check_job_id(str(request.get("job", "")))
+        me = self.state.party
+        if header.step == "setup":
+            peer = next((p for p in header.peers if p.party == bank), None)
+            payload = inputs.get(f"setup:{me}")
+            if peer is None or payload is None or not payload.sealed or payload.sender != bank:
+                raise ProtocolError(f"scoring set-up must come sealed from {bank!r}")
+            public = self.state.verify_peer(PeerKey(party=peer.party, cert_pem=peer.cert_pem,
+                                                    sealing_pk=peer.sealing_public_key,
+                                                    signature=peer.signature))
+            opened = self.state.sealer_for(public).open(
+                payload.data, seal_context(header, payload.name, bank, me))
+            self.scoring.setup(bank, job, opened)
+            return []
+        if header.step == "partial":
+            ids = inputs.get("ids")
+            if ids is None:
+                raise ProtocolError("a scoring request carries no ids")
+            return [Payload(name=f"partials:{me}",
+                            data=self.scoring.partial(bank, job, request, ids.data))]
+        raise ProtocolError(f"unknown scoring step {header.step!r}")
 
     # open -------------------------------------------------------------------------------------
     def _open(self, header: common_pb2.StepHeader,
@@ -226,10 +262,14 @@ class StepRunner:
                                 details={"next_epoch": session.role.next_epoch})
 
     def _save_model(self, session: JobSession) -> None:
-        model = {"algorithm": "vlr", "job": session.job_id, "party": self.state.party,
-                 "features": list(self.state.table.features),
-                 "state": session.role.state_dict()}
-        _atomic_write(self.model_path(session.job_id), pickle.dumps(model))
+        """This party's part of the model (best epoch's weights and its own preprocessing)."""
+        role = session.role
+        if role.scaler is None:
+            raise ProtocolError(f"job {session.job_id} finished before it was opened")
+        model = PartyModel(party=self.state.party, role=self.state.role, job=session.job_id,
+                           features=tuple(self.state.table.features), weights=role.weights,
+                           mean=role.scaler.mean, scale=role.scaler.scale)
+        _atomic_write(self.model_path(session.job_id), model.to_json().encode())
         self.state.audit.append("train.model_saved", job=session.job_id,
                                 purpose="vertical-lr training")
 

@@ -132,4 +132,4 @@ def test_coordinator_keeps_no_weight_value_or_id(
     stored += "".join(p.read_text(errors="replace") for p in Path(net.workdir / "logs").glob("*"))
     assert "weights" not in stored
     assert not [i for t in tables.values() for i in t.ids if i in stored]
-    assert not list(state.glob("**/*.pkl"))  # no model part lands at the coordinator
+    assert not list(state.glob("**/model*.json"))  # no model part lands at the coordinator

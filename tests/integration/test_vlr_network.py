@@ -80,7 +80,7 @@ def test_joint_model_matches_pooled_twin_and_beats_bank_alone(net: LocalNetwork)
     assert any(m.job_id == "plain-run" and list(m.parties) == ["bank", *FEATURES]
                for m in models)
     for party in ["bank", *FEATURES]:  # every party keeps its own part of the model
-        assert (net.workdir / "state" / party / "models" / "plain-run" / "model.pkl").exists()
+        assert (net.workdir / "state" / party / "models" / "plain-run" / "model.json").exists()
 
 
 def test_feature_node_killed_mid_training_then_resumed(net: LocalNetwork) -> None:

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from proto.fedcredit.v1 import common_pb2 as proto_dot_fedcredit_dot_v1_dot_common__pb2
 from proto.fedcredit.v1 import coordinator_pb2 as proto_dot_fedcredit_dot_v1_dot_coordinator__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -74,6 +75,11 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Score = channel.stream_stream(
+                '/fedcredit.v1.CoordinatorService/Score',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -135,6 +141,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Score(self, request_iterator, context):
+        """Joint scoring for the requesting bank (the caller): resolve its model, relay its sealed
+        set-up to feature nodes, or add the feature nodes' encrypted parts for a batch of ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +191,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Score': grpc.stream_stream_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +414,33 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/ListModels',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Score(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedcredit.v1.CoordinatorService/Score',
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,76 @@
+"""A party's part of a trained vertical LR model, and its partial logits for any of its rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.vlr.preprocess import Standardizer
+
+
+@dataclass(frozen=True)
+class PartyModel:
+    """Weights and own preprocessing of one party; no one else ever holds them.
+
+    The label party's last weight is the intercept; a feature party that did not hold every
+    training row has a last weight for its presence flag (rows it lacks contribute 0, the
+    same neutral value as in training).
+    """
+
+    party: str
+    role: str
+    job: str
+    features: tuple[str, ...]
+    weights: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def has_intercept(self) -> bool:
+        return self.role == "label"
+
+    @property
+    def has_indicator(self) -> bool:
+        return self.role == "feature" and self.weights.size == len(self.features) + 1
+
+    def standardized(self, rows: np.ndarray) -> np.ndarray:
+        return Standardizer(self.mean, self.scale).transform(rows)
+
+    def partial_logits(self, rows: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Logit part for each requested row; rows with `present` False contribute nothing."""
+        z = self.standardized(rows)
+        z[~present] = 0.0
+        n = len(self.features)
+        out: np.ndarray = z @ self.weights[:n]
+        if self.has_indicator:
+            out = out + present.astype(np.float64) * self.weights[n]
+        if self.has_intercept:
+            out = out + self.weights[n]
+        return out
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """Per-feature logit contributions (for reason codes), rows × features."""
+        out: np.ndarray = self.standardized(rows) * self.weights[: len(self.features)]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({"party": self.party, "role": self.role, "job": self.job,
+                           "features": list(self.features), "weights": self.weights.tolist(),
+                           "mean": self.mean.tolist(), "scale": self.scale.tolist()})
+
+    @classmethod
+    def from_json(cls, text: str) -> PartyModel:
+        raw: dict[str, Any] = json.loads(text)
+        return cls(party=raw["party"], role=raw["role"], job=raw["job"],
+                   features=tuple(raw["features"]),
+                   weights=np.asarray(raw["weights"], dtype=np.float64),
+                   mean=np.asarray(raw["mean"], dtype=np.float64),
+                   scale=np.asarray(raw["scale"], dtype=np.float64))
+
+    @classmethod
+    def load(cls, path: Path) -> PartyModel:
+        return cls.from_json(path.read_text())
