@@ -71,3 +71,19 @@ def _by_segment(path: Path, ids: list[str], y: np.ndarray,
                          **{f"auc_{v}": round(float(auc(y[mask], s[mask])), 4)
                             for v, s in scores.items()}}
     return out
+
+
+def plaintext_probabilities(state_root: Path, tables: Mapping[str, NodeTable], job: str,
+                            ids: Sequence[str]) -> np.ndarray:
+    """The joint model's probabilities computed in the clear from every party's saved part."""
+    from models.vlr.scoring import PartyModel
+
+    total = np.zeros(len(ids))
+    for name, table in tables.items():
+        model = PartyModel.load(state_root / name / "models" / job / "model.json")
+        row_of = {ident: row for row, ident in enumerate(table.ids)}
+        rows = np.fromiter((row_of.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        present = rows >= 0
+        total += model.partial_logits(table.X[np.where(present, rows, 0)], present)
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-total))
+    return out
