@@ -26,3 +26,22 @@ def die_with_parent() -> None:
         return
     if os.getppid() != int(parent):  # the launcher died before we got here
         os._exit(1)
+
+
+def exec_bound(argv: list[str]) -> None:
+    """Bind to the launcher, then become `argv` (the binding survives exec)."""
+    die_with_parent()
+    os.execvp(argv[0], argv)
+
+
+def bound_command(argv: list[str]) -> list[str]:
+    """`argv` wrapped so that it dies with the calling process (set PARENT_ENV in its env)."""
+    import sys
+
+    return [sys.executable, "-m", "common.lifecycle", *argv]
+
+
+if __name__ == "__main__":
+    import sys
+
+    exec_bound(sys.argv[1:])

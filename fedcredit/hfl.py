@@ -9,7 +9,6 @@ module follows. Every process gets its own process group and dies with its paren
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -29,8 +28,10 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import DataValidationError, PeerUnavailable, ProtocolError
+from common.lifecycle import PARENT_ENV, bound_command
 from crypto.flower_keys import SuperNodeKey, mint_supernode_key
 from crypto.pki import init_pki
+from fedcredit.network import free_port
 from models.hfl.centralized import train_centralized
 from models.hfl.client_app import data_config_from
 from models.hfl.model import HyperParams
@@ -39,7 +40,6 @@ from node.datasource import load_table
 
 APP_DIR = Path(__file__).resolve().parent.parent / "models" / "hfl" / "app"
 CONNECTION = "fedcredit"
-_PR_SET_PDEATHSIG = 1
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -124,7 +124,23 @@ class HflJob(BaseModel):
 
 
 def load_job(path: Path) -> HflJob:
-    """Read a job TOML file; relative data paths are taken relative to its folder."""
+    """Read a job TOML file; relative data paths are taken relative to its folder.
+
+    Example::
+
+        rounds = 10            # also: local_epochs, lr, batch_size (0 = full), secagg, ...
+        [[banks]]
+        name = "bank-1"
+        node_config = "bank_1.toml"        # the bank's node config, or a table:
+        [[banks]]
+        name = "bank-2"
+        table = "bank_2.csv"
+        label_column = "y"
+        id_format = "any"
+        [dp]                               # optional: central DP
+        noise_multiplier = 1.0
+        clipping_norm = 1.0
+    """
     import tomllib
 
     from pydantic import ValidationError
@@ -147,21 +163,6 @@ def load_job(path: Path) -> HflJob:
 
 
 # processes ----------------------------------------------------------------------------------
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the parent dies (no orphans), after leaving its group."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
                 grace: float = 5.0) -> None:
     """Signal the child's whole process group; SIGKILL what is left after ``grace`` seconds."""
@@ -199,9 +200,12 @@ class Federation:
     def _spawn(self, name: str, cmd: list[str], home: str) -> None:
         log_path = self.workdir / "logs" / f"{name}.log"
         with log_path.open("ab") as log:
+            # No preexec_fn: forking a parent with gRPC threads and running Python before exec
+            # can abort the child; the wrapper binds to us and then execs the command.
+            env = {**self._env(home), PARENT_ENV: str(os.getpid())}
             self.processes[name] = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env(home),
-                cwd=self.workdir, start_new_session=True, preexec_fn=_die_with_parent)
+                bound_command(cmd), stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=self.workdir, start_new_session=True)
 
     def _flwr(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.bin / "flwr"), *args], env=self._env("cli"),

@@ -1,4 +1,8 @@
-"""`fedcredit train hfl` and `fedcredit bench hfl`: horizontal training across banks on Flower."""
+"""`fedcredit train hfl` and `fedcredit bench hfl`: horizontal training across banks on Flower.
+
+Registered in fedcredit/cli/main.py with ``train_app.command("hfl")(train_hfl)`` and
+``bench_app.command("hfl")(bench_hfl)``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 console = Console(stderr=True)
 
 
@@ -26,9 +29,9 @@ def _emit_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
-@train_app.command("hfl")
 def train_hfl(
-    config: Annotated[Path, typer.Option(help="Job TOML: [[banks]], rounds, lr, secagg, [dp].")],
+    config: Annotated[Path, typer.Option(
+        help="Job TOML: banks (array of tables), rounds, lr, secagg, dp table.")],
     workdir: Annotated[Path | None, typer.Option(
         help="Keep keys, logs and the audit log here (default: a temporary folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

@@ -24,6 +24,7 @@ from common.errors import (
 )
 from common.lifecycle import die_with_parent
 from fedcredit.cli.exit_codes import ExitCode
+from fedcredit.cli.hfl import bench_hfl, train_hfl
 from fedcredit.cli.operator import (
     DEFAULT_COORDINATOR,
     CoordinatorOpt,
@@ -51,6 +52,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
 app.add_typer(train_app, name="train")
+train_app.command("hfl")(train_hfl)
+bench_app.command("hfl")(bench_hfl)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -411,6 +414,22 @@ def bench_vlr(
         console.print(result)
 
 
+@bench_app.command("score")
+def bench_score(
+    ids: Annotated[int, typer.Option(help="Ids scored in one batch.")] = 100_000,
+    singles: Annotated[int, typer.Option(help="Single-enterprise requests timed.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Joint scoring through the coordinator to four nodes: latency and batch throughput."""
+    from fedcredit.bench_score import run_score_benchmark
+
+    result = guarded(lambda: run_score_benchmark(ids, singles=singles))
+    if as_json:
+        _emit_json(result)
+    else:
+        console.print(result)
+
+
 # demo ---------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
@@ -421,12 +440,15 @@ def demo_cmd(
     workdir: Annotated[Path | None, typer.Option(
         help="Keep certificates, data, configs and logs here (default: a temporary folder).")
     ] = None,
+    banks: Annotated[int, typer.Option(
+        help="Also train across this many banks on Flower (adds `horizontal`).")] = 0,
+    hfl_rounds: Annotated[int, typer.Option(help="Rounds of horizontal training.")] = 3,
 ) -> None:
     """The whole network on this machine: coordinator and four nodes as separate processes."""
     from fedcredit.demo import run_demo
 
     guarded(lambda: run_demo(report, enterprises=enterprises, seed=seed, workdir=workdir,
-                             console=console))
+                             console=console, banks=banks, hfl_rounds=hfl_rounds))
 
 
 def main() -> None:

@@ -1,0 +1,149 @@
+"""Joint scoring through real processes: exactness, what crosses the wire, consent, budget, audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from fedcredit.demo import party_specs
+from fedcredit.evaluate import load_party_tables, plaintext_probabilities
+from fedcredit.network import LocalNetwork
+from fedcredit.synth import synthesize
+from node.config import load_node_config
+from node.datasource import NodeTable
+from node.policy import CreditPolicy
+from node.score_client import BankScorer
+from proto.fedcredit.v1 import common_pb2, coordinator_pb2
+from tests.integration.conftest import tapped_network
+from tests.integration.wiretap import WireTap
+
+Setup = tuple[LocalNetwork, WireTap, dict[str, NodeTable], BankScorer]
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp("scoring")
+    synth = synthesize(root / "data", enterprises=1500, seed=4)
+    specs = party_specs(synth)
+    with tapped_network(root, specs) as (net, tap):
+        stub = net.stub()
+        stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
+        stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(
+            {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
+             "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id="tr"), timeout=60)
+        while stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
+                          timeout=30).state == "running":
+            time.sleep(0.3)
+        tables = load_party_tables({s.name: s.data for s in specs}, "bank")
+        tap.clear()  # from here on, only scoring traffic
+        scorer = BankScorer(load_node_config(net.config_path("bank")), CreditPolicy())
+        try:
+            yield net, tap, tables, scorer
+        finally:
+            scorer.close()
+
+
+def _ids(tables: dict[str, NodeTable]) -> list[str]:
+    bank = set(tables["bank"].ids)
+    elsewhere = [i for i in tables["core"].ids if i not in bank][:40]
+    return list(tables["bank"].ids[:300]) + elsewhere + ["91110000000000000X"]
+
+
+def test_decrypted_probabilities_equal_the_plaintext_model(scoring: Setup) -> None:
+    net, _, tables, scorer = scoring
+    ids = _ids(tables)
+    decisions = scorer.score(ids, consent="consent-batch-1")
+
+    expected = plaintext_probabilities(net.workdir / "state", tables, "tr", ids)
+    got = np.asarray([d.probability for d in decisions])
+    assert np.abs(got - expected).max() < 1e-4
+    holders = {name: set(t.ids) for name, t in tables.items()}
+    for d in decisions:
+        assert d.parties_covering == sum(d.id in h for h in holders.values())
+    assert decisions[-1].parties_covering == 0  # an enterprise nobody knows: neutral parts only
+    assert {d.grade for d in decisions} <= {g.grade for g in scorer.policy.grades}
+
+
+def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -> None:
+    _, tap, tables, scorer = scoring
+    ids = list(tables["bank"].ids[300:340])
+    decisions = scorer.score(ids, consent="consent-batch-2")
+
+    blob = tap.blob()
+    assert not [i for t in tables.values() for i in t.ids if i.encode() in blob]
+    for d in decisions:  # no result in any message
+        assert np.asarray(d.probability, "<f8").tobytes() not in blob
+    for method, direction, message in tap.messages:
+        if not isinstance(message, common_pb2.StepMessage) or not message.HasField("part"):
+            continue
+        part = message.part
+        if method.endswith("NodeService/RunStep") and direction == "request":
+            # What a feature node is sent: keyed-hash ids, or a set-up sealed to it. Never a
+            # sum, a result or another node's part.
+            assert part.name == "ids" or (part.name.startswith("setup:") and part.sealed)
+        if part.name == "ids":
+            assert len(part.data) % 16 == 0
+
+
+def test_no_feature_node_sees_another_nodes_part(scoring: Setup) -> None:
+    _, tap, _, _ = scoring
+    sent_to_nodes = [m.part.name for method, direction, m in tap.messages
+                     if method.endswith("NodeService/RunStep") and direction == "request"
+                     and isinstance(m, common_pb2.StepMessage) and m.HasField("part")]
+    assert sent_to_nodes and not [n for n in sent_to_nodes if n.startswith(("partials", "sums"))]
+
+
+def test_request_without_consent_is_refused_and_logged(scoring: Setup) -> None:
+    net, _, tables, scorer = scoring
+    header = scorer._header("score", scorer.job, {"model_id": scorer.model_id, "consent": ""})
+    from common.parts import Payload, write_step
+    from node.score_handlers import hash_ids
+
+    with pytest.raises(grpc.RpcError) as err:
+        list(scorer.stub.Score(write_step([Payload(name="ids", data=hash_ids(
+            scorer.id_key, [tables["bank"].ids[0]]))], header), timeout=30))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "consent" in (err.value.details() or "")
+    audit = (net.workdir / "state" / "coordinator" / "audit.jsonl").read_text()
+    assert '"event": "score.refused"' in audit.replace('":"', '": "')
+
+
+def test_query_budget_is_enforced_and_logged(scoring: Setup) -> None:
+    net, _, tables, scorer = scoring
+    ident = next(i for i in tables["core"].ids if i in set(tables["bank"].ids[400:]))
+    for n in range(20):
+        scorer.score([ident], consent=f"consent-{n}")
+    with pytest.raises(grpc.RpcError) as err:
+        scorer.score([ident], consent="consent-21")
+    assert "budget" in (err.value.details() or "")
+    audit = (net.workdir / "state" / "core" / "audit.jsonl").read_text()
+    assert "score.refused" in audit and "budget" in audit
+
+
+def test_tampered_audit_entry_is_found(scoring: Setup, tmp_path: Path) -> None:
+    net, _, _, _ = scoring
+    source = net.workdir / "state" / "tax" / "audit.jsonl"
+    lines = source.read_text().splitlines()
+    target = next(k for k, line in enumerate(lines) if '"score"' in line)
+    entry = json.loads(lines[target])
+    entry["consent"] = "forged-consent"
+    lines[target] = json.dumps(entry, sort_keys=True)
+    forged = tmp_path / "audit.jsonl"
+    forged.write_text("\n".join(lines) + "\n")
+
+    def verify(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fedcredit.cli.main", "audit", "verify",
+                               str(path), "--json"], capture_output=True, text=True, timeout=60)
+
+    intact, broken = verify(source), verify(forged)
+    assert intact.returncode == 0 and json.loads(intact.stdout)["ok"]
+    assert broken.returncode != 0
+    assert json.loads(broken.stdout)["first_bad"] == target + 1
