@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.errors import TrustError
 
@@ -74,3 +76,22 @@ def peer_party(context: grpc.ServicerContext) -> str | None:
         return None
     name = names[0]
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def new_server(add_service: Callable[[grpc.Server], None], service_name: str, listen: str,
+               files: TlsFiles | None, *, workers: int,
+               interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:
+    """A gRPC server (not yet started) with one service, the health service, and mutual TLS
+    unless `files` is None (the explicit insecure development mode). Returns it and its port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         interceptors=list(interceptors), options=list(CHANNEL_OPTIONS))
+    add_service(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if files is None:
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, server_credentials(files))
+    for name in ("", service_name):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

@@ -6,15 +6,13 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent import futures
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.parts import read_step, write_step
 from common.rpc import rpc_method
-from common.tls import CHANNEL_OPTIONS, peer_party, server_credentials
+from common.tls import new_server, peer_party
 from coordinator.service import Coordinator
 from proto.fedcredit.v1 import coordinator_pb2_grpc
 
@@ -78,18 +76,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
 def build_server(core: Coordinator, listen: str, *, workers: int = 16,
                  interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                         interceptors=list(interceptors), options=list(CHANNEL_OPTIONS))
-    coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(core), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if core.tls is None:
-        port = server.add_insecure_port(listen)
-    else:
-        port = server.add_secure_port(listen, server_credentials(core.tls))
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set("fedcredit.v1.CoordinatorService", health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    """The coordinator's server (not yet started) and its port."""
+    servicer = CoordinatorServicer(core)
+    return new_server(
+        lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(
+            servicer, server),
+        "fedcredit.v1.CoordinatorService", listen, core.tls, workers=workers,
+        interceptors=interceptors)
 
 
 def serve(core: Coordinator) -> None:

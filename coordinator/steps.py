@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import grpc
 
 from common.errors import PeerUnavailable, ProtocolError
-from common.parts import Payload, from_parts, to_parts
+from common.parts import Payload, from_parts, write_step
 from coordinator.nodes import NodeClient
 from proto.fedcredit.v1 import common_pb2
 
@@ -24,12 +24,8 @@ def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Seque
     """Run a step at a node. A retry carries the same idempotency key, so it is applied once."""
     last: grpc.RpcError | None = None
     for attempt in range(attempts):
-        def messages() -> Iterator[common_pb2.StepMessage]:
-            yield common_pb2.StepMessage(header=header)
-            for part in to_parts(payloads):
-                yield common_pb2.StepMessage(part=part)
         try:
-            replies = client.stub.RunStep(messages(), timeout=deadline_s)
+            replies = client.stub.RunStep(write_step(payloads, header), timeout=deadline_s)
             return from_parts(m.part for m in replies)
         except grpc.RpcError as err:
             if err.code() not in RETRYABLE:

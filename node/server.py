@@ -7,15 +7,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.errors import PeerUnavailable, ProtocolError, TrustError
 from common.rpc import rpc_method
-from common.tls import CHANNEL_OPTIONS, secure_channel, server_credentials
+from common.tls import new_server, secure_channel
 from node import psi_handlers
 from node.state import NodeState
 from node.step_handlers import StepRunner
@@ -84,19 +82,11 @@ def node_info(state: NodeState) -> common_pb2.NodeInfo:
 
 
 def build_server(state: NodeState, listen: str, workers: int = 8) -> tuple[grpc.Server, int]:
-    """A started-but-not-yet-serving gRPC server with NodeService and the health service."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                         options=list(CHANNEL_OPTIONS))
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(state), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if state.tls is None:
-        port = server.add_insecure_port(listen)
-    else:
-        port = server.add_secure_port(listen, server_credentials(state.tls))
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set("fedcredit.v1.NodeService", health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    """The node's server (not yet started) and its port."""
+    servicer = NodeServicer(state)
+    return new_server(
+        lambda server: node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server),
+        "fedcredit.v1.NodeService", listen, state.tls, workers=workers)
 
 
 def register(state: NodeState, endpoint: str, *, attempts: int = 60,

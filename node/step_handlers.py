@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ProtocolError
-from common.parts import Payload, from_parts, to_parts
+from common.parts import Payload, read_step, write_step
 from crypto.seal import PeerKey, Sealer
 from models.vlr import FeatureAlignment as VlrAlignment
 from models.vlr import StepKey, VlrConfig
@@ -67,18 +67,12 @@ class StepRunner:
 
     # dispatch ---------------------------------------------------------------------------------
     def run(self, messages: Iterable[common_pb2.StepMessage]) -> Iterator[common_pb2.StepMessage]:
-        iterator = iter(messages)
-        first = next(iterator, None)
-        if first is None or not first.HasField("header"):
-            raise ProtocolError("a step must start with its header")
-        header = first.header
+        header, inputs = read_step(messages)
         job_id = check_job_id(header.job_id)
         if header.algorithm not in ("vlr", "score"):
             raise ProtocolError(f"unknown algorithm {header.algorithm!r}")
-        inputs = from_parts(m.part for m in iterator)
         if header.algorithm == "score":
-            for part in to_parts(self._score(header, inputs)):
-                yield common_pb2.StepMessage(part=part)
+            yield from write_step(self._score(header, inputs))
             return
         try:
             if header.step == "open":
@@ -89,8 +83,7 @@ class StepRunner:
                     outputs = self._step(session, header, self._unseal(session, header, inputs))
         except (ValueError, KeyError) as err:  # a request the algorithm cannot take
             raise ProtocolError(f"step {header.step} of job {job_id}: {err}") from err
-        for part in to_parts(outputs):
-            yield common_pb2.StepMessage(part=part)
+        yield from write_step(outputs)
 
     def _session(self, job_id: str) -> JobSession:
         with self._lock:

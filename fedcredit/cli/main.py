@@ -91,6 +91,17 @@ def _emit_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
+def _show_result(result: dict[str, Any], as_json: bool) -> None:
+    """A benchmark's figures: one JSON object with --json, a readable table otherwise."""
+    if as_json:
+        _emit_json(result)
+        return
+    table = Table(show_header=False)
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
 # pki ----------------------------------------------------------------------------------------
 @pki_app.command("init")
 def pki_init(
@@ -388,10 +399,7 @@ def bench_psi(
     from crypto.psi import run_psi_benchmark
 
     result = guarded(lambda: run_psi_benchmark(ids, overlap=overlap))
-    if as_json:
-        _emit_json(result)
-    else:
-        console.print(result)
+    _show_result(result, as_json)
 
 
 @bench_app.command("vlr")
@@ -408,10 +416,7 @@ def bench_vlr(
 
     result = guarded(lambda: run_vlr_benchmark(rows, label_features, host_features,
                                                epochs=epochs, batch_size=batch_size))
-    if as_json:
-        _emit_json(result)
-    else:
-        console.print(result)
+    _show_result(result, as_json)
 
 
 @bench_app.command("score")
@@ -424,10 +429,7 @@ def bench_score(
     from fedcredit.bench_score import run_score_benchmark
 
     result = guarded(lambda: run_score_benchmark(ids, singles=singles))
-    if as_json:
-        _emit_json(result)
-    else:
-        console.print(result)
+    _show_result(result, as_json)
 
 
 # demo ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Joint scoring through real processes: exactness, what crosses the wire, consent, budget, audit."""
+"""Joint scoring through real processes: exactness, wire contents, consent, budget, audit."""
 
 from __future__ import annotations
 
