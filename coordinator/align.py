@@ -33,7 +33,7 @@ class PairResult:
 _END = object()
 
 
-def align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: int,
+def align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: node_pb2.PsiMode.ValueType,
                deadline_s: float) -> PairResult:
     """Run one PSI session; the coordinator sees sealed bytes and the sizes only."""
     start = time.perf_counter()
@@ -48,7 +48,7 @@ def align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: int,
                             f"{err.code().name}: {err.details()}") from err
 
 
-def _align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: int,
+def _align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: node_pb2.PsiMode.ValueType,
                 deadline_s: float, start: float) -> PairResult:
     # 1. Both nodes hash and blind their own ids at the same time.
     with ThreadPoolExecutor(max_workers=2) as pool:

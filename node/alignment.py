@@ -57,9 +57,9 @@ class AlignmentStore:
         """The label node's random row order for a job, drawn with OS randomness on first use."""
         path = self._dir(job_id) / "order.npy"
         if path.exists():
-            order = np.load(path)
-            if len(order) == n_rows:
-                return order
+            stored: np.ndarray = np.load(path)
+            if len(stored) == n_rows:
+                return stored
         rows = list(range(n_rows))
         secrets.SystemRandom().shuffle(rows)
         order = np.asarray(rows, dtype=np.int64)

@@ -72,7 +72,8 @@ class CreditPolicy(BaseModel):
     def grade_index(self, scores: np.ndarray) -> np.ndarray:
         """Index into `grades` for each score."""
         mins = np.asarray([g.min_score for g in self.grades])
-        return np.argmax(scores[:, None] >= mins[None, :], axis=1)
+        index: np.ndarray = np.argmax(scores[:, None] >= mins[None, :], axis=1)
+        return index
 
     def lines(self, grade_index: np.ndarray, basis: np.ndarray) -> np.ndarray:
         multiple = np.asarray([g.line_multiple for g in self.grades])[grade_index]

@@ -219,11 +219,11 @@ class StepRunner:
             return [self._sealed(session, header, f"residual:{f}", f, residual)
                     for f in session.config["features"]]
         if step == "gradient":
-            residual = (session.last_residual if isinstance(role, LabelParty)
-                        else inputs.get(f"residual:{role.name}"))
-            if residual is None:
+            given = (session.last_residual if isinstance(role, LabelParty)
+                     else inputs.get(f"residual:{role.name}"))
+            if given is None:
                 raise ProtocolError("gradient step without a residual")
-            return [Payload(name="gradient", data=role.gradient(key, residual))]
+            return [Payload(name="gradient", data=role.gradient(key, given))]
         if step == "update":
             role.update(key, inputs["decrypted"])
             return []

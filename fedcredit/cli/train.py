@@ -41,6 +41,7 @@ def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
                max_epochs: int | None = None, quiet: bool = False,
                poll_s: float = 0.5) -> coordinator_pb2.JobStatus:
     """Poll a job until it ends, showing loss and validation AUC per epoch."""
+    job: coordinator_pb2.JobStatus
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
                   console=console, disable=quiet, transient=False) as progress:

@@ -10,11 +10,13 @@ PROTO_DIR = ROOT / "proto" / "fedcredit" / "v1"
 
 def test_generated_code_is_not_stale(tmp_path: Path) -> None:
     protos = sorted(str(p.relative_to(ROOT)) for p in PROTO_DIR.glob("*.proto"))
-    plugin = Path(sys.executable).parent / "protoc-gen-mypy"
+    bin_dir = Path(sys.executable).parent
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", ".", f"--plugin=protoc-gen-mypy={plugin}",
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", ".",
+         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
          f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--mypy_out={tmp_path}",
-         *protos],
+         f"--mypy_grpc_out={tmp_path}", *protos],
         cwd=ROOT, check=True, capture_output=True)
     generated = sorted((tmp_path / "proto" / "fedcredit" / "v1").glob("*_pb2*"))
     assert generated, "protoc produced nothing"

@@ -1,0 +1,331 @@
+"""Tests for the SecureBoost roles end to end: encrypted vs twin, leaks on the wire, scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import ProtocolError
+from crypto.ckks import unpack_frames
+from models.sbt import FeatureAlignment, SbtConfig, StepKey
+from models.sbt.centralized import train_pooled, train_xgboost
+from models.sbt.feature import FeatureParty
+from models.sbt.he import BFV_SUITE, PlainTwin, SbtSuite
+from models.sbt.label import LabelParty, _Build
+from models.sbt.local import LocalRun, run_local
+from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
+from models.vlr.bench import synthetic_vertical
+
+JOB = "sbt-job"
+CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3)
+DATA = Path("/work/shared/data")
+
+
+@dataclass
+class Dataset:
+    label: np.ndarray
+    labels: np.ndarray
+    tables: dict[str, tuple[np.ndarray, FeatureAlignment]]
+    pooled: np.ndarray  # every column in L's row order (NaN where a party lacks the row)
+
+
+def dataset(rows: int = 600) -> Dataset:
+    """L: 3 columns with some NaN; f1: 3 columns of every row; f2: 2 columns of 70% of rows."""
+    data = synthetic_vertical(rows, 3, 5, seed=11)
+    rng = np.random.default_rng(12)
+    label = data.label_features.copy()
+    label[rng.random(label.shape) < 0.05] = np.nan
+    host = data.host_table[data.alignment.own_rows]  # host columns in L's row order
+    keep = np.sort(rng.permutation(rows)[: int(0.7 * rows)])
+    own = rng.permutation(keep.size)
+    f2 = np.empty((keep.size, 2))
+    f2[own] = host[keep, 3:]
+    f2[rng.random(f2.shape) < 0.1] = np.nan
+    pooled_f2 = np.full((rows, 2), np.nan)
+    pooled_f2[keep] = f2[own]
+    tables = {
+        "f1": (host[:, :3], FeatureAlignment(rows, np.arange(rows), np.arange(rows))),
+        "f2": (f2, FeatureAlignment(rows, keep, own)),
+    }
+    return Dataset(label, data.labels, tables, np.hstack([label, host[:, :3], pooled_f2]))
+
+
+@dataclass
+class Trained:
+    label: LabelParty
+    parties: list[FeatureParty]
+    run: LocalRun
+    builds: list[_Build]
+
+
+def train(
+    suite: SbtSuite, data: Dataset, config: SbtConfig = CONFIG, capture: bool = False
+) -> Trained:
+    label = LabelParty(JOB, data.label, data.labels, sorted(data.tables), config, suite=suite)
+    parties = [
+        FeatureParty(name, JOB, table, alignment, config, suite=suite)
+        for name, (table, alignment) in data.tables.items()
+    ]
+    builds: list[_Build] = []
+    start = label._start
+
+    def spy(tree: int) -> _Build:
+        builds.append(start(tree))
+        return builds[-1]
+
+    label._start = spy  # type: ignore[method-assign]
+    return Trained(label, parties, run_local(label, parties, capture=capture), builds)
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return dataset()
+
+
+@pytest.fixture(scope="module")
+def encrypted(data: Dataset) -> Trained:
+    return train(BFV_SUITE, data, capture=True)
+
+
+@pytest.fixture(scope="module")
+def twin(data: Dataset) -> Trained:
+    return train(PlainTwin.suite_for_testing(), data)
+
+
+def test_encrypted_and_twin_build_the_same_trees(encrypted: Trained, twin: Trained) -> None:
+    assert len(encrypted.label.trees) == CONFIG.trees
+    for a, b in zip(encrypted.label.trees, twin.label.trees, strict=True):
+        assert a.equal(b)
+    assert np.array_equal(encrypted.label.margin, twin.label.margin)
+    owners = np.concatenate([t.owner for t in encrypted.label.trees])
+    assert {0, 1, 2} <= set(owners.tolist())  # L, f1 and f2 all won splits
+    assert encrypted.label.reports[-1].auc > 0.75
+
+
+def test_federated_model_equals_training_on_pooled_columns(data: Dataset, twin: Trained) -> None:
+    pooled = train_pooled(data.pooled, data.labels, CONFIG)
+    assert np.allclose(pooled.margin, twin.label.margin, rtol=0, atol=1e-12)
+    for a, b in zip(pooled.trees, twin.label.trees, strict=True):
+        assert np.array_equal(a.owner >= 0, b.owner >= 0) and np.array_equal(a.value, b.value)
+
+
+def _walk(blob: bytes) -> Iterator[tuple[bool, bytes]]:
+    """(is a SEAL ciphertext, bytes) for every leaf frame of a payload."""
+    if blob[:4] == b"FCF1":
+        for frame in unpack_frames(blob):
+            yield from _walk(frame)
+    else:
+        yield blob[:3] == b"\x5e\xa1\x10", blob
+
+
+def _hits(blobs: list[bytes], patterns: np.ndarray) -> int:
+    """How many aligned-or-not occurrences of the fixed-width patterns the blobs contain."""
+    width, count = patterns.dtype.itemsize, 0
+    for blob in blobs:
+        for offset in range(width):
+            usable = max(0, len(blob) - offset) // width * width
+            if not usable:
+                continue
+            view = np.frombuffer(blob, dtype=patterns.dtype, count=usable // width, offset=offset)
+            count += int(np.isin(view, patterns).sum())
+    return count
+
+
+def _encodings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    finite = np.unique(values[np.isfinite(values) & (values != 0)])
+    return finite.astype("<f8").view("<u8"), finite.astype("<f4").view("<u4")
+
+
+def test_payloads_hold_no_gradient_label_or_threshold(encrypted: Trained) -> None:
+    frames = [f for _, blob in encrypted.run.payloads for f in _walk(blob)]
+    ciphers = [b for is_ct, b in frames if is_ct]
+    clear = [b for is_ct, b in frames if not is_ct]
+    assert ciphers and clear and sum(map(len, ciphers)) > 50 * sum(map(len, clear))
+    secrets = [b.g[b.sampled] for b in encrypted.builds] + [
+        b.h[b.sampled] for b in encrypted.builds
+    ]
+    thresholds = [np.concatenate(encrypted.label.binning.edges)]
+    for party in encrypted.parties:
+        assert party._binning is not None
+        thresholds.append(np.concatenate(party._binning.edges))
+        thresholds.append(np.array([r.threshold for r in party._records]))
+    as64, as32 = _encodings(np.concatenate(secrets + thresholds))
+    assert _hits(ciphers + clear, as64) == 0  # no float64 anywhere, ciphertexts included
+    assert _hits(clear, as32) == 0  # no float32 in any cleartext frame
+    packed = np.unique(np.concatenate([b.packed[b.sampled] for b in encrypted.builds]))
+    assert _hits(ciphers + clear, packed[packed > 1 << 20].astype("<u8")) == 0
+    labels = encrypted.label.labels
+    for encoding in (
+        labels[:16].astype("<f8").tobytes(),
+        np.packbits(labels.astype(bool)).tobytes()[:8],
+    ):
+        assert not any(encoding in blob for _, blob in encrypted.run.payloads)
+
+
+def test_the_same_search_finds_the_values_the_twin_sends_in_clear(data: Dataset) -> None:
+    plain = train(PlainTwin.suite_for_testing(), data, capture=True)
+    blobs = [f for _, blob in plain.run.payloads for _, f in _walk(blob)]
+    packed = np.unique(np.concatenate([b.packed[b.sampled] for b in plain.builds]))
+    assert _hits(blobs, packed[packed > 1 << 20].astype("<u8")) > 100
+
+
+def test_the_lookup_table_never_leaves_the_feature_party(encrypted: Trained) -> None:
+    label = encrypted.label
+    for tree in label.trees:
+        party_nodes = tree.owner >= 1
+        assert np.all(np.isnan(tree.threshold[party_nodes])) and np.all(
+            tree.record[party_nodes] >= 0
+        )
+    kinds = {kind for kind, _ in encrypted.run.payloads}
+    assert kinds == {
+        "public_context",
+        "histogram_request",
+        "histograms",
+        "split_request",
+        "partitions",
+        "topology",
+    }
+    records = np.array([r.threshold for p in encrypted.parties for r in p._records])
+    as64, as32 = _encodings(records)
+    frames = [f for _, blob in encrypted.run.payloads for f in _walk(blob)]
+    assert records.size and _hits([b for _, b in frames], as64) == 0
+    assert _hits([b for is_ct, b in frames if not is_ct], as32) == 0
+
+
+def white_box_margins(trained: Trained, data: Dataset) -> np.ndarray:
+    """The plaintext model: L's trees with every F's private records filled in, on pooled rows."""
+    label, names = trained.label, sorted(data.tables)
+    columns = {"f1": data.pooled[:, 3:6], "f2": data.pooled[:, 6:8]}
+    margin = np.full(data.labels.size, label.base_margin)
+    for tree in label.trees:
+        node = np.zeros(data.labels.size, np.int64)
+        for _ in range(label.config.depth):
+            for n in np.flatnonzero(tree.owner >= 0):
+                rows = node == n
+                owner = int(tree.owner[n])
+                if owner == 0:
+                    x, thr, miss = (
+                        data.label[rows, tree.feature[n]],
+                        tree.threshold[n],
+                        tree.missing_left[n],
+                    )
+                else:
+                    party = next(p for p in trained.parties if p.name == names[owner - 1])
+                    record = party.record(int(tree.record[n]))
+                    x = columns[party.name][rows, record.feature]
+                    thr, miss = record.threshold, record.missing_left
+                left = np.where(np.isnan(x), miss, x <= thr)
+                node[rows] = np.where(left, 2 * n + 1, 2 * n + 2)
+        margin = margin + tree.value[node]
+    return margin
+
+
+def test_joint_scoring_equals_the_plaintext_model(encrypted: Trained, data: Dataset) -> None:
+    label, parties = encrypted.label, encrypted.parties
+    rows = np.random.default_rng(2).permutation(data.labels.size)[:150]
+    key = StepKey(JOB, 0, 0, "score")
+    scorer = LabelScorer(label)
+    request = scorer.request(key, rows, data.label[rows])
+    relay = ScoreRelay(label.he.public_bytes())
+    parts = {p.name: FeatureScorer(p).score(key, request) for p in parties}
+    margins = scorer.finish(key, relay.combine(key, parts))
+    assert np.array_equal(margins, white_box_margins(encrypted, data)[rows])
+    assert np.allclose(margins, label.margin[rows], rtol=0, atol=1e-12)
+
+
+def test_scoring_reveals_only_the_leaf_reached(encrypted: Trained, data: Dataset) -> None:
+    label, parties = encrypted.label, encrypted.parties
+    rows = np.arange(40)
+    key = StepKey(JOB, 1, 0, "score")
+    scorer = LabelScorer(label)
+    request = scorer.request(key, rows, data.label[rows])
+    selectors = scorer._pending[key].selectors
+    relay = ScoreRelay(label.he.public_bytes())
+    combined = relay.combine(key, {p.name: FeatureScorer(p).score(key, request) for p in parties})
+    seen = label.he.decrypt_slots(combined).reshape(selectors.shape)
+    assert np.all((seen == 0).sum(axis=2) >= 1)
+    allowed_by_l = seen[selectors]
+    assert np.sum(allowed_by_l == 0) == rows.size * len(label.trees)  # one zero: the leaf
+    assert np.all(seen[~selectors] == 0)  # L's own exclusions stay zero: nothing new there
+    nonzero = allowed_by_l[allowed_by_l != 0].astype(np.float64) / label.he.score_modulus
+    assert nonzero.size > 50 and 0.3 < nonzero.mean() < 0.7  # uniform noise, not F's bits
+
+
+def test_first_tree_from_label_columns_only(data: Dataset) -> None:
+    trained = train(
+        PlainTwin.suite_for_testing(), data, replace(CONFIG, first_tree_label_only=True)
+    )
+    first, rest = trained.label.trees[0], trained.label.trees[1:]
+    assert np.all(first.owner[first.owner >= 0] == 0)
+    assert any(np.any(t.owner >= 1) for t in rest)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [replace(CONFIG, subsample=0.6), replace(CONFIG, goss=(0.2, 0.3))],
+    ids=["rows", "goss"],
+)
+def test_row_sampling_trains(data: Dataset, config: SbtConfig) -> None:
+    trained = train(PlainTwin.suite_for_testing(), data, config)
+    assert trained.label.reports[-1].auc > 0.75
+    assert all(b.sampled.sum() < 0.7 * b.sampled.size for b in trained.builds)
+
+
+def test_steps_are_idempotent_and_checked(data: Dataset) -> None:
+    suite = PlainTwin.suite_for_testing()
+    label = LabelParty(JOB, data.label, data.labels, ["f1"], CONFIG, suite=suite)
+    table, alignment = data.tables["f1"]
+    party = FeatureParty("f1", JOB, table, alignment, CONFIG, suite=suite)
+    party.open(label.open())
+    key = StepKey(JOB, 0, 0, "histograms")
+    request = label.histogram_request(key)
+    assert request is not None and label.histogram_request(key) == request
+    assert party.histograms(key, request) == party.histograms(key, request)
+    with pytest.raises(ProtocolError):
+        party.histograms(key, request[:-8] + bytes(8))  # a changed request under the same key
+    with pytest.raises(ProtocolError):
+        party.histograms(StepKey(JOB, 1, 0, "histograms"), request)  # tree 1 before tree 0
+    with pytest.raises(ProtocolError):
+        label.find_splits(StepKey(JOB, 0, 0, "find_splits"), {})  # f1's sums are missing
+
+
+def _give_credit() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    guest = np.loadtxt(DATA / "give_credit_hetero_guest.csv", delimiter=",", skiprows=1)
+    host = np.loadtxt(DATA / "give_credit_hetero_host.csv", delimiter=",", skiprows=1)
+    assert np.array_equal(guest[:, 0], host[:, 0])
+    return guest[:, 2:], guest[:, 1], host[:, 1:]
+
+
+GIVE_CREDIT = SbtConfig(trees=30, depth=3, bins=32, learning_rate=0.3)
+
+
+def _give_credit_auc(suite: SbtSuite) -> tuple[float, float]:
+    x_label, y, x_host = _give_credit()
+    rows = y.size
+    label = LabelParty(JOB, x_label, y, ["host"], GIVE_CREDIT, suite=suite)
+    host = FeatureParty(
+        "host",
+        JOB,
+        x_host,
+        FeatureAlignment(rows, np.arange(rows), np.arange(rows)),
+        GIVE_CREDIT,
+        suite=suite,
+    )
+    run_local(label, [host])
+    _, _, xgb_auc = train_xgboost(np.hstack([x_label, x_host]), y, GIVE_CREDIT)
+    return label.reports[-1].auc, xgb_auc
+
+
+def test_give_credit_twin_lands_within_0005_of_xgboost() -> None:
+    federated, xgb = _give_credit_auc(PlainTwin.suite_for_testing())
+    assert abs(federated - xgb) < 0.005 and federated > 0.86
+
+
+@pytest.mark.slow
+def test_give_credit_encrypted_lands_within_0005_of_xgboost() -> None:
+    federated, xgb = _give_credit_auc(BFV_SUITE)
+    assert abs(federated - xgb) < 0.005 and federated > 0.86
