@@ -33,7 +33,8 @@ class PairResult:
 _END = object()
 
 
-def align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: node_pb2.PsiMode.ValueType,
+def align_pair(label: NodeClient, feature: NodeClient, job_id: str,
+               mode: node_pb2.PsiMode.ValueType,
                deadline_s: float) -> PairResult:
     """Run one PSI session; the coordinator sees sealed bytes and the sizes only."""
     start = time.perf_counter()
@@ -48,7 +49,8 @@ def align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: node_p
                             f"{err.code().name}: {err.details()}") from err
 
 
-def _align_pair(label: NodeClient, feature: NodeClient, job_id: str, mode: node_pb2.PsiMode.ValueType,
+def _align_pair(label: NodeClient, feature: NodeClient, job_id: str,
+                mode: node_pb2.PsiMode.ValueType,
                 deadline_s: float, start: float) -> PairResult:
     # 1. Both nodes hash and blind their own ids at the same time.
     with ThreadPoolExecutor(max_workers=2) as pool:

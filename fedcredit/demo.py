@@ -26,8 +26,10 @@ from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 LABEL_PARTY = "bank"
 FEATURE_PARTIES = ("core", "logistics", "tax")
-DEMO_VLR: dict[str, Any] = {"learning_rate": 0.15, "batch_size": 1024, "max_epochs": 15, "patience": 3,
-            "validation_fraction": 0.25, "seed": 7}
+DEMO_VLR: dict[str, Any] = {
+    "learning_rate": 0.15, "batch_size": 1024, "max_epochs": 15, "patience": 3,
+    "validation_fraction": 0.25, "seed": 7,
+}
 
 
 def party_specs(synth: SynthResult) -> list[PartySpec]:

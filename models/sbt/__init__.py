@@ -93,8 +93,9 @@ def column_edges(values: np.ndarray, bins: int) -> np.ndarray:
     unique = np.unique(present)
     if unique.size <= bins:
         return unique[:-1]
-    cuts = np.unique(np.quantile(present, np.arange(1, bins) / bins))
-    return cuts[cuts < unique[-1]]
+    cuts: np.ndarray = np.unique(np.quantile(present, np.arange(1, bins) / bins))
+    kept: np.ndarray = cuts[cuts < unique[-1]]
+    return kept
 
 
 def apply_edges(values: np.ndarray, edges: np.ndarray, bins: int) -> np.ndarray:

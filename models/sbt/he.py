@@ -195,7 +195,7 @@ def random_nonzero(count: int, modulus: int) -> np.ndarray:
 
 
 def _add_mod(a: np.ndarray, b: np.ndarray, q: np.ndarray) -> np.ndarray:
-    s = a + b  # both < q < 2^61: no wrap
+    s: np.ndarray = a + b  # both < q < 2^61: no wrap
     return np.where(s >= q, s - q, s)
 
 
@@ -203,7 +203,7 @@ def _mul_pow2_mod(x: np.ndarray, bits: int, q: np.ndarray, delta: np.ndarray) ->
     """x * 2^bits mod q for x < q < 2^60, with delta = 2^60 mod q < 2^24."""
     hi = x >> np.uint64(60 - bits)
     lo = (x & np.uint64((1 << (60 - bits)) - 1)) << np.uint64(bits)
-    s = hi * delta + lo
+    s: np.ndarray = hi * delta + lo
     return np.where(s >= q, s - q, s)
 
 
@@ -240,11 +240,7 @@ def packed_products(
         raise ProtocolError(f"{chunks} chunks do not hold {rows} rows")
     if bins.size and int(bins.max()) >= slots:
         raise ValueError("bin index beyond the slot count")
-    limbs = np.stack(
-        [(raw >> np.uint64(s)) & np.uint64((1 << _LIMB_BITS) - 1) for s in (0, 20, 40)], axis=3
-    ).reshape(chunks, polys * k * 3, degree)
-    parts = [_limb_products(limbs, bins[:, f0 : f0 + 100], slots) for f0 in range(0, features, 100)]
-    ints = np.concatenate(parts).reshape(features, polys, k, 3, degree)
+    ints = _limb_products(raw, bins, slots).reshape(features, polys, k, 3, degree)
     q = primes.astype(np.uint64)[None, None, :, None]
     delta = ((np.uint64(1) << np.uint64(60)) % q).astype(np.uint64)
     limb = [
@@ -259,18 +255,23 @@ def packed_products(
     return result
 
 
-def _limb_products(limbs: np.ndarray, bins: np.ndarray, slots: int) -> np.ndarray:
-    """Integer negacyclic sums (F, L, N) for up to ~100 features; see `packed_products`."""
-    chunks, n_limbs, degree = limbs.shape
+def _limb_products(raw: np.ndarray, bins: np.ndarray, slots: int) -> np.ndarray:
+    """Integer negacyclic sums (F, L, N) over 20-bit limbs; see `packed_products`."""
+    chunks, polys, k, degree = raw.shape
     rows, features = bins.shape
-    width, half = chunk_width(slots), degree // 2
+    n_limbs, width, half = polys * k * 3, chunk_width(slots), degree // 2
     acc = np.zeros((half, features, n_limbs), dtype=np.complex128)
     c_block, f_block = 64, 25
     buffer = np.empty(half * c_block * f_block, dtype=np.complex128)
+    mask = np.uint64((1 << _LIMB_BITS) - 1)
     for c0 in range(0, chunks, c_block):
         c1 = min(chunks, c0 + c_block)
+        block = raw[c0:c1]
+        limbs = np.stack([(block >> np.uint64(s)) & mask for s in (0, 20, 40)], axis=3)
         spectra = np.ascontiguousarray(
-            _FFT.forward(limbs[c0:c1].astype(np.float64)).transpose(2, 0, 1)
+            _FFT.forward(limbs.reshape(c1 - c0, n_limbs, degree).astype(np.float64)).transpose(
+                2, 0, 1
+            )
         )  # (N/2, chunks, limbs)
         r0, r1 = c0 * width, min(rows, c1 * width)
         local = np.arange(r1 - r0)
@@ -290,7 +291,7 @@ def _limb_products(limbs: np.ndarray, bins: np.ndarray, slots: int) -> np.ndarra
             y = np.fft.fft(x.reshape(half, nc, nf), axis=0)
             acc[:, f0:f1] += np.matmul(y.transpose(0, 2, 1), spectra)
     out = _FFT.inverse(acc, axis=0)  # (F, L, N)
-    ints = np.rint(out)
+    ints: np.ndarray = np.rint(out)
     if out.size and float(np.max(np.abs(out - ints))) > 0.2:
         raise ArithmeticError("FFT products lost exactness")
     return ints.astype(np.int64)

@@ -32,7 +32,7 @@ from models.sbt.feature import (
     TOPOLOGY,
 )
 from models.sbt.he import BFV_SUITE, LabelHe, SbtSuite
-from models.vlr import StepCache
+from models.vlr import StepCache, digest
 from models.vlr.metrics import auc, log_loss
 
 MIN_GAIN = 1e-6  # XGBoost's kRtEps: a split must reduce the loss by more than this
@@ -201,6 +201,7 @@ class LabelParty:
         self.trees: list[Tree] = []
         self.reports: list[TreeReport] = []
         self._build: _Build | None = None
+        self._applied: StepKey | None = None
         self._steps = StepCache(capacity=16)
 
     @property
@@ -328,9 +329,7 @@ class LabelParty:
         """Decrypt F's bin sums, pick each node's best split; split requests for winning Fs."""
         self._check(key, "find_splits")
         build = self._built(key)
-        request = pack_frames(
-            [p.encode() for p in sorted(responses)] + [responses[p] for p in sorted(responses)]
-        )
+        request = b"".join(n.encode() + b"\0" + digest(responses[n]) for n in sorted(responses))
         cached = self._steps.lookup(key, request)
         if cached is not None:
             return _unpack_party_map(cached)
@@ -419,6 +418,8 @@ class LabelParty:
     def apply_splits(self, key: StepKey, responses: Mapping[str, bytes]) -> None:
         """Route the rows of F-split nodes by F's bitmasks; move to the next level."""
         self._check(key, "apply_splits")
+        if self._applied == key:
+            return  # a retry of the step just applied
         build = self._built(key)
         if tuple(sorted(responses)) != tuple(sorted(build.pending)):
             raise ProtocolError(
@@ -442,12 +443,15 @@ class LabelParty:
         build.level += 1
         if build.level == self.config.depth:
             build.level = -1  # only end_tree may follow
+        self._applied = key
 
     def end_tree(self, tree: int) -> dict[str, bytes]:
         """Leaf weights from the exact gradients; update the margins; each F's view of the tree."""
+        if tree < len(self.trees):  # a retry: the same topologies again
+            return {party: self.topology(tree, party) for party in self.feature_parties}
         build = self._build
-        if build is None or build.tree != tree:
-            raise ProtocolError(f"tree {tree} is not under construction")
+        if build is None or build.tree != tree or build.level != -1:
+            raise ProtocolError(f"tree {tree} is not built to depth {self.config.depth} yet")
         structure = build.structure
         for node in build.frontier:
             structure.owner[node] = LEAF

@@ -46,7 +46,8 @@ def test_default_params_are_the_design_choice() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        ({"poly_modulus_degree": 4096, "coeff_mod_bit_sizes": (40, 20, 40)}, "not allowed"),
+        ({"poly_modulus_degree": 2048, "coeff_mod_bit_sizes": (27, 27)}, "not allowed"),
+        ({"poly_modulus_degree": 4096, "coeff_mod_bit_sizes": (60, 40, 60)}, "exceeds 109"),
         ({"coeff_mod_bit_sizes": (60, 60, 60, 60)}, "exceeds 218 bits"),
         ({"poly_modulus_degree": 16384, "coeff_mod_bit_sizes": (60,) * 7 + (20,)}, "exceeds 438"),
         ({"poly_modulus_degree": 32768, "coeff_mod_bit_sizes": (60,) * 15}, "exceeds 881"),
@@ -78,7 +79,7 @@ def test_a_context_carrying_its_secret_key_is_refused() -> None:
 
 
 def test_a_weak_received_context_is_refused() -> None:
-    weak = ts.context(ts.SCHEME_TYPE.CKKS, 4096, coeff_mod_bit_sizes=[40, 20, 40])
+    weak = ts.context(ts.SCHEME_TYPE.CKKS, 2048, coeff_mod_bit_sizes=[27, 27])
     weak.global_scale = 2.0**20
     with pytest.raises(ProtocolError, match="not allowed"):
         load_public_context(weak.serialize(save_secret_key=False))
