@@ -1,33 +1,34 @@
 """Homomorphic gradient histograms for SecureBoost: BFV coefficient packing via SEAL, plus a twin.
 
-Choice, by measurement on this 2-core machine (CPU seconds, one core; 100,000 rows x 300 feature
-columns x 33 bin slots is one full histogram "pass"; a depth-3 tree costs <= 2 passes thanks to
-histogram subtraction):
+Chosen by measurement on this 2-core machine (CPU seconds on one core). One histogram "pass" is
+100,000 rows x 300 feature columns x 33 bin slots (32 bins + missing); a depth-3 tree needs at
+most two passes (root, then only the smaller child of each pair; L gets the sibling by subtraction).
 
-* Paillier, 3072-bit n (128-bit security; 2048-bit n is only ~112-bit per NIST SP 800-57):
-  8.9 us per ciphertext addition -> 3e7 additions per pass = 270 s/pass. OU at 3072 bits: 3.0 us
-  -> 90 s/pass, plus Python's per-addition overhead. Both miss 120 s per tree.
-* CKKS slots (TenSEAL): one 0/1 bin mask x ciphertext product per (feature, bin, 4096 rows) =
-  240,000 products (0.16 ms + 0.44 ms encoding) + rotations to sum slots: > 150 s/pass.
-* BFV with coefficient packing (this module): L puts the packed value G + 2^k H of `n' = N/slots`
-  rows into the coefficients of one ciphertext; F multiplies it by the 0/1 polynomial
-  P = sum_i x^(bin_i * n' + n' - 1 - i), and coefficient b*n' + n' - 1 of the product is exactly
-  the sum over the rows in bin b (the other coefficients hold partial sums and get masked).
-  N/slots ~ 256 row-features per product is the most a ring product can carry. Through SEAL
-  (Plaintext from hex, transform_to_ntt, multiply_plain, add): 322 us per product = 38 s/pass.
-  Batched in numpy instead (exact negacyclic products via a folded complex FFT on 20-bit limbs;
-  the sum over chunks as one batched matrix product per frequency): build 1.9 s + FFT 6.1 s +
-  matmul 2.8 s = ~11 s/pass, plus 5.4 ms to read each received ciphertext out of SEAL. Chosen.
+* Paillier, n = 3072 bits (128-bit; 2048 bits is only ~112-bit per NIST SP 800-57): 8.9 us per
+  ciphertext addition, 3e7 additions per pass = 270 s. OU at 3072 bits: 3.0 us = 90 s, before
+  Python's per-call overhead. Neither fits 120 s per tree.
+* CKKS slots (TenSEAL): one 0/1 bin mask x ciphertext product per (feature, bin, 4096 rows)
+  = 240,000 products at 0.16 ms + 0.44 ms encoding, plus rotations to sum the slots: > 150 s.
+* BFV coefficient packing (this module). L puts the packed value G + 2^k H of n' = N/slots rows
+  into coefficients 0..n'-1 of one ciphertext; F multiplies it by the 0/1 polynomial
+  P = sum_i x^(bin_i * n' + n' - 1 - i): coefficient b*n' + n'-1 of the product is exactly the sum
+  over the chunk's rows in bin b, the others hold partial sums. N/slots ~ 250 row-features per
+  product is the most a ring product can carry. Through SEAL calls (Plaintext from hex,
+  transform_to_ntt, multiply_plain, add): 322 us per product = 38 s per pass. Batched in numpy
+  instead (exact negacyclic products by a folded complex FFT over 20-bit limbs, the sum over
+  chunks as one matrix product per frequency): ~14 s per pass, plus 5.4 ms to read each received
+  ciphertext out of SEAL (2.2 s per pass) -> measured 43 s per encrypted depth-3 tree. Chosen.
 
-Security: N = 8192, q = two 60-bit primes (+ a 60-bit special prime) = 180 bits <= 218, the
-HomomorphicEncryption.org 128-bit bound SEAL enforces. Key generation, encryption, decryption and
-re-randomisation are SEAL's; only the public plaintext-times-ciphertext arithmetic is numpy (tested
-bit-identical to SEAL's multiply_plain). Because L knows its own encryption noise e, every result
-F returns is (1) masked uniformly mod q in every non-target coefficient, (2) noise-flooded in the
-targets with a uniform integer 2^40 times a 2^-40-tail bound of the e*P term, and (3) re-randomised
+Security: N = 8192 and q = two 60-bit primes (+ a 60-bit special prime) = 180 <= 218 bits, the
+HomomorphicEncryption.org 128-bit bound SEAL enforces (sec_level tc128). Key generation,
+encryption, decryption and re-randomisation are SEAL's; numpy does only the public
+plaintext-times-ciphertext arithmetic (tested bit-identical to SEAL's multiply_plain). L knows its
+own encryption noise, so every ciphertext F returns is (1) uniformly masked mod q in every
+coefficient that is not a bin sum, (2) noise-flooded on the bin sums with a uniform integer
+2^40 x the bound of the noise L could know (statistical distance <= 2^-40), and (3) re-randomised
 with a fresh public-key encryption of zero (else L could divide c1*P by its own c1 and read P).
-Randomness for masks and floods comes from `secrets`. Joint scoring uses the same BFV with SIMD
-batching (t a 40-bit prime, q 160 bits) and the same flooding.
+Masks and floods use `secrets`. The flood fits up to ~1M rows per node. Joint scoring uses BFV
+SIMD batching (t a 40-bit prime, q 160 bits) with the same flooding.
 """
 
 from __future__ import annotations
@@ -54,7 +55,16 @@ SCORE_PLAIN_BITS = 40  # a batching prime t = 1 mod 2N
 STATISTICAL_BITS = 40
 NOISE_SIGMA = 3.2  # SEAL's error distribution
 TAIL_SIGMAS = 7.5  # P(|sub-Gaussian sum| > 7.5 sigma) < 2^-40
-_FRESH_SIGMA = math.sqrt(NOISE_SIGMA**2 + 1 / 12)  # SEAL error plus the round(q m / t) error
+FRESH_NOISE_BOUND = 1 << 19  # |e u + e1 + e2 s| of a public-key encryption of zero (6 sigma * 2N)
+
+
+def product_noise_bound(terms: int, plain_bound: float) -> float:
+    """|noise| of sum_j p_j (e + eps)_j over `terms` plaintext terms |p_j| <= plain_bound, known
+    to L: its own error e (sub-Gaussian, sigma 3.2; bounded with probability 1 - 2^-40) and the
+    encoding rounding |eps| <= 1/2 (deterministic, so bounded in the worst case)."""
+    return plain_bound * (0.5 * terms + TAIL_SIGMAS * NOISE_SIGMA * math.sqrt(terms))
+
+
 _LIMB_BITS = 20
 _CONTEXT_TAG = b"fedcredit/sbt-bfv/v1"
 _PLAIN_CONTEXT = b"fedcredit/sbt-plain-twin/v1"
@@ -123,7 +133,6 @@ class _Bfv:
         self.first = self.ctx.first_parms_id()
         self.primes = np.array([m.value() for m in first.parms().coeff_modulus()], np.uint64)
         self.t = int(parms.plain_modulus().value())
-        self.q_bits = sum(int(p).bit_length() for p in self.primes)
         self.evaluator = sa.Evaluator(self.ctx)
 
     def ciphertext(self, data: bytes) -> Any:
@@ -163,10 +172,11 @@ class _Bfv:
         v = values[..., None]
         return np.where(v < 0, self.primes.astype(np.int64) + v, v).astype(np.uint64)
 
-    def flood(self, raw: np.ndarray, positions: np.ndarray, sigma: float) -> None:
-        """c0 += uniform mod q off `positions`, += uniform |x| < 2^40 * 7.5 sigma on them."""
-        bits = math.ceil(math.log2(TAIL_SIGMAS * sigma + 1.0)) + STATISTICAL_BITS
-        if bits + 2 > self.q_bits - int(self.t).bit_length():
+    def flood(self, raw: np.ndarray, positions: np.ndarray, bound: float) -> None:
+        """c0 += uniform mod q off `positions`; on them += uniform |x| < 2^40 * bound."""
+        bits = math.ceil(math.log2(bound + 1.0)) + STATISTICAL_BITS
+        limit = math.prod(int(p) for p in self.primes) // (2 * self.t)
+        if (1 << bits) + bound + FRESH_NOISE_BOUND >= limit:
             raise ValueError(f"flooding needs {bits} bits; the modulus leaves too few")
         mask = self.uniform((RING_DEGREE, self.primes.size)).T  # (primes, N)
         if bits < 62:
@@ -410,10 +420,10 @@ class BfvPublic:
         raw = np.stack([h.raw(h.ciphertext(f)) for f in frames])
         sums = packed_products(raw, bins, slots, h.primes)
         targets = histogram_targets(slots)
-        sigma = _FRESH_SIGMA * math.sqrt(n)  # e*P (and rounding) terms: one per row
+        bound = product_noise_bound(n, 1.0)  # one 0/1 term per row in each target
         out = []
         for feature in sums:
-            h.flood(feature, targets, sigma)
+            h.flood(feature, targets, bound)
             ct = h.from_raw(feature)
             zero = sa.Ciphertext(h.ctx)
             self._hist_enc.encrypt_zero(zero)
@@ -429,7 +439,7 @@ class BfvPublic:
         flat = np.asarray(factors, dtype=np.uint64).reshape(-1)
         if flat.size != n or (flat.size and int(flat.max()) >= s.t):
             raise ProtocolError(f"{flat.size} factors for {n} encrypted slots, or out of range")
-        sigma = _FRESH_SIGMA * math.sqrt(RING_DEGREE) * s.t / 2.0  # |centred plain| <= t/2
+        bound = product_noise_bound(RING_DEGREE, s.t / 2)  # centred plain coefficients
         out = []
         for i, frame in enumerate(frames):
             ct = s.ciphertext(frame)
@@ -440,7 +450,7 @@ class BfvPublic:
             self._encoder.encode(chunk.tolist(), plain)
             s.evaluator.multiply_plain_inplace(ct, plain)
             raw = s.raw(ct)
-            s.flood(raw, np.arange(RING_DEGREE), sigma)
+            s.flood(raw, np.arange(RING_DEGREE), bound)
             ct = s.from_raw(raw)
             zero = sa.Ciphertext(s.ctx)
             self._score_enc.encrypt_zero(zero)

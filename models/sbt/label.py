@@ -213,6 +213,10 @@ class LabelParty:
         return len(self.trees) >= self.config.trees
 
     @property
+    def suite(self) -> SbtSuite:
+        return self._suite
+
+    @property
     def he(self) -> LabelHe:
         if self._he is None:
             raise ProtocolError("label party not opened yet")

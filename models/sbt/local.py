@@ -7,9 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from models.sbt import StepKey
 from models.sbt.feature import FeatureParty
 from models.sbt.label import LabelParty
+from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
 
 
 @dataclass
@@ -86,3 +89,23 @@ def run_local(
         run.tree_seconds.append(time.perf_counter() - started)
         run.tree_bytes.append(wire.total)
     return run
+
+
+def score_local(
+    label: LabelParty,
+    features: Sequence[FeatureParty],
+    positions: np.ndarray,
+    own_rows: np.ndarray,
+    *,
+    request: int = 0,
+) -> tuple[np.ndarray, int]:
+    """Jointly score training positions (L's columns of them in `own_rows`): margins, bytes."""
+    key = StepKey(label.job, request, 0, "score")
+    scorer = LabelScorer(label)
+    asked = scorer.request(key, positions, own_rows)
+    if not features:
+        return scorer.finish(key, None), 0
+    parts = {f.name: FeatureScorer(f).score(key, asked) for f in features}
+    combined = ScoreRelay(label.he.public_bytes(), suite=label.suite).combine(key, parts)
+    moved = len(asked) * len(features) + sum(map(len, parts.values())) + len(combined)
+    return scorer.finish(key, combined), moved

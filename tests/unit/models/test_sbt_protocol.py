@@ -16,7 +16,7 @@ from models.sbt.centralized import train_pooled, train_xgboost
 from models.sbt.feature import FeatureParty
 from models.sbt.he import BFV_SUITE, PlainTwin, SbtSuite
 from models.sbt.label import LabelParty, _Build
-from models.sbt.local import LocalRun, run_local
+from models.sbt.local import LocalRun, run_local, score_local
 from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
 from models.vlr.bench import synthetic_vertical
 
@@ -253,6 +253,14 @@ def test_scoring_reveals_only_the_leaf_reached(encrypted: Trained, data: Dataset
     assert np.all(seen[~selectors] == 0)  # L's own exclusions stay zero: nothing new there
     nonzero = allowed_by_l[allowed_by_l != 0].astype(np.float64) / label.he.score_modulus
     assert nonzero.size > 50 and 0.3 < nonzero.mean() < 0.7  # uniform noise, not F's bits
+
+
+def test_twin_scoring_of_every_row_reproduces_the_training_margins(
+    twin: Trained, data: Dataset
+) -> None:
+    rows = np.arange(data.labels.size)
+    margins, moved = score_local(twin.label, twin.parties, rows, data.label)
+    assert np.allclose(margins, twin.label.margin, rtol=0, atol=1e-12) and moved > 0
 
 
 def test_first_tree_from_label_columns_only(data: Dataset) -> None:
