@@ -56,7 +56,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     @rpc_method("Coordinator.TrainVlr", log, _operators)
     def TrainVlr(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self.core.train_vlr(request, peer_party(context))
+        request.algorithm = "vlr"
+        return self.core.train(request, peer_party(context))
+
+    @rpc_method("Coordinator.Train", log, _operators)
+    def Train(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.train(request, peer_party(context))
 
     @rpc_method("Coordinator.ResumeJob", log, _operators)
     def ResumeJob(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -20,6 +20,7 @@ from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
 from coordinator.nodes import NodeClients
+from coordinator.sbt_job import SbtJob, SbtJobConfig
 from coordinator.scoring import ScoringRelay
 from coordinator.store import JobRecord, NodeRecord, Store
 from coordinator.vlr_job import VlrJob, VlrJobConfig
@@ -162,41 +163,46 @@ class Coordinator:
         return _job_status(job)
 
     # training -------------------------------------------------------------------------------
-    def train_vlr(self, request: coordinator_pb2.TrainRequest,
-                  caller: str | None) -> coordinator_pb2.JobStatus:
+    def train(self, request: coordinator_pb2.TrainRequest,
+              caller: str | None) -> coordinator_pb2.JobStatus:
+        kind = request.algorithm or "vlr"
+        if kind not in JOB_CONFIGS:
+            raise DataValidationError(f"unknown algorithm {kind!r}: expected vlr or sbt")
         try:
-            config = VlrJobConfig.model_validate_json(request.config_json)
+            config = JOB_CONFIGS[kind].model_validate_json(request.config_json)
         except (ValidationError, ValueError) as err:
             raise DataValidationError(f"invalid training job: {err}") from err
         self._training_parties(config)
-        job_id = request.job_id or f"vlr-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        job_id = request.job_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-" \
+                                   f"{secrets.token_hex(3)}"
         existing = self.store.job(job_id)
         if existing is not None:
             raise ProtocolError(f"job {job_id} exists ({existing.state}); resume it instead")
-        self.store.create_job(job_id, "vlr", [config.label, *config.features],
+        self.store.create_job(job_id, kind, [config.label, *config.features],
                               {**config.model_dump(), "operator": caller or ""})
         self.audit.append("train.start", job=job_id, peer=",".join(config.features),
-                          purpose="vertical-lr training")
-        self._start(job_id, config, resume=False)
+                          purpose=f"{kind} training")
+        self._start(job_id, kind, config, resume=False)
         return self.get_job(job_id)
 
     def resume_job(self, job_id: str) -> coordinator_pb2.JobStatus:
         job = self.store.job(job_id)
         if job is None:
             raise ProtocolError(f"no job {job_id!r}")
-        if job.kind != "vlr":
+        if job.kind not in JOB_CONFIGS:
             raise ProtocolError(f"job {job_id} is a {job.kind} job; only training jobs resume")
         if job.state in ("running", "done"):
             raise ProtocolError(f"job {job_id} is {job.state}; nothing to resume")
         settings = {k: v for k, v in job.config.items() if k != "operator"}
-        config = VlrJobConfig.model_validate(settings)
+        config = JOB_CONFIGS[job.kind].model_validate(settings)
         self._training_parties(config)
         self.store.update_job(job_id, state="running", error="")
-        self.audit.append("train.resume", job=job_id, purpose="vertical-lr training")
-        self._start(job_id, config, resume=True)
+        self.audit.append("train.resume", job=job_id, purpose=f"{job.kind} training")
+        self._start(job_id, job.kind, config, resume=True)
         return self.get_job(job_id)
 
-    def _training_parties(self, config: VlrJobConfig) -> tuple[NodeRecord, list[NodeRecord]]:
+    def _training_parties(self, config: VlrJobConfig | SbtJobConfig,
+                          ) -> tuple[NodeRecord, list[NodeRecord]]:
         label = self.store.node(config.label)
         if label is None or label.role != "label":
             raise ProtocolError(f"{config.label!r} is not a registered label node")
@@ -208,40 +214,52 @@ class Coordinator:
             features.append(record)
         return label, features
 
-    def _start(self, job_id: str, config: VlrJobConfig, *, resume: bool) -> None:
-        thread = threading.Thread(target=self._run_vlr, args=(job_id, config, resume),
+    def _start(self, job_id: str, kind: str, config: VlrJobConfig | SbtJobConfig, *,
+               resume: bool) -> None:
+        thread = threading.Thread(target=self._run_job, args=(job_id, kind, config, resume),
                                   name=f"job-{job_id}", daemon=True)
         self._threads[job_id] = thread
         thread.start()
 
-    def _run_vlr(self, job_id: str, config: VlrJobConfig, resume: bool) -> None:
+    def _run_job(self, job_id: str, kind: str, config: VlrJobConfig | SbtJobConfig,
+                 resume: bool) -> None:
+        """Run a training job to its end; a SecureBoost job restarts from its first tree."""
         history: list[dict[str, Any]] = list(
             (self.store.job(job_id) or _EMPTY_JOB).metrics.get("history", []))
+        if kind == "sbt":
+            history.clear()
 
         def on_epoch(report: dict[str, Any]) -> None:
-            history[:] = [h for h in history if h["epoch"] < report["epoch"]] + [report]
+            epoch = report.get("epoch", report.get("tree"))
+            report = {**report, "epoch": epoch}
+            history[:] = [h for h in history if h["epoch"] < epoch] + [report]
             self.store.update_job(job_id, metrics={
-                "epoch": report["epoch"], "loss": report["loss"], "auc": report["auc"],
-                "ks": report["ks"], "best_epoch": report["best_epoch"], "history": history})
+                "epoch": epoch, "loss": report["loss"], "auc": report["auc"],
+                "ks": report.get("ks"), "best_epoch": report.get("best_epoch", epoch),
+                "history": history})
 
         try:
             label, features = self._training_parties(config)
-            job = VlrJob(job_id, config, self.clients.get(label),
-                         [self.clients.get(f) for f in features], on_epoch=on_epoch)
-            job.run(resume=resume)
-            best = max(history, key=lambda h: -h["loss"]) if history else {}
+            clients = (self.clients.get(label), [self.clients.get(f) for f in features])
+            if isinstance(config, SbtJobConfig):
+                SbtJob(job_id, config, *clients, on_epoch=on_epoch).run()
+                best = history[-1] if history else {}
+            else:
+                VlrJob(job_id, config, *clients, on_epoch=on_epoch).run(resume=resume)
+                best = min(history, key=lambda h: h["loss"]) if history else {}
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}
-            model = self.store.register_model(config.model_name or f"vlr-{config.label}", "vlr",
-                                              job_id, [config.label, *config.features], metrics)
+            model = self.store.register_model(config.model_name or f"{kind}-{config.label}",
+                                              kind, job_id, [config.label, *config.features],
+                                              metrics)
             self.store.update_job(job_id, state="done",
                                   metrics={"model_id": model.model_id, "epochs": len(history)})
-            self.audit.append("train.done", job=job_id, purpose="vertical-lr training",
+            self.audit.append("train.done", job=job_id, purpose=f"{kind} training",
                               details={"model": model.model_id, "epochs": len(history)})
         except Exception as err:  # noqa: BLE001 - the job records why it failed
             log.warning("job %s failed: %s", job_id, err)
             self.store.update_job(job_id, state="failed", error=str(err)[:2000])
-            self.audit.append("train.failed", job=job_id, purpose="vertical-lr training",
+            self.audit.append("train.failed", job=job_id, purpose=f"{kind} training",
                               details={"error": str(err)[:500]})
 
     def list_models(self) -> coordinator_pb2.ListModelsResponse:
@@ -252,6 +270,9 @@ class Coordinator:
                                       created_at_unix=int(m.created_at))
             for m in self.store.models()])
 
+
+JOB_CONFIGS: dict[str, type[VlrJobConfig] | type[SbtJobConfig]] = {
+    "vlr": VlrJobConfig, "sbt": SbtJobConfig}
 
 _EMPTY_JOB = JobRecord(job_id="", kind="", state="", parties=[], config={}, metrics={}, error="",
                        created_at=0.0, updated_at=0.0)

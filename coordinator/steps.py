@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 
@@ -39,3 +42,39 @@ def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Seque
     assert last is not None
     raise PeerUnavailable(f"{client.party} did not answer step {header.step} of epoch "
                           f"{header.epoch} after {attempts} attempts: {last.code().name}")
+
+
+class JobDriver:
+    """Drives one algorithm's steps on the label node and the feature nodes of a job."""
+
+    algorithm = ""
+
+    def __init__(self, job_id: str, label: NodeClient, features: list[NodeClient], *,
+                 deadline_s: float, attempts: int) -> None:
+        self.job_id = job_id
+        self.label = label
+        self.features = features
+        self.deadline_s = deadline_s
+        self.attempts = attempts
+        self.pool = ThreadPoolExecutor(max_workers=max(2, len(features) + 1))
+
+    def _header(self, step: str, epoch: int = 0, batch: int = 0,
+                extra: dict[str, Any] | None = None,
+                peers: list[common_pb2.PeerKey] | None = None) -> common_pb2.StepHeader:
+        return common_pb2.StepHeader(
+            job_id=self.job_id, algorithm=self.algorithm, step=step, epoch=epoch, batch=batch,
+            key=f"{self.job_id}/{epoch}/{batch}/{step}",
+            config_json=json.dumps(extra or {}), peers=peers or [])
+
+    def _call(self, client: NodeClient, header: common_pb2.StepHeader,
+              payloads: list[Payload] | None = None) -> dict[str, Payload]:
+        return call_step(client, header, payloads or [], deadline_s=self.deadline_s,
+                         attempts=self.attempts)
+
+    def _each(self, calls: list[tuple[NodeClient, common_pb2.StepHeader, list[Payload]]],
+              ) -> list[dict[str, Payload]]:
+        futures = [self.pool.submit(self._call, c, h, p) for c, h, p in calls]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)

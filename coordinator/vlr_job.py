@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -14,10 +13,9 @@ from pydantic import BaseModel, Field, field_validator
 from common.errors import ProtocolError
 from common.parts import Payload
 from coordinator.nodes import NodeClient
-from coordinator.steps import call_step
+from coordinator.steps import JobDriver
 from models.vlr import StepKey, VlrConfig
 from models.vlr.arbiter import Arbiter
-from proto.fedcredit.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -45,37 +43,18 @@ class VlrJobConfig(BaseModel):
         return VlrConfig(**self.vlr)
 
 
-class VlrJob:
+class VlrJob(JobDriver):
     """One run (or resumed run) of a job; the coordinator holds the arbiter's secret key only."""
+
+    algorithm = "vlr"
 
     def __init__(self, job_id: str, config: VlrJobConfig, label: NodeClient,
                  features: list[NodeClient], *, on_epoch: Any = None) -> None:
-        self.job_id = job_id
+        super().__init__(job_id, label, features, deadline_s=config.step_deadline_seconds,
+                         attempts=config.step_attempts)
         self.config = config
-        self.label = label
-        self.features = features
         self.on_epoch = on_epoch
         self.arbiter = Arbiter(job_id)  # a fresh key pair per run; weights live at the parties
-        self.pool = ThreadPoolExecutor(max_workers=max(2, len(features) + 1))
-
-    def _header(self, step: str, epoch: int = 0, batch: int = 0,
-                extra: dict[str, Any] | None = None,
-                peers: list[common_pb2.PeerKey] | None = None) -> common_pb2.StepHeader:
-        return common_pb2.StepHeader(
-            job_id=self.job_id, algorithm="vlr", step=step, epoch=epoch, batch=batch,
-            key=f"{self.job_id}/{epoch}/{batch}/{step}",
-            config_json=json.dumps(extra or {}), peers=peers or [])
-
-    def _call(self, client: NodeClient, header: common_pb2.StepHeader,
-              payloads: list[Payload] | None = None) -> dict[str, Payload]:
-        return call_step(client, header, payloads or [],
-                         deadline_s=self.config.step_deadline_seconds,
-                         attempts=self.config.step_attempts)
-
-    def _each(self, calls: list[tuple[NodeClient, common_pb2.StepHeader, list[Payload]]],
-              ) -> list[dict[str, Payload]]:
-        futures = [self.pool.submit(self._call, c, h, p) for c, h, p in calls]
-        return [f.result() for f in futures]
 
     def open(self, resume: bool) -> tuple[int, int]:
         """Hand out the public context; returns (next epoch, batches per epoch)."""

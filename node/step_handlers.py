@@ -20,6 +20,7 @@ from models.vlr import StepKey, VlrConfig
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty
 from models.vlr.scoring import PartyModel
+from node import sbt_handlers
 from node.alignment import check_job_id
 from node.score_handlers import ScoreRunner
 from node.state import NodeState
@@ -42,7 +43,7 @@ class JobSession:
     """A training job at this node: the role object and a sealer per peer node."""
 
     job_id: str
-    role: LabelParty | FeatureParty
+    role: Any  # the algorithm's role object (vertical LR or SecureBoost)
     sealers: dict[str, Sealer]
     config: dict[str, Any]
     last_residual: bytes | None = None
@@ -69,7 +70,7 @@ class StepRunner:
     def run(self, messages: Iterable[common_pb2.StepMessage]) -> Iterator[common_pb2.StepMessage]:
         header, inputs = read_step(messages)
         job_id = check_job_id(header.job_id)
-        if header.algorithm not in ("vlr", "score"):
+        if header.algorithm not in ("vlr", "sbt", "score"):
             raise ProtocolError(f"unknown algorithm {header.algorithm!r}")
         if header.algorithm == "score":
             yield from write_step(self._score(header, inputs))
@@ -106,7 +107,7 @@ class StepRunner:
                 out[name] = p.data
         return out
 
-    def _sealed(self, session: JobSession, header: common_pb2.StepHeader, name: str,
+    def sealed(self, session: JobSession, header: common_pb2.StepHeader, name: str,
                 recipient: str, data: bytes) -> Payload:
         context = seal_context(header, name, self.state.party, recipient)
         return Payload(name=name, data=session.sealers[recipient].seal(data, context),
@@ -152,6 +153,8 @@ class StepRunner:
                                                sealing_pk=peer.sealing_public_key,
                                                signature=peer.signature))
             sealers[peer.party] = state.sealer_for(public)
+        if header.algorithm == "sbt":
+            return self._open_sbt(header, config, sealers, inputs)
         vlr = VlrConfig(**config["vlr"])
         if vlr.min_batch < state.config.min_batch:  # our own floor, not the job's
             if vlr.batch_size < state.config.min_batch:
@@ -183,8 +186,8 @@ class StepRunner:
             outputs.append(Payload(name="n_batches", data=str(role.n_batches).encode()))
             plan, own_context = role.plan(), role.validation_context()
             for f in config["features"]:
-                outputs.append(self._sealed(session, header, f"plan:{f}", f, plan))
-                outputs.append(self._sealed(session, header, f"validation_context:{f}", f,
+                outputs.append(self.sealed(session, header, f"plan:{f}", f, plan))
+                outputs.append(self.sealed(session, header, f"validation_context:{f}", f,
                                             own_context))
         else:
             me = state.party
@@ -198,25 +201,46 @@ class StepRunner:
         outputs.append(Payload(name="next_epoch", data=str(role.next_epoch).encode()))
         return outputs
 
+    def _open_sbt(self, header: common_pb2.StepHeader, config: dict[str, Any],
+                  sealers: dict[str, Sealer], inputs: dict[str, Payload]) -> list[Payload]:
+        role, outputs = sbt_handlers.open_role(self, header, config, inputs)
+        session = JobSession(job_id=header.job_id, role=role, sealers=sealers, config=config)
+        with self._lock:
+            self.jobs[header.job_id] = session
+        self.state.audit.append("train.open", job=header.job_id, purpose="secureboost training",
+                                rows=self.state.table.rows)
+        return outputs
+
+    def save_model(self, session: JobSession, blob: bytes) -> None:
+        """A SecureBoost party's trees or lookup table, in this node's own state only."""
+        path = self.model_path(session.job_id).with_name("model.sbt")
+        _atomic_write(path, blob)
+        self.state.audit.append("train.model_saved", job=session.job_id,
+                                purpose="secureboost training")
+
     # steps ------------------------------------------------------------------------------------
     def _step(self, session: JobSession, header: common_pb2.StepHeader,
               inputs: dict[str, bytes]) -> list[Payload]:
+        if header.algorithm == "sbt":
+            return sbt_handlers.step(self, session, header, inputs)
         role = session.role
+        if not isinstance(role, (LabelParty, FeatureParty)):
+            raise ProtocolError(f"job {header.job_id} is not a vertical LR job")
         key = StepKey(header.job_id, int(header.epoch), _batch(header), header.step)
         step = header.step
         if step == "positions" and isinstance(role, LabelParty):
             data = role.batch_positions(key)
-            return [self._sealed(session, header, f"positions:{f}", f, data)
+            return [self.sealed(session, header, f"positions:{f}", f, data)
                     for f in session.config["features"]]
         if step == "forward" and isinstance(role, FeatureParty):
             data = role.forward(key, inputs[f"positions:{role.name}"])
-            return [self._sealed(session, header, f"forward:{role.name}", session.config["label"],
+            return [self.sealed(session, header, f"forward:{role.name}", session.config["label"],
                                  data)]
         if step == "residual" and isinstance(role, LabelParty):
             forwards = {f: inputs[f"forward:{f}"] for f in session.config["features"]}
             residual = role.residual(key, forwards)
             session.last_residual = residual
-            return [self._sealed(session, header, f"residual:{f}", f, residual)
+            return [self.sealed(session, header, f"residual:{f}", f, residual)
                     for f in session.config["features"]]
         if step == "gradient":
             given = (session.last_residual if isinstance(role, LabelParty)
@@ -229,7 +253,7 @@ class StepRunner:
             return []
         if step == "validate" and isinstance(role, FeatureParty):
             data = role.validation_logits(key)
-            return [self._sealed(session, header, f"validation:{role.name}",
+            return [self.sealed(session, header, f"validation:{role.name}",
                                  session.config["label"], data)]
         if step == "end_epoch":
             if isinstance(role, LabelParty):

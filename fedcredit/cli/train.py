@@ -39,7 +39,7 @@ def read_job_file(path: Path) -> dict[str, Any]:
 
 def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
                max_epochs: int | None = None, quiet: bool = False,
-               poll_s: float = 0.5) -> coordinator_pb2.JobStatus:
+               poll_s: float = 0.5, unit: str = "epoch") -> coordinator_pb2.JobStatus:
     """Poll a job until it ends, showing loss and validation AUC per epoch."""
     job: coordinator_pb2.JobStatus
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -50,9 +50,10 @@ def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
             job = stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
             metrics = json.loads(job.metrics_json or "{}")
             if "epoch" in metrics:
+                ks = f"  KS {metrics['ks']:.3f}" if metrics.get("ks") is not None else ""
                 progress.update(task, completed=metrics["epoch"] + 1,
-                                status=f"epoch {metrics['epoch']}  loss {metrics['loss']:.4f}  "
-                                       f"val AUC {metrics['auc']:.4f}  KS {metrics['ks']:.3f}")
+                                status=f"{unit} {metrics['epoch']}  loss {metrics['loss']:.4f}  "
+                                       f"AUC {metrics['auc']:.4f}{ks}")
             if job.state != "running":
                 progress.update(task, status=f"{job.state}: " + (
                     job.error or f"model {metrics.get('model_id', '')}"))
@@ -92,6 +93,34 @@ def train_vlr(
         if not detach:
             job = follow_job(stub, job.job_id, settings.get("vlr", {}).get("max_epochs", 20),
                              quiet=as_json)
+        _finish(job, as_json)
+
+    guarded(run)
+
+
+@train_app.command("sbt")
+def train_sbt(
+    config: Annotated[Path, typer.Option(help="Job TOML: label, features, align_job, [sbt].")],
+    job_id: Annotated[str, typer.Option(help="Job id; default a fresh one.")] = "",
+    detach: Annotated[bool, typer.Option(help="Start the job and return.")] = False,
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Vertical gradient-boosted trees (SecureBoost) with encrypted histograms."""
+    from fedcredit.cli.main import guarded
+
+    def run() -> None:
+        settings = read_job_file(config)
+        stub = coordinator_stub(coordinator, pki, identity, insecure)
+        job = stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
+                                                      job_id=job_id, algorithm="sbt"),
+                         timeout=60)
+        if not detach:
+            job = follow_job(stub, job.job_id, settings.get("sbt", {}).get("trees", 30),
+                             quiet=as_json, unit="tree")
         _finish(job, as_json)
 
     guarded(run)

@@ -191,6 +191,10 @@ class FeatureParty:
     def topology(self, tree: int) -> np.ndarray:
         return self._topologies[tree].copy()
 
+    def records(self) -> list[SplitRecord]:
+        """This party's whole lookup table (for its own model file, never for the wire)."""
+        return list(self._records)
+
     def record(self, record_id: int) -> SplitRecord:
         """A lookup entry, for this party's own scoring only."""
         return self._records[record_id]

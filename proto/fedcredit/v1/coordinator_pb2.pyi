@@ -330,18 +330,22 @@ class TrainRequest(_message.Message):
 
     CONFIG_JSON_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
     config_json: _builtins.str
     """The job settings as JSON (parties, alignment job, hyper-parameters); see `fedcredit train`."""
     job_id: _builtins.str
+    algorithm: _builtins.str
+    """"vlr" (default) or "sbt"."""
     def __init__(
         self,
         *,
         config_json: _builtins.str = ...,
         job_id: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "config_json", b"config_json", "job_id", b"job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -65,6 +65,11 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.Train = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/Train',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+                _registered_method=True)
         self.ResumeJob = channel.unary_unary(
                 '/fedcredit.v1.CoordinatorService/ResumeJob',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
@@ -127,6 +132,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Train(self, request, context):
+        """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResumeJob(self, request, context):
         """Continue a failed or interrupted training job from its last checkpoint.
         """
@@ -179,6 +191,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
             ),
             'TrainVlr': grpc.unary_unary_rpc_method_handler(
                     servicer.TrainVlr,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
+            ),
+            'Train': grpc.unary_unary_rpc_method_handler(
+                    servicer.Train,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
             ),
@@ -358,6 +375,33 @@ class CoordinatorService:
             request,
             target,
             '/fedcredit.v1.CoordinatorService/TrainVlr',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Train(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/Train',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
             options,

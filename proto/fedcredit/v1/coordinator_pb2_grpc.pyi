@@ -44,6 +44,8 @@ class CoordinatorServiceStub:
     """One job's state and figures."""
     TrainVlr: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]
     """Start a vertical logistic-regression training job; returns at once, the job runs on."""
+    Train: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]
+    """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
     ResumeJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]
     """Continue a failed or interrupted training job from its last checkpoint."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListModelsRequest, _coordinator_pb2.ListModelsResponse]
@@ -68,6 +70,8 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """One job's state and figures."""
     TrainVlr: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
     """Start a vertical logistic-regression training job; returns at once, the job runs on."""
+    Train: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
+    """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
     ResumeJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
     """Continue a failed or interrupted training job from its last checkpoint."""
     ListModels: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListModelsRequest, _coordinator_pb2.ListModelsResponse]  # type: ignore[assignment]
@@ -125,6 +129,14 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.JobStatus, _abc.Awaitable[_coordinator_pb2.JobStatus]]:
         """Start a vertical logistic-regression training job; returns at once, the job runs on."""
+
+    @_abc_1.abstractmethod
+    def Train(
+        self,
+        request: _coordinator_pb2.TrainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.JobStatus, _abc.Awaitable[_coordinator_pb2.JobStatus]]:
+        """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
 
     @_abc_1.abstractmethod
     def ResumeJob(
