@@ -87,3 +87,31 @@ def plaintext_probabilities(state_root: Path, tables: Mapping[str, NodeTable], j
         total += model.partial_logits(table.X[np.where(present, rows, 0)], present)
     out: np.ndarray = 1.0 / (1.0 + np.exp(-total))
     return out
+
+
+def pooled_rows(state_root: Path, tables: Mapping[str, NodeTable], label: str,
+                features: Sequence[str], align_job: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every party's raw columns side by side on the bank's rows (NaN where a party lacks the
+    row), in the job's training order, with the labels: the pooled data nobody really has."""
+    bank = tables[label]
+    assert bank.y is not None
+    order = AlignmentStore(state_root / label).job_order(align_job, bank.rows)
+    blocks = [bank.X[order]]
+    for name in features:
+        found = AlignmentStore(state_root / name).load_feature(align_job)
+        block = np.full((found.n_rows, tables[name].X.shape[1]), np.nan)
+        block[found.positions] = tables[name].X[found.own_rows]
+        blocks.append(block)
+    return np.hstack(blocks), bank.y[order].astype(np.float64)
+
+
+def compare_sbt(state_root: Path, tables: Mapping[str, NodeTable], label: str,
+                features: Sequence[str], align_job: str, settings: dict[str, Any],
+                ) -> dict[str, Any]:
+    """Local XGBoost with the same settings on the pooled rows (train = test, as FATE does)."""
+    from models.sbt import SbtConfig
+    from models.sbt.centralized import train_xgboost
+
+    x, y = pooled_rows(state_root, tables, label, features, align_job)
+    _, seconds_per_tree, auc_xgb = train_xgboost(x, y, SbtConfig(**settings))
+    return {"auc_xgboost": float(auc_xgb), "xgboost_seconds_per_tree": float(seconds_per_tree)}
