@@ -419,6 +419,24 @@ def bench_vlr(
     _show_result(result, as_json)
 
 
+@bench_app.command("sbt")
+def bench_sbt(
+    rows: Annotated[int, typer.Option(help="Rows (all aligned).")] = 100_000,
+    label_features: Annotated[int, typer.Option(help="Features at the bank.")] = 30,
+    host_features: Annotated[int, typer.Option(help="Features at the feature node.")] = 300,
+    trees: Annotated[int, typer.Option(help="Trees to time.")] = 1,
+    depth: Annotated[int, typer.Option(help="Tree depth.")] = 3,
+    bins: Annotated[int, typer.Option(help="Bins per feature.")] = 32,
+    as_json: JsonOpt = False,
+) -> None:
+    """SecureBoost seconds per tree: encrypted, plaintext twin and local XGBoost, same run."""
+    from models.sbt.bench import run_sbt_benchmark
+
+    result = guarded(lambda: run_sbt_benchmark(rows, label_features, host_features,
+                                               trees=trees, depth=depth, bins=bins))
+    _show_result(result, as_json)
+
+
 @bench_app.command("score")
 def bench_score(
     ids: Annotated[int, typer.Option(help="Ids scored in one batch.")] = 100_000,
