@@ -7,27 +7,20 @@ import logging
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import field_validator
 
 from common.parts import Payload
 from coordinator.nodes import NodeClient
-from coordinator.steps import JobDriver
+from coordinator.steps import JobDriver, TrainingJobConfig
 from models.sbt import SbtConfig
 
 log = logging.getLogger(__name__)
 
 
-class SbtJobConfig(BaseModel):
+class SbtJobConfig(TrainingJobConfig):
     """A boosted-trees job as the operator declares it (`fedcredit train sbt --config FILE`)."""
 
-    model_config = {"extra": "forbid"}
-
-    label: str
-    features: list[str] = Field(min_length=1)
-    align_job: str
-    model_name: str = ""
     step_deadline_seconds: float = 600.0
-    step_attempts: int = 3
     sbt: dict[str, Any] = {}
 
     @field_validator("sbt")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+from pydantic import BaseModel, Field
 
 from common.errors import PeerUnavailable, ProtocolError
 from common.parts import Payload, from_parts, write_step
@@ -78,3 +79,16 @@ class JobDriver:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+class TrainingJobConfig(BaseModel):
+    """What every training job names: parties, the alignment it trains on, step budgets."""
+
+    model_config = {"extra": "forbid"}
+
+    label: str
+    features: list[str] = Field(min_length=1)
+    align_job: str
+    model_name: str = ""
+    step_deadline_seconds: float = 300.0
+    step_attempts: int = 3

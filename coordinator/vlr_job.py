@@ -8,29 +8,21 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import field_validator
 
 from common.errors import ProtocolError
 from common.parts import Payload
 from coordinator.nodes import NodeClient
-from coordinator.steps import JobDriver
+from coordinator.steps import JobDriver, TrainingJobConfig
 from models.vlr import StepKey, VlrConfig
 from models.vlr.arbiter import Arbiter
 
 log = logging.getLogger(__name__)
 
 
-class VlrJobConfig(BaseModel):
+class VlrJobConfig(TrainingJobConfig):
     """A training job as the operator declares it (`fedcredit train vlr --config job.toml`)."""
 
-    model_config = {"extra": "forbid"}
-
-    label: str
-    features: list[str] = Field(min_length=1)
-    align_job: str
-    model_name: str = ""
-    step_deadline_seconds: float = 300.0
-    step_attempts: int = 3
     vlr: dict[str, Any] = {}
 
     @field_validator("vlr")

@@ -71,6 +71,29 @@ def _finish(job: coordinator_pb2.JobStatus, as_json: bool) -> None:
         raise ProtocolError(f"job {job.job_id} {job.state}: {job.error}")
 
 
+# (section of the job file, its length setting and default, the progress unit) per algorithm
+_LENGTH = {"vlr": ("max_epochs", 20, "epoch"), "sbt": ("trees", 30, "tree")}
+
+
+def _launch(algorithm: str, config: Path, job_id: str, detach: bool,
+            stub: coordinator_pb2_grpc.CoordinatorServiceStub, as_json: bool) -> None:
+    """Submit a training job of `algorithm` and, unless detached, follow it to its end."""
+    from fedcredit.cli.main import guarded
+
+    def run() -> None:
+        settings = read_job_file(config)
+        job = stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
+                                                      job_id=job_id, algorithm=algorithm),
+                         timeout=60)
+        if not detach:
+            key, default, unit = _LENGTH[algorithm]
+            job = follow_job(stub, job.job_id, settings.get(algorithm, {}).get(key, default),
+                             quiet=as_json, unit=unit)
+        _finish(job, as_json)
+
+    guarded(run)
+
+
 @train_app.command("vlr")
 def train_vlr(
     config: Annotated[Path, typer.Option(help="Job TOML: label, features, align_job, [vlr].")],
@@ -83,19 +106,8 @@ def train_vlr(
     as_json: JsonOpt = False,
 ) -> None:
     """Vertical logistic regression across the bank and every feature node (CKKS)."""
-    from fedcredit.cli.main import guarded
-
-    def run() -> None:
-        settings = read_job_file(config)
-        stub = coordinator_stub(coordinator, pki, identity, insecure)
-        job = stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
-                                                         job_id=job_id), timeout=60)
-        if not detach:
-            job = follow_job(stub, job.job_id, settings.get("vlr", {}).get("max_epochs", 20),
-                             quiet=as_json)
-        _finish(job, as_json)
-
-    guarded(run)
+    _launch("vlr", config, job_id, detach, coordinator_stub(coordinator, pki, identity, insecure),
+            as_json)
 
 
 @train_app.command("sbt")
@@ -110,20 +122,8 @@ def train_sbt(
     as_json: JsonOpt = False,
 ) -> None:
     """Vertical gradient-boosted trees (SecureBoost) with encrypted histograms."""
-    from fedcredit.cli.main import guarded
-
-    def run() -> None:
-        settings = read_job_file(config)
-        stub = coordinator_stub(coordinator, pki, identity, insecure)
-        job = stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
-                                                      job_id=job_id, algorithm="sbt"),
-                         timeout=60)
-        if not detach:
-            job = follow_job(stub, job.job_id, settings.get("sbt", {}).get("trees", 30),
-                             quiet=as_json, unit="tree")
-        _finish(job, as_json)
-
-    guarded(run)
+    _launch("sbt", config, job_id, detach, coordinator_stub(coordinator, pki, identity, insecure),
+            as_json)
 
 
 def resume_job(job_id: str, coordinator: str, pki: Path, identity: str, insecure: bool,
