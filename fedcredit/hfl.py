@@ -33,10 +33,10 @@ from crypto.flower_keys import SuperNodeKey, mint_supernode_key
 from crypto.pki import init_pki
 from fedcredit.network import free_port
 from models.hfl.centralized import train_centralized
-from models.hfl.client_app import data_config_from
 from models.hfl.model import HyperParams
 from models.hfl.server_app import MIN_SECAGG_BANKS
 from node.datasource import load_table
+from node.hfl_client import data_config_from
 
 APP_DIR = Path(__file__).resolve().parent.parent / "models" / "hfl" / "app"
 CONNECTION = "fedcredit"

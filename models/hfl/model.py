@@ -18,6 +18,9 @@ FloatArray = npt.NDArray[np.float64]
 Weights = list[FloatArray]
 """Model parameters as Flower carries them: [coefficients (d,), intercept (1,)]."""
 
+TIMING_RECORD = "fedcredit.timing"
+"""Reply record with the seconds a bank spent computing and starting its ClientApp."""
+
 
 @dataclass(frozen=True)
 class HyperParams:

@@ -35,8 +35,7 @@ from flwr.supercore.run import Run
 
 from common.audit import AuditLog
 from common.errors import ProtocolError
-from models.hfl.client_app import TIMING_RECORD
-from models.hfl.model import init_weights
+from models.hfl.model import TIMING_RECORD, init_weights
 
 MIN_SECAGG_BANKS = 3
 """With two banks each learns the other's update from the sum: refused unless DP is on."""

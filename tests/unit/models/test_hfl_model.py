@@ -25,8 +25,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from sklearn.metrics import roc_auc_score
 
 from common.errors import ProtocolError
-from models.hfl.client_app import app as client_app
-from models.hfl.client_app import check_unmask_request
 from models.hfl.model import (
     HyperParams,
     auc,
@@ -41,6 +39,8 @@ from models.hfl.server_app import (
     build_strategy,
     epsilon_spent,
 )
+from node.hfl_client import app as client_app
+from node.hfl_client import check_unmask_request
 
 # the numpy model ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message
@@ -26,21 +26,25 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.compat.common import recorddict_compat as compat
 
 from common.errors import DataValidationError, ProtocolError
-from models.hfl.model import HyperParams, Split, auc, log_loss, predict_proba, prepare, train_epochs
+from models.hfl.model import (
+    TIMING_RECORD,
+    HyperParams,
+    Split,
+    auc,
+    log_loss,
+    predict_proba,
+    prepare,
+    train_epochs,
+)
+from node.config import DataConfig, load_node_config
+from node.datasource import load_table
 
-if TYPE_CHECKING:
-    from node.config import DataConfig
-
-TIMING_RECORD = "fedcredit.timing"
-"""Reply record with the seconds this bank spent computing and starting its ClientApp."""
 CLIPPING_NORM_KEY = "clipping_norm"  # the key Flower's DP wrapper puts in the fit config
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def load_bank_split(node_config: dict[str, Any], *, holdout: float, seed: int) -> Split:
     """Read the bank's table through the node data layer and split/standardise it locally."""
-    from node.datasource import load_table  # here: SecAgg+ key stages need no data (start-up)
-
     cfg = data_config_from(node_config)
     table = load_table(cfg, "label")
     if table.y is None:
@@ -50,8 +54,6 @@ def load_bank_split(node_config: dict[str, Any], *, holdout: float, seed: int) -
 
 def data_config_from(node_config: dict[str, Any]) -> DataConfig:
     """The bank's DataConfig from ``node-config=<toml>`` or ``table=<file>`` in --node-config."""
-    from node.config import DataConfig, load_node_config
-
     if node_config.get("node-config"):
         return load_node_config(Path(str(node_config["node-config"]))).data
     table = node_config.get("table")
