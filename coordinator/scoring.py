@@ -1,4 +1,11 @@
-"""Joint scoring at the coordinator: relay sealed set-ups, add encrypted parts; see no result."""
+"""Joint scoring at the coordinator: relay sealed set-ups, add encrypted parts; see no result.
+
+Logistic regression: CKKS sums of partial logits. SecureBoost ("sbt" models): the bank's public
+BFV context arrives at set-up (`sbt_context`; a context carrying a secret key is refused), a
+request brings the bank's encrypted selectors (`request`) beside the keyed-hash ids; each feature
+node gets both as one `ids` frame list, and the tree parts are added with `ScoreRelay.combine`
+(`tree_sum`), the CKKS coverage vectors as before (`sums`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ from coordinator.steps import call_step
 from coordinator.store import ModelRecord, Store
 from crypto import score_he
 from crypto.ckks import pack_frames, unpack_frames
+from models.sbt import StepKey
+from models.sbt.scoring import ScoreRelay
 from proto.fedcredit.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,7 @@ class ScoringRelay:
         self.clients = clients
         self.audit = audit
         self.contexts: dict[tuple[str, str], ts.Context] = {}
+        self.relays: dict[tuple[str, str], ScoreRelay] = {}
         self.pool = ThreadPoolExecutor(max_workers=8)
         self._lock = threading.Lock()
 
@@ -88,6 +98,7 @@ class ScoringRelay:
         if context is None:
             raise ProtocolError("scoring set-up carries no public context")
         public = score_he.load_context(context.data, private=False)  # refuses a secret key
+        relay = self._tree_relay(inputs) if model.algorithm == "sbt" else None
         bank_key = common_pb2.PeerKey(party=bank, cert_pem=record.cert_pem,
                                       sealing_public_key=record.sealing_public_key,
                                       signature=record.signature)
@@ -103,8 +114,19 @@ class ScoringRelay:
             call.result()
         with self._lock:
             self.contexts[(bank, model.job_id)] = public
+            if relay is not None:
+                self.relays[(bank, model.job_id)] = relay
         self.audit.append("score.setup", job=model.job_id, peer=bank, purpose="joint scoring")
         return [Payload(name="ok", data=b"1")]
+
+    @staticmethod
+    def _tree_relay(inputs: dict[str, Payload]) -> ScoreRelay:
+        """The SecureBoost relay from the bank's public BFV context (a secret key is refused:
+        only the public frame layout loads)."""
+        context = inputs.get("sbt_context")
+        if context is None:
+            raise ProtocolError("SecureBoost scoring set-up carries no public BFV context")
+        return ScoreRelay(context.data)
 
     def _score(self, header: common_pb2.StepHeader, inputs: dict[str, Payload], bank: str,
                model: ModelRecord, features: list[str], request: dict[str, Any],
@@ -123,18 +145,61 @@ class ScoringRelay:
         if context is None:
             raise ProtocolError(f"scoring of {model.model_id} is not set up for {bank}")
         settings = {**forward, "consent": consent, "purpose": purpose}
+        if model.algorithm == "sbt":
+            return self._score_trees(header, inputs, bank, model, features, request, settings,
+                                     context)
+        answers = self._partials(header, features, settings, ids)
+        sums = score_he.add_ciphertexts(context, [unpack_frames(a) for a in answers.values()])
+        self._audit_score(model, bank, consent, purpose, len(ids.data) // 16, len(features))
+        return [Payload(name="sums", data=pack_frames(sums))]
+
+    def _partials(self, header: common_pb2.StepHeader, features: list[str],
+                  settings: dict[str, Any], ids: Payload) -> dict[str, bytes]:
         calls = [self.pool.submit(call_step, self.clients.get(self._node(name)),
                                   self._header(header, "partial", settings), [ids],
                                   deadline_s=SCORE_DEADLINE_S, attempts=2, backoff_s=0.2)
                  for name in features]
-        parts = [unpack_frames(call.result()[f"partials:{name}"].data)
-                 for name, call in zip(features, calls, strict=True)]
-        sums = score_he.add_ciphertexts(context, parts)
-        n_ids = len(ids.data) // 16
+        return {name: call.result()[f"partials:{name}"].data
+                for name, call in zip(features, calls, strict=True)}
+
+    def _audit_score(self, model: ModelRecord, bank: str, consent: str, purpose: str,
+                     n_ids: int, n_features: int) -> None:
         self.audit.append("score", job=model.job_id, peer=bank, consent=consent,
                           purpose=purpose, rows=n_ids,
-                          details={"model": model.model_id, "parties": len(features) + 1})
-        return [Payload(name="sums", data=pack_frames(sums))]
+                          details={"model": model.model_id, "parties": n_features + 1})
+
+    def _score_trees(self, header: common_pb2.StepHeader, inputs: dict[str, Payload],
+                     bank: str, model: ModelRecord, features: list[str],
+                     request: dict[str, Any], settings: dict[str, Any],
+                     context: ts.Context) -> list[Payload]:
+        """SecureBoost: forward ids + the bank's encrypted selectors, add the tree parts."""
+        ids, selectors = inputs["ids"], inputs.get("request")
+        if selectors is None or not selectors.data:
+            raise ProtocolError("a SecureBoost scoring request carries no encrypted selectors")
+        if len(ids.data) % 16:
+            raise ProtocolError("scoring ids must be whole 16-byte keyed hashes")
+        number = request.get("request_no")
+        if not isinstance(number, int) or not 0 <= number < 2**32:
+            raise ProtocolError("a SecureBoost scoring request needs its request number")
+        with self._lock:
+            relay = self.relays.get((bank, model.job_id))
+        if relay is None:
+            raise ProtocolError(f"scoring of {model.model_id} is not set up for {bank}")
+        bundle = Payload(name="ids", data=pack_frames([ids.data, selectors.data]))
+        answers = self._partials(header, features, {**settings, "request_no": number}, bundle)
+        coverage, parts = [], {}
+        for name, answer in answers.items():
+            frames = unpack_frames(answer, max_frames=2)
+            if len(frames) != 2:
+                raise ProtocolError(f"{name}'s SecureBoost scoring answer is malformed")
+            coverage.append(unpack_frames(frames[0]))
+            parts[name] = frames[1]
+        sums = score_he.add_ciphertexts(context, coverage)
+        combined = relay.combine(StepKey(model.job_id, number, 0, "score"), parts)
+        self._audit_score(model, bank, str(settings["consent"]), str(settings["purpose"]),
+                          len(ids.data) // 16, len(features))
+        return [Payload(name="sums", data=pack_frames(sums)),
+                Payload(name="tree_sum", data=combined)]
 
     def _node(self, name: str) -> Any:
         record = self.store.node(name)

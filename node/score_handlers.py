@@ -1,4 +1,11 @@
-"""Feature node side of joint scoring (DESIGN §3.5): keyed-hash lookup, budget, encrypted parts."""
+"""Feature node side of joint scoring (DESIGN §3.5): keyed-hash lookup, budget, encrypted parts.
+
+Which model a job trained decides the answer: `model.json` (logistic regression) -> CKKS partial
+logits; `model.sbt` (SecureBoost) -> the tree part of `models.sbt.scoring` over this node's own
+lookup table under the bank's BFV key (`sbt_context` in the sealed set-up), beside a CKKS
+coverage vector. An SBT request's `ids` payload is the frame list [keyed hashes, the bank's
+encrypted selectors]; the StepKey's epoch is the bank's request number.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import pickle
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -18,7 +26,9 @@ import tenseal as ts
 
 from common.errors import ProtocolError
 from crypto import score_he
-from crypto.ckks import pack_frames
+from crypto.ckks import pack_frames, unpack_frames
+from models.sbt import StepKey
+from models.sbt.scoring import FeatureModel, FeatureScorer, rows_values
 from models.vlr.scoring import PartyModel
 from node.alignment import check_job_id
 from node.state import NodeState
@@ -40,9 +50,10 @@ class ScoringSetup:
     """What a requesting bank set up at this node for one model."""
 
     bank: str
-    model: PartyModel
+    model: PartyModel | None  # logistic regression
     context: ts.Context
     index: dict[bytes, int]
+    sbt: FeatureModel | None = None  # SecureBoost: own lookup table, the bank's BFV key
 
 
 class BudgetBook:
@@ -107,18 +118,26 @@ class ScoreRunner:
         self.state.audit.append("score.setup", job=job, peer=bank, purpose="joint scoring")
 
     def _load(self, bank: str, job: str, settings: dict[str, Any]) -> ScoringSetup:
-        model_path = self.state.state_dir / "models" / check_job_id(job) / "model.json"
-        if not model_path.exists():
+        folder = self.state.state_dir / "models" / check_job_id(job)
+        model, sbt = None, None
+        if (folder / "model.json").exists():
+            model = PartyModel.load(folder / "model.json")
+        elif (folder / "model.sbt").exists():
+            if "sbt_context" not in settings:
+                raise ProtocolError("a SecureBoost scoring set-up needs the bank's BFV context")
+            with (folder / "model.sbt").open("rb") as f:
+                saved = pickle.load(f)  # noqa: S301 - this node's own model file
+            sbt = FeatureModel.from_saved(saved, bytes.fromhex(settings["sbt_context"]))
+        else:
             raise ProtocolError(f"{self.state.party} holds no part of a model trained by job "
                                 f"{job}")
-        model = PartyModel.load(model_path)
         key = bytes.fromhex(settings["id_key"])
         hashed = hash_ids(key, self.state.table.ids)
         index = {hashed[i * HASHED_ID_BYTES:(i + 1) * HASHED_ID_BYTES]: i
                  for i in range(self.state.table.rows)}
         setup = ScoringSetup(bank=bank, model=model,
                              context=score_he.load_context(bytes.fromhex(settings["context"]),
-                                                           private=False), index=index)
+                                                           private=False), index=index, sbt=sbt)
         with self._lock:
             self.setups[(bank, job)] = setup
         return setup
@@ -134,15 +153,22 @@ class ScoreRunner:
         return self._load(bank, job, _decode_setup(path.read_bytes()))
 
     def partial(self, bank: str, job: str, request: dict[str, Any], ids_blob: bytes) -> bytes:
-        """Encrypted (partial logit, coverage) for each requested keyed-hash id."""
+        """Encrypted answer for each requested keyed-hash id: (partial logit, coverage) for a
+        logistic regression model; [coverage frames, tree part] for a SecureBoost one."""
         consent = str(request.get("consent", "")).strip()
         if not consent:
             self.state.audit.append("score.refused", job=job, peer=bank, purpose="joint scoring",
                                     details={"reason": "no consent reference"})
             raise ProtocolError("a scoring request needs the enterprise's consent reference")
+        setup = self._setup_for(bank, job)
+        sbt_request = b""
+        if setup.sbt is not None:
+            frames = unpack_frames(ids_blob, max_frames=2)
+            if len(frames) != 2:
+                raise ProtocolError("a SecureBoost scoring request has ids and selectors")
+            ids_blob, sbt_request = frames
         if len(ids_blob) % HASHED_ID_BYTES or not ids_blob:
             raise ProtocolError(f"ids blob of {len(ids_blob)} bytes is not whole 16-byte hashes")
-        setup = self._setup_for(bank, job)
         hashed = [ids_blob[i:i + HASHED_ID_BYTES]
                   for i in range(0, len(ids_blob), HASHED_ID_BYTES)]
         try:
@@ -155,16 +181,36 @@ class ScoreRunner:
         rows = np.fromiter((setup.index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
         present = rows >= 0
-        values = self.state.table.X[np.where(present, rows, 0)]
-        logits = setup.model.partial_logits(values, present)
-        ciphertexts = score_he.encrypt_partials(setup.context, logits, present.astype(float))
+        if setup.sbt is not None:
+            answer = self._tree_part(setup, job, request, rows, sbt_request)
+        else:
+            assert setup.model is not None
+            values = self.state.table.X[np.where(present, rows, 0)]
+            logits = setup.model.partial_logits(values, present)
+            answer = pack_frames(score_he.encrypt_partials(setup.context, logits,
+                                                           present.astype(float)))
         digest = hashlib.sha256(ids_blob).hexdigest()[:16]
         self.state.audit.append(
             "score", job=job, peer=bank, consent=consent, purpose=str(request.get("purpose", "")),
             rows=len(hashed),
             details={"ids_digest": digest, "covered": int(present.sum()),
                      **({"hashed_id": hashed[0].hex()} if len(hashed) == 1 else {})})
-        return pack_frames(ciphertexts)
+        return answer
+
+    def _tree_part(self, setup: ScoringSetup, job: str, request: dict[str, Any],
+                   rows: np.ndarray, sbt_request: bytes) -> bytes:
+        """SecureBoost: own splits on own rows (unknown id: missing direction) + coverage."""
+        assert setup.sbt is not None
+        number = request.get("request_no")
+        if not isinstance(number, int) or not 0 <= number < 2**32:
+            raise ProtocolError("a SecureBoost scoring request needs its request number")
+        key = StepKey(job, number, 0, "score")
+        part = FeatureScorer(setup.sbt).score(key, sbt_request,
+                                              rows_values(self.state.table.X, rows))
+        present = rows >= 0
+        coverage = score_he.encrypt_partials(setup.context, np.zeros(rows.size),
+                                             present.astype(float))
+        return pack_frames([pack_frames(coverage), part])
 
 
 def _decode_setup(payload: bytes) -> dict[str, Any]:
@@ -172,6 +218,7 @@ def _decode_setup(payload: bytes) -> dict[str, Any]:
         settings: dict[str, Any] = json.loads(payload)
         bytes.fromhex(settings["id_key"])
         bytes.fromhex(settings["context"])
+        bytes.fromhex(settings.get("sbt_context", ""))
     except (ValueError, KeyError, TypeError) as err:
         raise ProtocolError(f"scoring set-up payload is malformed: {err}") from err
     if len(bytes.fromhex(settings["id_key"])) < 32:

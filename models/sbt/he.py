@@ -67,6 +67,7 @@ def product_noise_bound(terms: int, plain_bound: float) -> float:
 
 _LIMB_BITS = 20
 _CONTEXT_TAG = b"fedcredit/sbt-bfv/v1"
+_PRIVATE_TAG = b"fedcredit/sbt-bfv-private/v1"
 _PLAIN_CONTEXT = b"fedcredit/sbt-plain-twin/v1"
 _CT_TAG, _PLAIN_TAG = b"SBTC", b"SBTP"
 _HEADER = struct.Struct("<4sQI")  # tag, number of values, values per ciphertext
@@ -477,9 +478,17 @@ class BfvPublic:
 class BfvPrivate(BfvPublic):
     """L's two key pairs; the secret keys never leave this object."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret_keys: tuple[bytes, bytes] | None = None) -> None:
         super().__init__()
-        hist_keys, score_keys = sa.KeyGenerator(self._hist.ctx), sa.KeyGenerator(self._score.ctx)
+        if secret_keys is None:
+            hist_keys = sa.KeyGenerator(self._hist.ctx)
+            score_keys = sa.KeyGenerator(self._score.ctx)
+        else:  # reloaded from private_bytes(): the same secret keys, fresh public keys
+            hist_keys = sa.KeyGenerator(self._hist.ctx, _memfd_load(
+                sa.SecretKey(), self._hist.ctx, secret_keys[0]))
+            score_keys = sa.KeyGenerator(self._score.ctx, _memfd_load(
+                sa.SecretKey(), self._score.ctx, secret_keys[1]))
+        self._secrets = (hist_keys.secret_key(), score_keys.secret_key())
         hist_pk, score_pk = sa.PublicKey(), sa.PublicKey()
         hist_keys.create_public_key(hist_pk)
         score_keys.create_public_key(score_pk)
@@ -491,6 +500,17 @@ class BfvPrivate(BfvPublic):
 
     def public_bytes(self) -> bytes:
         return pack_frames([_CONTEXT_TAG, _memfd_save(self._hist_pk), _memfd_save(self._score_pk)])
+
+    def private_bytes(self) -> bytes:
+        """Both secret keys, for the owner's own 0600 key file (never for the wire)."""
+        return pack_frames([_PRIVATE_TAG, *(_memfd_save(k) for k in self._secrets)])
+
+    @classmethod
+    def from_private_bytes(cls, data: bytes) -> BfvPrivate:
+        frames = unpack_frames(data, max_frames=3)
+        if len(frames) != 3 or frames[0] != _PRIVATE_TAG:
+            raise ProtocolError("not a fedcredit SecureBoost BFV private key file")
+        return cls((frames[1], frames[2]))
 
     def encrypt_chunks(self, values: np.ndarray, slots: int) -> bytes:
         """Values (< t) of consecutive rows, n' per ciphertext in coefficients 0..n'-1."""

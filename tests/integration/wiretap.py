@@ -86,23 +86,34 @@ class _ClientTap(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
 
 
 class _ServerTap(grpc.ServerInterceptor):
+    """Records what nodes and the CLI send the coordinator, unary and streamed alike."""
+
     def __init__(self, tap: WireTap) -> None:
         self.tap = tap
 
     def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        method = details.method
-        inner = handler.unary_unary
-        tap = self.tap
+        method, tap = details.method, self.tap
+        serializers = {"request_deserializer": handler.request_deserializer,
+                       "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
 
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            tap.add(method, "request", request)
-            response = inner(request, context)
-            tap.add(method, "response", response)
-            return response
+            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                tap.add(method, "request", request)
+                response = unary(request, context)
+                tap.add(method, "response", response)
+                return response
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
+        if handler.stream_stream is not None:
+            streaming = handler.stream_stream
+
+            def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                replies = streaming(tap._tap_iter(method, "request", requests), context)
+                return tap._tap_iter(method, "response", replies)
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
+        return handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,13 @@ from models.sbt.feature import FeatureParty
 from models.sbt.he import BFV_SUITE, PlainTwin, SbtSuite
 from models.sbt.label import LabelParty, _Build
 from models.sbt.local import LocalRun, run_local, score_local
-from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
+from models.sbt.scoring import (
+    FeatureModel,
+    FeatureScorer,
+    LabelModel,
+    LabelScorer,
+    ScoreRelay,
+)
 from models.vlr.bench import synthetic_vertical
 
 JOB = "sbt-job"
@@ -235,6 +242,43 @@ def test_joint_scoring_equals_the_plaintext_model(encrypted: Trained, data: Data
     margins = scorer.finish(key, relay.combine(key, parts))
     assert np.array_equal(margins, white_box_margins(encrypted, data)[rows])
     assert np.allclose(margins, label.margin[rows], rtol=0, atol=1e-12)
+
+
+def test_scoring_from_saved_parts_over_an_explicit_row_list(
+    encrypted: Trained, data: Dataset
+) -> None:
+    """The network path: saved parts, a fresh BFV key of L's own, rows named by a list that
+    each party resolves itself; an id a party lacks takes its splits' missing direction."""
+    label, parties = encrypted.label, encrypted.parties
+    saved_l = pickle.loads(pickle.dumps({
+        "base_margin": label.base_margin, "trees": label.trees,
+        "feature_parties": label.feature_parties, "reports": []}))
+    key_l = BFV_SUITE.make_private()
+    scorer = LabelScorer(LabelModel.from_saved(saved_l, key_l))
+    unknown, only_f = 7, 11  # nobody knows row 7; only the Fs know row 11
+    rows = np.array([30, unknown, 2, only_f, 451, 99])
+    own = data.label[rows].copy()
+    own[[1, 3]] = np.nan
+    key = StepKey(JOB, 5, 0, "score")
+    request = scorer.request_rows(key, own)
+    parts = {}
+    for p in parties:
+        saved = pickle.loads(pickle.dumps({"party": p.name, "records": p.records(), "topologies": [
+            p.topology(t) for t in range(p.trees_done)]}))
+        values = p.aligned_values()[rows]
+        values[1] = np.nan
+        model = FeatureModel.from_saved(saved, key_l.public_bytes())
+        parts[p.name] = FeatureScorer(model).score(key, request, values)
+    margins = scorer.finish(key, ScoreRelay(key_l.public_bytes()).combine(key, parts))
+    blind_label, blind_pooled = data.label.copy(), data.pooled.copy()
+    blind_label[[unknown, only_f]] = np.nan
+    blind_pooled[unknown] = np.nan
+    blind_pooled[only_f, :3] = np.nan
+    expected = white_box_margins(encrypted, replace(data, label=blind_label, pooled=blind_pooled))
+    assert np.array_equal(margins, expected[rows])
+    assert np.allclose(margins[[0, 2, 4, 5]], label.margin[rows[[0, 2, 4, 5]]], rtol=0, atol=1e-12)
+    with pytest.raises(ProtocolError):  # an explicit-list request needs the party's rows
+        FeatureScorer(model).score(key, request)
 
 
 def test_scoring_reveals_only_the_leaf_reached(encrypted: Trained, data: Dataset) -> None:

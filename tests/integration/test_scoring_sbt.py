@@ -1,0 +1,212 @@
+"""Joint scoring of a SecureBoost model through real processes: exactness and wire contents."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from common.parts import Payload, write_step
+from crypto import score_he
+from crypto.ckks import unpack_frames
+from fedcredit.demo import party_specs
+from fedcredit.evaluate import load_party_tables
+from fedcredit.network import LocalNetwork
+from fedcredit.synth import synthesize
+from models.sbt.feature import LEAF
+from models.sbt.he import BFV_SUITE, BfvPrivate
+from node.config import load_node_config
+from node.datasource import NodeTable
+from node.policy import CreditPolicy
+from node.score_client import BankScorer
+from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from tests.integration.conftest import tapped_network
+from tests.integration.wiretap import WireTap
+
+JOB = "tr-sbt"
+FEATURES = ["core", "logistics", "tax"]
+Setup = tuple[LocalNetwork, WireTap, dict[str, NodeTable], BankScorer]
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp("scoring-sbt")
+    synth = synthesize(root / "data", enterprises=1500, seed=4)
+    specs = party_specs(synth)
+    with tapped_network(root, specs) as (net, tap):
+        stub = net.stub()
+        stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
+        stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
+            {"label": "bank", "features": FEATURES, "align_job": "al",
+             "sbt": {"trees": 3, "depth": 3}}), job_id=JOB, algorithm="sbt"), timeout=60)
+        deadline = time.monotonic() + 900
+        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB),
+                                  timeout=30)).state == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert job.state == "done", job.error
+        tables = load_party_tables({s.name: s.data for s in specs}, "bank")
+        tap.clear()  # from here on, only scoring traffic
+        scorer = BankScorer(load_node_config(net.config_path("bank")), CreditPolicy())
+        # The tap's server side sees unary calls only: tap the bank's streamed `Score` calls
+        # at its client, and set up again so the set-up is captured too.
+        scorer.stub = coordinator_pb2_grpc.CoordinatorServiceStub(
+            grpc.intercept_channel(scorer.channel, tap.client_interceptor()))
+        scorer.setup()
+        try:
+            yield net, tap, tables, scorer
+        finally:
+            scorer.close()
+
+
+def _saved(state: Path, party: str) -> dict[str, Any]:
+    with (state / party / "models" / JOB / "model.sbt").open("rb") as f:
+        saved: dict[str, Any] = pickle.load(f)  # noqa: S301 - the test's own files
+    return saved
+
+
+def _values(table: NodeTable, ids: Sequence[str]) -> np.ndarray:
+    row_of = {ident: row for row, ident in enumerate(table.ids)}
+    out = np.full((len(ids), table.X.shape[1]), np.nan)
+    for k, ident in enumerate(ids):
+        if ident in row_of:
+            out[k] = table.X[row_of[ident]]
+    return out
+
+
+def plaintext_sbt_probabilities(state: Path, tables: Mapping[str, NodeTable],
+                                ids: Sequence[str]) -> np.ndarray:
+    """Every party's saved part evaluated in the clear (an unknown id: missing direction)."""
+    bank = _saved(state, "bank")
+    parts = {name: _saved(state, name) for name in bank["feature_parties"]}
+    values = {name: _values(tables[name], ids) for name in ["bank", *bank["feature_parties"]]}
+    margin = np.full(len(ids), float(bank["base_margin"]))
+    for t, tree in enumerate(bank["trees"]):
+        for k in range(len(ids)):
+            node = 0
+            while tree.owner[node] != LEAF:
+                owner = int(tree.owner[node])
+                if owner == 0:
+                    x = values["bank"][k, tree.feature[node]]
+                    threshold, missing_left = tree.threshold[node], tree.missing_left[node]
+                else:
+                    name = bank["feature_parties"][owner - 1]
+                    record = parts[name]["records"][int(parts[name]["topologies"][t][node])]
+                    x = values[name][k, record.feature]
+                    threshold, missing_left = record.threshold, record.missing_left
+                left = missing_left if np.isnan(x) else x <= threshold
+                node = 2 * node + 1 if left else 2 * node + 2
+            margin[k] += tree.value[node]
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-margin))
+    return out
+
+
+def _ids(tables: dict[str, NodeTable]) -> list[str]:
+    bank = set(tables["bank"].ids)
+    only_features = [i for name in FEATURES for i in tables[name].ids if i not in bank]
+    return list(tables["bank"].ids[:200]) + sorted(set(only_features))[:60] + [
+        "91110000000000000X"]
+
+
+def test_decrypted_probabilities_equal_the_plaintext_trees(scoring: Setup) -> None:
+    net, _, tables, scorer = scoring
+    assert scorer.algorithm == "sbt"
+    ids = _ids(tables)
+    decisions = scorer.score(ids, consent="consent-sbt-1")
+
+    expected = plaintext_sbt_probabilities(net.workdir / "state", tables, ids)
+    got = np.asarray([d.probability for d in decisions])
+    assert np.abs(got - expected).max() < 1e-6
+    assert np.unique(np.round(got, 6)).size > 5  # the trees do separate enterprises
+    holders = {name: set(t.ids) for name, t in tables.items()}
+    for d in decisions:
+        assert d.parties_covering == sum(d.id in h for h in holders.values())
+    assert decisions[-1].parties_covering == 0
+    assert decisions[-1].reasons == ("no history at this bank",)
+    assert {d.grade for d in decisions} <= {g.grade for g in scorer.policy.grades}
+    bank_features = set(tables["bank"].features)
+    assert all(set(d.reasons) <= bank_features for d in decisions[:200])
+
+
+def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -> None:
+    net, tap, tables, scorer = scoring
+    ids = list(tables["bank"].ids[300:340])
+    decisions = scorer.score(ids, consent="consent-sbt-2")
+
+    blob = tap.blob()
+    assert not [i for t in tables.values() for i in t.ids if i.encode() in blob]
+    for d in decisions:  # no result in any message
+        assert np.asarray(d.probability, "<f8").tobytes() not in blob
+    names = set()
+    for method, direction, message in tap.messages:
+        if not isinstance(message, common_pb2.StepMessage) or not message.HasField("part"):
+            continue
+        part = message.part
+        names.add(part.name.split(":")[0])
+        if method.endswith("NodeService/RunStep") and direction == "request":
+            # A feature node is sent keyed-hash ids with the bank's encrypted selectors, or a
+            # set-up sealed to it: never a sum, a result or another node's part.
+            assert part.name == "ids" or (part.name.startswith("setup:") and part.sealed)
+            if part.name == "ids":
+                hashes, selectors = unpack_frames(part.data, max_frames=2)
+                assert len(hashes) % 16 == 0 and len(selectors) > 16
+        if part.name == "ids" and method.endswith("CoordinatorService/Score"):
+            assert len(part.data) % 16 == 0
+        if part.name == "sbt_context":  # the relay's BFV context is public keys only
+            BFV_SUITE.load_public(part.data)
+    assert {"ids", "request", "sbt_context", "partials", "sums", "tree_sum"} <= names
+    stored = b"".join(p.read_bytes() for p in (net.workdir / "state" / "coordinator").rglob("*")
+                      if p.is_file())
+    assert not [i for i in ids if i.encode() in stored]  # nor an id in what it keeps
+
+
+def test_coordinator_refuses_a_context_with_a_secret_key(scoring: Setup) -> None:
+    _, _, _, scorer = scoring
+    assert scorer.trees is not None
+    key = scorer.trees.model.he
+    assert isinstance(key, BfvPrivate)
+    header = scorer._header("setup", scorer.job, {"model_id": scorer.model_id})
+    payloads = [Payload(name="context", data=score_he.public_bytes(scorer.context)),
+                Payload(name="sbt_context", data=key.private_bytes())]
+    with pytest.raises(grpc.RpcError) as err:
+        list(scorer.stub.Score(write_step(payloads, header), timeout=60))
+    assert "context" in (err.value.details() or "")
+
+
+def test_no_feature_node_sees_another_nodes_part_or_a_result(scoring: Setup) -> None:
+    _, tap, _, _ = scoring
+    to_nodes, answers = [], []
+    for method, direction, m in tap.messages:
+        if not (method.endswith("NodeService/RunStep") and isinstance(m, common_pb2.StepMessage)
+                and m.HasField("part")):
+            continue
+        if direction == "request":
+            to_nodes.append(m.part)
+        elif m.part.name.startswith("partials:"):
+            answers.append(m.part.data)
+    assert to_nodes and answers
+    assert not [p.name for p in to_nodes if p.name.startswith(("partials", "sums", "tree_sum"))]
+    sent = b"".join(p.data for p in to_nodes)
+    for answer in answers:  # no node's answer (nor a piece of it) reaches any node
+        for frame in unpack_frames(answer, max_frames=2):
+            assert frame[-4096:] not in sent
+
+
+def test_no_lookup_table_threshold_crosses_the_wire(scoring: Setup) -> None:
+    net, tap, tables, scorer = scoring
+    scorer.score(list(tables["core"].ids[:50]), consent="consent-sbt-3")
+    blob = tap.blob()
+    thresholds = [r.threshold for name in FEATURES
+                  for r in _saved(net.workdir / "state", name)["records"]]
+    # Integer thresholds (0.0, 1.0, ...) are common byte patterns in any framing; the
+    # fractional ones identify a lookup entry.
+    fractional = [t for t in thresholds if np.isfinite(t) and t != np.round(t)]
+    assert fractional
+    assert not [t for t in fractional if np.asarray(t, "<f8").tobytes() in blob]
