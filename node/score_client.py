@@ -200,12 +200,17 @@ class BankScorer:
             payloads.append(Payload(name="request", data=self.trees.request_rows(
                 key, rows_values(self.table.X, rows))))
         try:
-            reply = self._call("score", self.job, settings, payloads)
-        except grpc.RpcError as err:
-            if "is not set up" not in (err.details() or ""):
-                raise
-            self.setup()  # a node or the coordinator lost our set-up: give it again
-            reply = self._call("score", self.job, settings, payloads)
+            try:
+                reply = self._call("score", self.job, settings, payloads)
+            except grpc.RpcError as err:
+                if "is not set up" not in (err.details() or ""):
+                    raise
+                self.setup()  # a node or the coordinator lost our set-up: give it again
+                reply = self._call("score", self.job, settings, payloads)
+        except BaseException:
+            if self.trees is not None and key is not None:
+                self.trees.discard(key)  # no answer will come for this request
+            raise
         others, covered = score_he.decrypt_sums(self.context, unpack_frames(reply["sums"].data),
                                                 len(ids))
         slots = None

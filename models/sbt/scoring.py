@@ -143,6 +143,10 @@ class LabelScorer:
         cipher = self.model.he.encrypt_slots(selectors.reshape(-1).astype(np.uint64))
         return pack_frames([head, encode_positions(positions), cipher])
 
+    def discard(self, key: StepKey) -> None:
+        """Forget a request that will never be answered (the call failed)."""
+        self._pending.pop(key, None)
+
     def finish(self, key: StepKey, combined: bytes | None) -> np.ndarray:
         """Margins of the requested rows from the leaves reached (combined None: no F at all)."""
         return self.margins(self.finish_leaves(key, combined))
