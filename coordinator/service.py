@@ -51,7 +51,6 @@ class Coordinator:
         self.store = Store(config.database)
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor=config.name)
         self.clients = NodeClients(self.tls, client_interceptors)
-        self._threads: dict[str, threading.Thread] = {}
         self.scoring = ScoringRelay(self.store, self.clients, self.audit)
         for job in self.store.jobs():
             if job.state == "running":  # the coordinator stopped while the job ran
@@ -108,17 +107,9 @@ class Coordinator:
     # alignment ------------------------------------------------------------------------------
     def align(self, request: coordinator_pb2.AlignRequest,
               caller: str | None) -> coordinator_pb2.AlignResponse:
-        label_record = self.store.node(request.label_party)
-        if label_record is None or label_record.role != "label":
-            raise ProtocolError(f"{request.label_party!r} is not a registered label node")
         names = list(request.feature_parties) or [n.party for n in self.store.nodes()
                                                   if n.role == "feature"]
-        features = []
-        for name in names:
-            record = self.store.node(name)
-            if record is None or record.role != "feature":
-                raise ProtocolError(f"{name!r} is not a registered feature node")
-            features.append(record)
+        label_record, features = self._parties(request.label_party, names)
         if not features:
             raise ProtocolError("no feature node is registered")
         mode = request.mode or node_pb2.PSI_MODE_FULL
@@ -203,11 +194,16 @@ class Coordinator:
 
     def _training_parties(self, config: VlrJobConfig | SbtJobConfig,
                           ) -> tuple[NodeRecord, list[NodeRecord]]:
-        label = self.store.node(config.label)
+        return self._parties(config.label, config.features)
+
+    def _parties(self, label_party: str, feature_parties: Sequence[str],
+                 ) -> tuple[NodeRecord, list[NodeRecord]]:
+        """The registered label node and feature nodes a job names, or why one is not."""
+        label = self.store.node(label_party)
         if label is None or label.role != "label":
-            raise ProtocolError(f"{config.label!r} is not a registered label node")
+            raise ProtocolError(f"{label_party!r} is not a registered label node")
         features = []
-        for name in config.features:
+        for name in feature_parties:
             record = self.store.node(name)
             if record is None or record.role != "feature":
                 raise ProtocolError(f"{name!r} is not a registered feature node")
@@ -218,7 +214,6 @@ class Coordinator:
                resume: bool) -> None:
         thread = threading.Thread(target=self._run_job, args=(job_id, kind, config, resume),
                                   name=f"job-{job_id}", daemon=True)
-        self._threads[job_id] = thread
         thread.start()
 
     def _run_job(self, job_id: str, kind: str, config: VlrJobConfig | SbtJobConfig,

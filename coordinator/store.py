@@ -134,15 +134,19 @@ class Store:
                 (node.party, node.role, node.endpoint, node.rows, json.dumps(node.schema),
                  node.cert_pem, node.sealing_public_key, node.signature, node.registered_at))
 
-    def nodes(self) -> list[NodeRecord]:
+    def nodes(self, party: str | None = None) -> list[NodeRecord]:
+        """Every registered node, or the one named `party`."""
+        where, args = ("WHERE party=?", (party,)) if party is not None else ("", ())
         with self._lock:
-            rows = self._conn.execute("SELECT * FROM nodes ORDER BY party").fetchall()
+            rows = self._conn.execute(f"SELECT * FROM nodes {where} ORDER BY party",  # noqa: S608
+                                      args).fetchall()
         return [NodeRecord(party=r[0], role=r[1], endpoint=r[2], rows=r[3],
                            schema=json.loads(r[4]), cert_pem=r[5], sealing_public_key=r[6],
                            signature=r[7], registered_at=r[8]) for r in rows]
 
     def node(self, party: str) -> NodeRecord | None:
-        return next((n for n in self.nodes() if n.party == party), None)
+        found = self.nodes(party)
+        return found[0] if found else None
 
     # jobs -----------------------------------------------------------------------------------
     def create_job(self, job_id: str, kind: str, parties: list[str],
@@ -168,17 +172,21 @@ class Store:
                         "error=COALESCE(?, error), updated_at=? WHERE job_id=?",
                         (state, json.dumps(merged), error, time.time(), job_id))
 
-    def jobs(self) -> list[JobRecord]:
+    def jobs(self, job_id: str | None = None) -> list[JobRecord]:
+        """Every job, or the one with `job_id`."""
+        where, args = ("WHERE job_id=?", (job_id,)) if job_id is not None else ("", ())
         with self._lock:
             rows = self._conn.execute(
                 "SELECT job_id, kind, state, parties_json, config_json, metrics_json, error, "
-                "created_at, updated_at FROM jobs ORDER BY created_at").fetchall()
+                f"created_at, updated_at FROM jobs {where} ORDER BY created_at",  # noqa: S608
+                args).fetchall()
         return [JobRecord(job_id=r[0], kind=r[1], state=r[2], parties=json.loads(r[3]),
                           config=json.loads(r[4]), metrics=json.loads(r[5]), error=r[6],
                           created_at=r[7], updated_at=r[8]) for r in rows]
 
     def job(self, job_id: str) -> JobRecord | None:
-        return next((j for j in self.jobs() if j.job_id == job_id), None)
+        found = self.jobs(job_id)
+        return found[0] if found else None
 
     # models ---------------------------------------------------------------------------------
     def register_model(self, name: str, algorithm: str, job_id: str, parties: list[str],

@@ -119,7 +119,7 @@ class VlrJob(JobDriver):
             self.finish()
             return reports
         finally:
-            self.pool.shutdown(wait=False)
+            self.close()
 
 
 def hyper_parameters_dict(config: VlrConfig) -> dict[str, Any]:

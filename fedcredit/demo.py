@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -172,8 +173,8 @@ def score_sample(net: LocalNetwork, console: Console, singles: int = 200) -> dic
         scorer.close()
     expected = plaintext_probabilities(net.workdir / "state", tables, scorer.job, portfolio)
     got = [d.probability for d in decisions]
-    section = {"p50_ms": round(float(_percentile(latencies, 50)), 2),
-               "p99_ms": round(float(_percentile(latencies, 99)), 2),
+    section = {"p50_ms": round(float(np.percentile(latencies, 50)), 2),
+               "p99_ms": round(float(np.percentile(latencies, 99)), 2),
                "singles": len(latencies), "batch_ids": len(portfolio),
                "batch_seconds": round(batch_seconds, 3),
                "max_abs_error": float(max(abs(a - b) for a, b in zip(got, expected, strict=True))),
@@ -182,12 +183,6 @@ def score_sample(net: LocalNetwork, console: Console, singles: int = 200) -> dic
                   f"{section['p99_ms']} ms; {len(portfolio):,} in {batch_seconds:.2f}s; "
                   f"max |PD - plaintext| {section['max_abs_error']:.1e}")
     return section
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _grade_counts(decisions: list[Any]) -> dict[str, int]:

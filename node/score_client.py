@@ -19,7 +19,6 @@ import json
 import os
 import pickle
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from node.alignment import check_job_id
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.policy import CreditPolicy
-from node.score_handlers import hash_ids
+from node.score_handlers import hash_ids, ids_digest
 from node.step_handlers import seal_context
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2_grpc
 
@@ -229,7 +228,7 @@ class BankScorer:
                    else self._tree_reasons(slots, present))
         self.audit.append("score", job=self.job, consent=consent, purpose=purpose,
                           rows=len(ids), details={"model": self.model_id,
-                                                  "ids_digest": _digest(hashed)})
+                                                  "ids_digest": ids_digest(hashed)})
         return [Decision(id=ids[k], probability=float(probability[k]), score=float(scores[k]),
                          grade=self.policy.grades[grades[k]].grade, credit_line=float(lines[k]),
                          parties_covering=int(covered[k] + present[k]), reasons=reasons[k])
@@ -279,15 +278,3 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
     os.replace(path.with_suffix(".tmp"), path)
 
-
-def _digest(blob: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def timed_single(scorer: BankScorer, ident: str, consent: str) -> float:
-    """Milliseconds for one single-enterprise decision (for benchmarks and the demo)."""
-    start = time.perf_counter()
-    scorer.score([ident], consent)
-    return (time.perf_counter() - start) * 1e3

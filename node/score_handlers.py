@@ -45,6 +45,11 @@ def hash_ids(key: bytes, ids: list[str]) -> bytes:
                     for i in ids)
 
 
+def ids_digest(hashed: bytes) -> str:
+    """A short fingerprint of a request's keyed-hash ids, for audit entries."""
+    return hashlib.sha256(hashed).hexdigest()[:16]
+
+
 @dataclass
 class ScoringSetup:
     """What a requesting bank set up at this node for one model."""
@@ -189,7 +194,7 @@ class ScoreRunner:
             logits = setup.model.partial_logits(values, present)
             answer = pack_frames(score_he.encrypt_partials(setup.context, logits,
                                                            present.astype(float)))
-        digest = hashlib.sha256(ids_blob).hexdigest()[:16]
+        digest = ids_digest(ids_blob)
         self.state.audit.append(
             "score", job=job, peer=bank, consent=consent, purpose=str(request.get("purpose", "")),
             rows=len(hashed),
