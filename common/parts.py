@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-
 from common.errors import ProtocolError
+from common.payload import Payload as Payload
 from proto.fedcredit.v1 import common_pb2
 
 PART_BYTES = 2 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Payload:
-    """One named payload of a step, whole."""
-
-    name: str
-    data: bytes
-    sender: str = ""
-    recipient: str = ""
-    sealed: bool = False
 
 
 def to_parts(payloads: Iterable[Payload]) -> Iterator[common_pb2.Part]:

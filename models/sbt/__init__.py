@@ -2,7 +2,7 @@
 
 One file per role: `label.py` (L: gradients, split finding, trees, leaf weights), `feature.py`
 (F: bins, encrypted histograms, private split lookup table), `scoring.py` (joint scoring);
-`local.py` runs them in one process, `he.py` is the homomorphic layer. Steps take and return
+`algorithm.py` declares the steps and the driver once. Steps take and return
 plain values and `bytes`; the transport seals node-to-node bytes, these modules do not.
 
 Set-up:   L.open() -> public context -> F.open(context)          (F bins its own columns)
@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from common.errors import ProtocolError
 from models.vlr import FeatureAlignment, StepKey, decode_positions, encode_positions
@@ -32,9 +33,13 @@ __all__ = ["Binning", "FeatureAlignment", "SbtConfig", "StepKey", "quantile_bins
 MAX_BINS = 255  # bin codes are uint8 with one slot for missing values
 
 
-@dataclass(frozen=True)
-class SbtConfig:
-    """Hyper-parameters of one boosting job; every party uses the same values."""
+class SbtConfig(BaseModel):
+    """Hyper-parameters of one boosting job; every party uses the same values.
+
+    The `[sbt]` table of a job file; a key that is not listed here is refused by name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     trees: int = 30
     depth: int = 3
@@ -48,7 +53,8 @@ class SbtConfig:
     first_tree_label_only: bool = False  # FATE's complete_secure: tree 0 on L's features only
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _consistent(self) -> SbtConfig:
         problems = []
         if self.trees < 1 or not 1 <= self.depth <= 12:
             problems.append(f"trees ({self.trees}) must be >= 1 and depth ({self.depth}) 1..12")
@@ -66,6 +72,7 @@ class SbtConfig:
                 problems.append(f"goss rates {self.goss} need 0 < top, other and top + other <= 1")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
 
     @property
     def slots(self) -> int:

@@ -1,7 +1,7 @@
 """Vertical logistic regression: configuration, step keys, alignment and the bytes steps carry.
 
-The roles are one file each: `label.py` (L), `feature.py` (F), `arbiter.py` (A); `local.py` runs
-them in one process. Wire units: positions are little-endian uint32, values little-endian float64,
+The roles are one file each: `label.py` (L), `feature.py` (F), `arbiter.py` (A); `algorithm.py`
+declares the steps and the driver once. Wire units: positions are little-endian uint32, values little-endian float64,
 composite messages `crypto.ckks.pack_frames` lists, ciphertexts whatever the HE backend emits.
 
 Set-up:  A.public_context() → L.open(ctx); L.plan(), L.validation_context() →
@@ -18,18 +18,24 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import ProtocolError
 from crypto.ckks import CkksParams, pack_frames, unpack_frames
 from crypto.masks import DEFAULT_MASK_BOUND
+from models.protocol import StepKey as StepKey
 
 
-@dataclass(frozen=True)
-class VlrConfig:
-    """Hyper-parameters of one training job; every party of the job uses the same values."""
+class VlrConfig(BaseModel):
+    """Hyper-parameters of one training job; every party of the job uses the same values.
+
+    The `[vlr]` table of a job file; a key that is not listed here is refused by name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     learning_rate: float = 0.15
     decay: float = 0.0  # learning rate at epoch e: learning_rate / (1 + decay * e)
@@ -43,11 +49,10 @@ class VlrConfig:
     seed: int = 0
     mask_bound: float = DEFAULT_MASK_BOUND
     cache_bytes: int = 2 << 30  # encoded plaintexts of X kept across epochs, per party
-    params: CkksParams = field(default_factory=CkksParams)  # for L's own validation key
+    params: CkksParams = Field(default_factory=CkksParams)  # for L's own validation key
 
-    def __post_init__(self) -> None:
-        if isinstance(self.params, dict):  # decoded from a job's JSON/TOML
-            object.__setattr__(self, "params", CkksParams(**self.params))
+    @model_validator(mode="after")
+    def _consistent(self) -> VlrConfig:
         problems = []
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             problems.append(f"learning_rate {self.learning_rate} must be > 0")
@@ -65,19 +70,10 @@ class VlrConfig:
             problems.append(f"validation_fraction {self.validation_fraction} must be in [0, 1)")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
 
     def learning_rate_at(self, epoch: int) -> float:
         return self.learning_rate / (1.0 + self.decay * epoch)
-
-
-@dataclass(frozen=True)
-class StepKey:
-    """Idempotency key of one protocol step: a retry with the same key gets the same answer."""
-
-    job: str
-    epoch: int
-    batch: int
-    step: str
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,7 @@ def test_the_lookup_table_never_leaves_the_feature_party(encrypted: Trained) -> 
         "split_request",
         "partitions",
         "topology",
+        "report",  # L's per-tree loss and AUC, for the coordinator's job record
     }
     records = np.array([r.threshold for p in encrypted.parties for r in p._records])
     as64, as32 = _encodings(records)
@@ -309,7 +310,7 @@ def test_twin_scoring_of_every_row_reproduces_the_training_margins(
 
 def test_first_tree_from_label_columns_only(data: Dataset) -> None:
     trained = train(
-        PlainTwin.suite_for_testing(), data, replace(CONFIG, first_tree_label_only=True)
+        PlainTwin.suite_for_testing(), data, CONFIG.model_copy(update=dict(first_tree_label_only=True))
     )
     first, rest = trained.label.trees[0], trained.label.trees[1:]
     assert np.all(first.owner[first.owner >= 0] == 0)
@@ -318,7 +319,7 @@ def test_first_tree_from_label_columns_only(data: Dataset) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [replace(CONFIG, subsample=0.6), replace(CONFIG, goss=(0.2, 0.3))],
+    [CONFIG.model_copy(update=dict(subsample=0.6)), CONFIG.model_copy(update=dict(goss=(0.2, 0.3)))],
     ids=["rows", "goss"],
 )
 def test_row_sampling_trains(data: Dataset, config: SbtConfig) -> None:

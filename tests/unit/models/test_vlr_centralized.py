@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,7 @@ def _federated_auc(suite: HeSuite, config: VlrConfig) -> tuple[float, float]:
 
 
 def test_give_credit_twin_lands_on_the_centralised_baseline() -> None:
-    config = replace(GIVE_CREDIT, max_epochs=20)
+    config = GIVE_CREDIT.model_copy(update=dict(max_epochs=20))
     federated, centralised = _federated_auc(PlainBackend.suite_for_testing(), config)
     assert abs(federated - centralised) < 1e-4 and centralised > 0.69
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -148,7 +147,7 @@ def test_validation_logits_are_under_the_label_nodes_key(
 
 
 def test_a_tiny_batch_is_refused_by_the_feature_party() -> None:
-    label_config = replace(CONFIG, min_batch=16)
+    label_config = CONFIG.model_copy(update=dict(min_batch=16))
     label, features, arbiter = build(twin(), label_config)
     strict = build(twin())[1][0]  # F's own floor: 64 rows
     label.open(arbiter.public_context())
@@ -207,7 +206,7 @@ def test_retried_steps_answer_the_same_and_update_once() -> None:
 @pytest.mark.parametrize("suite_name", ["twin", "ckks"])
 def test_checkpoint_then_resume_matches_an_uninterrupted_run(suite_name: str) -> None:
     suite = twin() if suite_name == "twin" else CKKS_SUITE
-    config = replace(CONFIG, max_epochs=3 if suite_name == "twin" else 2)
+    config = CONFIG.model_copy(update=dict(max_epochs=3 if suite_name == "twin" else 2))
     straight = build(suite, config)
     run_local(*straight)
 

@@ -1,0 +1,229 @@
+"""The vocabulary every algorithm declares itself in: steps, what they take and send, drivers.
+
+An algorithm is declared once (`Algorithm`): its settings model, its steps (which role runs each,
+which parts it takes, which it sends to whom), the role objects it builds from a node's data, and
+a driver that walks the steps. Three runtimes walk that one declaration:
+
+- the coordinator's job runner (`coordinator/jobs.py`) runs the driver over gRPC;
+- the node's one generic step handler (`node/steps.py`) unseals inputs, calls the declared
+  step function on its role object, seals outputs to their declared recipients, checkpoints;
+- the in-process runner (`models/runtime.py`) used by tests and benchmarks.
+
+Part naming (the only convention a step function has to know): a part sent to one feature node is
+named `base:party` (the recipient); a part a feature node sends to the label node is named
+`base:party` (the sender); a part for the driver or broadcast to every node is named `base`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from common.errors import ProtocolError
+from common.payload import Payload
+
+Role = Literal["label", "feature"]
+
+
+class To(enum.Enum):
+    """Where a step's output goes."""
+
+    LABEL = "label"  # sealed to the job's label node
+    FEATURES = "features"  # sealed to each feature node (one payload per recipient)
+    DRIVER = "driver"  # plain, to the coordinator's driver (arbiter, reports, counts)
+    STORE = "store"  # never leaves the node: written to the node's model file
+
+
+@dataclass(frozen=True)
+class Send:
+    """One output of a step."""
+
+    part: str
+    to: To
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """Idempotency key of one protocol step: a retry with the same key gets the same answer."""
+
+    job: str
+    epoch: int
+    batch: int
+    step: str
+
+
+@dataclass
+class Call:
+    """What a step function gets besides its role object."""
+
+    key: StepKey
+    inputs: Mapping[str, bytes]
+    extra: Mapping[str, Any]
+    me: str
+    label: str
+    features: tuple[str, ...]
+    memo: dict[str, Any]
+
+    def part(self, base: str) -> bytes:
+        """This party's copy of part `base` (named `base:me` or `base`)."""
+        for name in (f"{base}:{self.me}", base):
+            if name in self.inputs:
+                return self.inputs[name]
+        raise ProtocolError(f"step {self.key.step} needs part {base!r}; it was not sent")
+
+    def each(self, base: str) -> dict[str, bytes]:
+        """Part `base` from every feature node that sent one (at the label node)."""
+        return {f: self.inputs[f"{base}:{f}"] for f in self.features
+                if f"{base}:{f}" in self.inputs}
+
+
+Output = bytes | Mapping[str, bytes]  # one payload, or one per feature node for To.FEATURES
+StepFn = Callable[[Any, Call], Mapping[str, Output]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of an algorithm at one role."""
+
+    name: str
+    role: Role
+    run: StepFn
+    takes: tuple[str, ...] = ()
+    sends: tuple[Send, ...] = ()
+    per_batch: bool = True  # False: the step key's batch is -1 (epoch-level steps)
+    opens: bool = False  # builds the role object (first step of a job)
+    checkpoint: bool = False  # the node saves the role's state after the step
+
+    def sent(self, part: str) -> Send:
+        for send in self.sends:
+            if send.part == part:
+                return send
+        raise ProtocolError(f"step {self.name} at a {self.role} node may not send {part!r}")
+
+
+@dataclass(frozen=True)
+class Floors:
+    """Security floors from a node's own configuration; a job may ask for more, never less."""
+
+    min_batch: int = 64
+
+
+@dataclass(frozen=True)
+class RoleSetup:
+    """What a node hands an algorithm to build its role object for a job."""
+
+    job: str
+    party: str
+    role: Role
+    label: str
+    features: tuple[str, ...]
+    columns: tuple[str, ...]
+    X: np.ndarray  # label: its rows in the job's training order; feature: its whole table
+    y: np.ndarray | None  # label only, in the same order as X
+    alignment: Any  # feature only: models.vlr.FeatureAlignment
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a driver yields: `setup` once the parties are open, then one `epoch` per round."""
+
+    kind: Literal["setup", "epoch"]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class Network(Protocol):
+    """How a driver reaches the parties (gRPC through the coordinator, or in-process)."""
+
+    job_id: str
+    label: str
+    features: tuple[str, ...]
+
+    def run(self, step: str, epoch: int = 0, batch: int = 0,
+            parts: Sequence[Payload] = (), *, extra: Mapping[str, Any] | None = None,
+            at: Sequence[str] | None = None) -> dict[str, dict[str, Payload]]:
+        """Run `step` at every party whose role declares it (or only at parties `at`).
+
+        A payload with a recipient goes to that party only; one without goes to every callee.
+        Returns each callee's outputs for the driver and for other nodes, by party.
+        """
+        ...
+
+
+def merged(replies: Mapping[str, Mapping[str, Payload]]) -> list[Payload]:
+    """Every payload of every reply (names are unique across parties by the naming rule)."""
+    return [p for reply in replies.values() for p in reply.values()]
+
+
+Driver = Callable[..., Iterator[Progress]]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One algorithm, declared once; see the module docstring."""
+
+    name: str
+    purpose: str  # for audit entries: "vertical-lr training"
+    settings: type[BaseModel]
+    steps: tuple[Step, ...]
+    make_role: Callable[[RoleSetup, Any], Any]  # (setup, settings) -> role object
+    apply_floors: Callable[[Any, Floors], Any]  # (settings, node floors) -> settings or raise
+    drive: Driver  # drive(network, settings, *, resume=False, **runtime args)
+    model_file: str  # file name of a party's saved model in the node's state directory
+    length_setting: str  # the setting that bounds the job's rounds ("max_epochs", "trees")
+    unit: str  # what one round is called ("epoch", "tree")
+    best: Callable[[list[dict[str, Any]]], dict[str, Any]]  # the round a model is reported by
+    resumable: bool = True  # False: a resumed job starts again from its first round
+    step_deadline_seconds: float = 300.0
+
+    def step(self, name: str, role: Role) -> Step:
+        for step in self.steps:
+            if step.name == name and step.role == role:
+                return step
+        raise ProtocolError(f"{self.name} has no step {name!r} for a {role} node")
+
+    def role_of(self, name: str) -> set[Role]:
+        roles: set[Role] = {s.role for s in self.steps if s.name == name}
+        if not roles:
+            raise ProtocolError(f"{self.name} has no step {name!r}")
+        return roles
+
+    def rounds(self, settings: BaseModel) -> int:
+        return int(getattr(settings, self.length_setting))
+
+
+def no_floors(settings: Any, floors: Floors) -> Any:
+    """For algorithms without a batch size: nothing to raise."""
+    return settings
+
+
+def address(step: Step, outputs: Mapping[str, Output], call: Call) -> list[tuple[To, Payload]]:
+    """Name and address a step's outputs by its declaration (unsealed; the node seals)."""
+    out: list[tuple[To, Payload]] = []
+    for base, value in outputs.items():
+        send = step.sent(base)
+        if send.to is To.FEATURES:
+            per = value if isinstance(value, Mapping) else {f: value for f in call.features}
+            for party, data in per.items():
+                if party not in call.features:
+                    raise ProtocolError(f"{base!r} addressed to {party!r}, not a feature node")
+                out.append((send.to, Payload(f"{base}:{party}", data, sender=call.me,
+                                             recipient=party)))
+            continue
+        if isinstance(value, Mapping):
+            raise ProtocolError(f"{base!r} goes to one recipient, not one per feature node")
+        if send.to is To.LABEL:
+            out.append((send.to, Payload(f"{base}:{call.me}", value, sender=call.me,
+                                         recipient=call.label)))
+        else:
+            out.append((send.to, Payload(base, value, sender=call.me)))
+    return out
+
+
+def accepts(step: Step, name: str) -> bool:
+    """Whether a part called `name` is one the step declares it takes."""
+    return name.split(":", 1)[0] in step.takes

@@ -1,0 +1,162 @@
+"""SecureBoost, declared once: its steps, the roles that run them, and its driver.
+
+Set-up:   L.open (public BFV context, sealed to each F) → F.keys
+Tree k, level d (StepKey epoch = k, batch = d):
+          L.histograms → F.histograms → L.find_splits → F.split (winners only) → L.apply_splits
+End:      L.end_tree (topologies to each F, report to the driver) → F.end_tree; then `finish`.
+The coordinator holds no key: it only relays sealed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from common.errors import ProtocolError
+from models.protocol import (
+    Algorithm,
+    Call,
+    Network,
+    Output,
+    Progress,
+    RoleSetup,
+    Send,
+    Step,
+    To,
+    merged,
+    no_floors,
+)
+from models.sbt import FeatureAlignment, SbtConfig
+from models.sbt.codec import feature_model_bytes, label_model_bytes
+from models.sbt.feature import FeatureParty
+from models.sbt.label import LabelParty
+
+
+def make_role(setup: RoleSetup, settings: SbtConfig) -> LabelParty | FeatureParty:
+    if setup.role == "label":
+        if setup.y is None:
+            raise ProtocolError("a label node needs labels")
+        return LabelParty(setup.job, setup.X, setup.y, setup.features, settings)
+    alignment: FeatureAlignment = setup.alignment
+    return FeatureParty(setup.party, setup.job, setup.X, alignment, settings)
+
+
+def _opened(role: object, call: Call) -> Mapping[str, Output]:
+    return {}
+
+
+# --- label node ---------------------------------------------------------------------------------
+
+
+def _label_keys(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    return {"public_context": role.open()}
+
+
+def _label_histograms(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    request = role.histogram_request(call.key)
+    return {} if request is None else {"histogram_request": request}
+
+
+def _label_find_splits(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    return {"split_request": role.find_splits(call.key, call.each("histograms"))}
+
+
+def _label_apply_splits(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    role.apply_splits(call.key, call.each("partitions"))
+    return {}
+
+
+def _label_end_tree(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    topologies = role.end_tree(call.key.epoch)
+    return {"topology": topologies, "report": json.dumps(asdict(role.reports[-1])).encode()}
+
+
+def _label_finish(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    return {"model": label_model_bytes(role.base_margin, role.trees, role.feature_parties,
+                                       [asdict(r) for r in role.reports])}
+
+
+# --- feature node -------------------------------------------------------------------------------
+
+
+def _feature_keys(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    role.open(call.part("public_context"))
+    return {}
+
+
+def _feature_histograms(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"histograms": role.histograms(call.key, call.part("histogram_request"))}
+
+
+def _feature_split(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"partitions": role.split(call.key, call.part("split_request"))}
+
+
+def _feature_end_tree(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    role.end_tree(call.key.epoch, call.part("topology"))
+    return {}
+
+
+def _feature_finish(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    """The lookup table and topologies stay at this node; never the keys."""
+    return {"model": feature_model_bytes(
+        call.me, role.records(), [role.topology(t) for t in range(role.trees_done)])}
+
+
+STEPS = (
+    Step("open", "label", _opened, opens=True),
+    Step("open", "feature", _opened, opens=True),
+    Step("keys", "label", _label_keys, sends=(Send("public_context", To.FEATURES),)),
+    Step("keys", "feature", _feature_keys, takes=("public_context",)),
+    Step("histograms", "label", _label_histograms,
+         sends=(Send("histogram_request", To.FEATURES),)),
+    Step("histograms", "feature", _feature_histograms, takes=("histogram_request",),
+         sends=(Send("histograms", To.LABEL),)),
+    Step("find_splits", "label", _label_find_splits, takes=("histograms",),
+         sends=(Send("split_request", To.FEATURES),)),
+    Step("split", "feature", _feature_split, takes=("split_request",),
+         sends=(Send("partitions", To.LABEL),)),
+    Step("apply_splits", "label", _label_apply_splits, takes=("partitions",)),
+    Step("end_tree", "label", _label_end_tree, per_batch=False,
+         sends=(Send("topology", To.FEATURES), Send("report", To.DRIVER))),
+    Step("end_tree", "feature", _feature_end_tree, takes=("topology",), per_batch=False),
+    Step("finish", "label", _label_finish, per_batch=False, sends=(Send("model", To.STORE),)),
+    Step("finish", "feature", _feature_finish, per_batch=False,
+         sends=(Send("model", To.STORE),)),
+)
+
+
+def drive(net: Network, settings: SbtConfig, *, resume: bool = False) -> Iterator[Progress]:
+    """Build `settings.trees` trees level by level; yields after set-up and after every tree."""
+    net.run("open", extra={"resume": resume}, at=[net.label])
+    net.run("open", extra={"resume": resume}, at=net.features)
+    keys = merged(net.run("keys", at=[net.label]))
+    net.run("keys", parts=keys, at=net.features)
+    yield Progress("setup")
+    for tree in range(settings.trees):
+        for level in range(settings.depth):
+            requests = merged(net.run("histograms", tree, level, at=[net.label]))
+            answers = merged(net.run("histograms", tree, level, requests, at=net.features)
+                             ) if requests else []
+            splits = merged(net.run("find_splits", tree, level, answers))
+            asked = [p.recipient for p in splits]
+            partitions = merged(net.run("split", tree, level, splits, at=asked)) if asked else []
+            net.run("apply_splits", tree, level, partitions)
+        ended = merged(net.run("end_tree", tree, at=[net.label]))
+        report = next(p for p in ended if p.name == "report")
+        net.run("end_tree", tree, parts=[p for p in ended if p.name != "report"], at=net.features)
+        yield Progress("epoch", {**json.loads(report.data), "epoch": tree})
+    net.run("finish")
+
+
+def last_tree(history: list[dict[str, Any]]) -> dict[str, Any]:
+    return history[-1] if history else {}
+
+
+ALGORITHM = Algorithm(
+    name="sbt", purpose="secureboost training", settings=SbtConfig, steps=STEPS,
+    make_role=make_role, apply_floors=no_floors, drive=drive, model_file="sbt_model.json",
+    length_setting="trees", unit="tree", best=last_tree, resumable=False,
+    step_deadline_seconds=600.0)

@@ -1,0 +1,214 @@
+"""Vertical logistic regression, declared once: its steps, the roles that run them, its driver.
+
+Set-up:  A.public_context() → L.open → plan, validation context (sealed to each F) → F.open
+Batch:   L.positions → F.forward → L.residual → L|F.gradient → A decrypts masked → L|F.update
+Epoch:   F.validate → L.end_epoch (report) → F.end_epoch(improved); `finish` once L says stop.
+A (the arbiter) is the driver itself: it runs at the coordinator and holds the training key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from common.errors import ProtocolError
+from common.payload import Payload
+from models.protocol import (
+    Algorithm,
+    Call,
+    Floors,
+    Network,
+    Output,
+    Progress,
+    RoleSetup,
+    Send,
+    Step,
+    StepKey,
+    To,
+    merged,
+)
+from models.vlr import FeatureAlignment, VlrConfig
+from models.vlr.arbiter import Arbiter
+from models.vlr.feature import FeatureParty
+from models.vlr.label import LabelParty
+from models.vlr.scoring import PartyModel
+
+# --- roles --------------------------------------------------------------------------------------
+
+
+def make_role(setup: RoleSetup, settings: VlrConfig) -> LabelParty | FeatureParty:
+    if setup.role == "label":
+        if setup.y is None:
+            raise ProtocolError("a label node needs labels")
+        return LabelParty(setup.job, setup.X, setup.y, setup.features, settings)
+    alignment: FeatureAlignment = setup.alignment
+    return FeatureParty(setup.party, setup.job, setup.X, alignment, settings)
+
+
+def apply_floors(settings: VlrConfig, floors: Floors) -> VlrConfig:
+    """The node's own minimum batch wins over the job's; a job batch below it is refused."""
+    if settings.min_batch >= floors.min_batch:
+        return settings
+    if settings.batch_size < floors.min_batch:
+        raise ProtocolError(f"batch size {settings.batch_size} is below this node's minimum "
+                            f"of {floors.min_batch} rows")
+    return settings.model_copy(update={"min_batch": floors.min_batch})
+
+
+# --- label node steps ---------------------------------------------------------------------------
+
+
+def _label_open(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    role.open(call.part("arbiter_context"))
+    return {"plan": role.plan(), "validation_context": role.validation_context(),
+            "n_batches": str(role.n_batches).encode(),
+            "next_epoch": str(role.next_epoch).encode()}
+
+
+def _label_positions(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    return {"positions": role.batch_positions(call.key)}
+
+
+def _label_residual(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    residual = role.residual(call.key, call.each("forward"))
+    call.memo["residual"] = residual  # L's own gradient step uses it too
+    return {"residual": residual}
+
+
+def _label_gradient(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    residual = call.memo.get("residual")
+    if residual is None:
+        raise ProtocolError("gradient step without a residual")
+    return {"gradient": role.gradient(call.key, residual)}
+
+
+def _label_end_epoch(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    report = role.end_epoch(call.key.epoch, call.each("validation"))
+    return {"report": json.dumps(asdict(report)).encode()}
+
+
+# --- feature node steps -------------------------------------------------------------------------
+
+
+def _feature_open(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    role.open(call.part("arbiter_context"), call.part("validation_context"), call.part("plan"))
+    return {"next_epoch": str(role.next_epoch).encode()}
+
+
+def _feature_forward(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"forward": role.forward(call.key, call.part("positions"))}
+
+
+def _feature_gradient(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"gradient": role.gradient(call.key, call.part("residual"))}
+
+
+def _feature_validate(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"validation": role.validation_logits(call.key)}
+
+
+def _feature_end_epoch(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    role.end_epoch(call.key.epoch, bool(call.extra.get("improved", False)))
+    return {}
+
+
+# --- both ---------------------------------------------------------------------------------------
+
+
+def _update(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]:
+    role.update(call.key, call.part("decrypted"))
+    return {}
+
+
+def _finish(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]:
+    """Keep the best epoch's weights; this party's part of the model stays at this node."""
+    role.finish()
+    if role.scaler is None:
+        raise ProtocolError(f"job {call.key.job} finished before it was opened")
+    columns = tuple(call.extra.get("columns", ()))
+    model = PartyModel(party=call.me, role="label" if isinstance(role, LabelParty) else "feature",
+                       job=call.key.job, features=columns, weights=role.weights,
+                       mean=role.scaler.mean, scale=role.scaler.scale)
+    return {"model": model.to_json().encode()}
+
+
+STEPS = (
+    Step("open", "label", _label_open, takes=("arbiter_context",), opens=True,
+         sends=(Send("plan", To.FEATURES), Send("validation_context", To.FEATURES),
+                Send("n_batches", To.DRIVER), Send("next_epoch", To.DRIVER))),
+    Step("open", "feature", _feature_open, opens=True,
+         takes=("arbiter_context", "plan", "validation_context"),
+         sends=(Send("next_epoch", To.DRIVER),)),
+    Step("positions", "label", _label_positions, sends=(Send("positions", To.FEATURES),)),
+    Step("forward", "feature", _feature_forward, takes=("positions",),
+         sends=(Send("forward", To.LABEL),)),
+    Step("residual", "label", _label_residual, takes=("forward",),
+         sends=(Send("residual", To.FEATURES),)),
+    Step("gradient", "label", _label_gradient, sends=(Send("gradient", To.DRIVER),)),
+    Step("gradient", "feature", _feature_gradient, takes=("residual",),
+         sends=(Send("gradient", To.DRIVER),)),
+    Step("update", "label", _update, takes=("decrypted",)),
+    Step("update", "feature", _update, takes=("decrypted",)),
+    Step("validate", "feature", _feature_validate, per_batch=False,
+         sends=(Send("validation", To.LABEL),)),
+    Step("end_epoch", "label", _label_end_epoch, takes=("validation",), per_batch=False,
+         checkpoint=True, sends=(Send("report", To.DRIVER),)),
+    Step("end_epoch", "feature", _feature_end_epoch, per_batch=False, checkpoint=True),
+    Step("finish", "label", _finish, per_batch=False, sends=(Send("model", To.STORE),)),
+    Step("finish", "feature", _finish, per_batch=False, sends=(Send("model", To.STORE),)),
+)
+
+
+# --- the driver (the arbiter's side) ------------------------------------------------------------
+
+
+def drive(net: Network, settings: VlrConfig, *, resume: bool = False,
+          arbiter: Arbiter | None = None) -> Iterator[Progress]:
+    """Run the job to its end; yields after set-up and after every epoch."""
+    arbiter = arbiter or Arbiter(net.job_id)  # a fresh key pair per run
+    context = Payload("arbiter_context", arbiter.public_context())
+    opened = net.run("open", parts=[context], extra={"resume": resume}, at=[net.label])
+    own = opened[net.label]
+    next_epoch = int(own.pop("next_epoch").data)
+    n_batches = int(own.pop("n_batches").data)
+    replies = net.run("open", parts=[context, *own.values()], extra={"resume": resume},
+                      at=net.features)
+    for party, reply in replies.items():
+        if int(reply["next_epoch"].data) != next_epoch:
+            raise ProtocolError(f"{party} resumes at epoch {reply['next_epoch'].data!r}, "
+                                f"{net.label} at {next_epoch}: checkpoints differ")
+    yield Progress("setup", {"next_epoch": next_epoch, "n_batches": n_batches})
+    epoch = next_epoch
+    while True:
+        for batch in range(n_batches):
+            positions = merged(net.run("positions", epoch, batch))
+            forwards = merged(net.run("forward", epoch, batch, positions))
+            residual = merged(net.run("residual", epoch, batch, forwards))
+            gradients = net.run("gradient", epoch, batch, residual)  # every party at once
+            key = StepKey(net.job_id, epoch, batch, "gradient")
+            net.run("update", epoch, batch, [
+                Payload("decrypted", arbiter.decrypt_gradient(key, party, reply["gradient"].data),
+                        recipient=party)
+                for party, reply in gradients.items()])
+        validation = merged(net.run("validate", epoch))
+        report: dict[str, Any] = json.loads(
+            net.run("end_epoch", epoch, parts=validation, at=[net.label])[net.label]
+            ["report"].data)
+        net.run("end_epoch", epoch, extra={"improved": report["improved"]}, at=net.features)
+        yield Progress("epoch", report)
+        if report["stop"]:
+            break
+        epoch += 1
+    net.run("finish")
+
+
+def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    return min(history, key=lambda h: h["loss"]) if history else {}
+
+
+ALGORITHM = Algorithm(
+    name="vlr", purpose="vertical-lr training", settings=VlrConfig, steps=STEPS,
+    make_role=make_role, apply_floors=apply_floors, drive=drive, model_file="model.json",
+    length_setting="max_epochs", unit="epoch", best=best_epoch)
