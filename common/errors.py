@@ -1,4 +1,8 @@
-"""Exception types shared by node, coordinator and CLI."""
+"""Exception types shared by node, coordinator and CLI, and how a config error is told."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
 
 
 class FedcreditError(Exception):
@@ -23,3 +27,18 @@ class TrustError(FedcreditError):
 
 class AuditError(FedcreditError):
     """The audit log could not be written or read."""
+
+
+def describe_validation(err: ValidationError, where: str) -> str:
+    """One line per pydantic error: the field (dotted), what is wrong and what was given."""
+    lines = [f"{where}: {err.error_count()} invalid field(s):"]
+    for item in err.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "(whole file)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (a typo?)"
+        given = item.get("input")
+        if isinstance(given, str | int | float | bool) and repr(given)[:60] not in message:
+            message += f" (got {given!r:.60})"
+        lines.append(f"  - {field}: {message}")
+    return "\n".join(lines)

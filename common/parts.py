@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+
 from common.errors import ProtocolError
 from common.payload import Payload as Payload
 from proto.fedcredit.v1 import common_pb2

@@ -14,7 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from common.errors import DataValidationError
+from common.errors import DataValidationError, describe_validation
 
 _NAME = re.compile(r"^[a-z0-9-]{1,63}$")
 
@@ -75,9 +75,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raw: dict[str, Any] = TomlConfigSettingsSource(CoordinatorConfig, toml_file=path)()
         config = CoordinatorConfig(**raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in err.errors())
-        raise DataValidationError(f"{path}: invalid coordinator config: {problems}") from err
+        raise DataValidationError(describe_validation(err, f"coordinator config {path}")) from err
     base = path.parent
     updates: dict[str, Any] = {"state_dir": _resolve(base, config.state_dir)}
     if config.tls is not None:

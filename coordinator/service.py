@@ -12,19 +12,20 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from common.audit import AuditLog
 from common.errors import DataValidationError, ProtocolError, TrustError
 from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
+from coordinator.jobs import TrainingJob, job_record, parse_job, run_job
 from coordinator.nodes import NodeClients
-from coordinator.sbt_job import SbtJob, SbtJobConfig
 from coordinator.scoring import ScoringRelay
 from coordinator.store import JobRecord, NodeRecord, Store
-from coordinator.vlr_job import VlrJob, VlrJobConfig
 from crypto.pki import verify_peer_certificate
+from models.protocol import Algorithm
+from models.registry import ALGORITHMS, algorithm
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
 log = logging.getLogger(__name__)
@@ -157,44 +158,46 @@ class Coordinator:
     def train(self, request: coordinator_pb2.TrainRequest,
               caller: str | None) -> coordinator_pb2.JobStatus:
         kind = request.algorithm or "vlr"
-        if kind not in JOB_CONFIGS:
-            raise DataValidationError(f"unknown algorithm {kind!r}: expected vlr or sbt")
+        if kind not in ALGORITHMS:
+            raise DataValidationError(f"unknown algorithm {kind!r}: expected one of "
+                                      f"{', '.join(sorted(ALGORITHMS))}")
+        algo = algorithm(kind)
         try:
-            config = JOB_CONFIGS[kind].model_validate_json(request.config_json)
-        except (ValidationError, ValueError) as err:
-            raise DataValidationError(f"invalid training job: {err}") from err
-        self._training_parties(config)
+            raw = json.loads(request.config_json or "{}")
+        except ValueError as err:
+            raise DataValidationError(f"training job is not JSON: {err}") from err
+        job, settings = parse_job(algo, raw)
+        self._training_parties(job)
         job_id = request.job_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-" \
                                    f"{secrets.token_hex(3)}"
         existing = self.store.job(job_id)
         if existing is not None:
             raise ProtocolError(f"job {job_id} exists ({existing.state}); resume it instead")
-        self.store.create_job(job_id, kind, [config.label, *config.features],
-                              {**config.model_dump(), "operator": caller or ""})
-        self.audit.append("train.start", job=job_id, peer=",".join(config.features),
-                          purpose=f"{kind} training")
-        self._start(job_id, kind, config, resume=False)
+        self.store.create_job(job_id, kind, [job.label, *job.features],
+                              {**job_record(algo, job, settings), "operator": caller or ""})
+        self.audit.append("train.start", job=job_id, peer=",".join(job.features),
+                          purpose=algo.purpose)
+        self._start(job_id, algo, job, settings, resume=False)
         return self.get_job(job_id)
 
     def resume_job(self, job_id: str) -> coordinator_pb2.JobStatus:
         job = self.store.job(job_id)
         if job is None:
             raise ProtocolError(f"no job {job_id!r}")
-        if job.kind not in JOB_CONFIGS:
+        if job.kind not in ALGORITHMS:
             raise ProtocolError(f"job {job_id} is a {job.kind} job; only training jobs resume")
         if job.state in ("running", "done"):
             raise ProtocolError(f"job {job_id} is {job.state}; nothing to resume")
-        settings = {k: v for k, v in job.config.items() if k != "operator"}
-        config = JOB_CONFIGS[job.kind].model_validate(settings)
-        self._training_parties(config)
+        algo = algorithm(job.kind)
+        training, settings = parse_job(algo, job.config)
+        self._training_parties(training)
         self.store.update_job(job_id, state="running", error="")
-        self.audit.append("train.resume", job=job_id, purpose=f"{job.kind} training")
-        self._start(job_id, job.kind, config, resume=True)
+        self.audit.append("train.resume", job=job_id, purpose=algo.purpose)
+        self._start(job_id, algo, training, settings, resume=True)
         return self.get_job(job_id)
 
-    def _training_parties(self, config: VlrJobConfig | SbtJobConfig,
-                          ) -> tuple[NodeRecord, list[NodeRecord]]:
-        return self._parties(config.label, config.features)
+    def _training_parties(self, job: TrainingJob) -> tuple[NodeRecord, list[NodeRecord]]:
+        return self._parties(job.label, job.features)
 
     def _parties(self, label_party: str, feature_parties: Sequence[str],
                  ) -> tuple[NodeRecord, list[NodeRecord]]:
@@ -210,23 +213,23 @@ class Coordinator:
             features.append(record)
         return label, features
 
-    def _start(self, job_id: str, kind: str, config: VlrJobConfig | SbtJobConfig, *,
+    def _start(self, job_id: str, algo: Algorithm, job: TrainingJob, settings: BaseModel, *,
                resume: bool) -> None:
-        thread = threading.Thread(target=self._run_job, args=(job_id, kind, config, resume),
+        thread = threading.Thread(target=self._run_job,
+                                  args=(job_id, algo, job, settings, resume),
                                   name=f"job-{job_id}", daemon=True)
         thread.start()
 
-    def _run_job(self, job_id: str, kind: str, config: VlrJobConfig | SbtJobConfig,
+    def _run_job(self, job_id: str, algo: Algorithm, job: TrainingJob, settings: BaseModel,
                  resume: bool) -> None:
-        """Run a training job to its end; a SecureBoost job restarts from its first tree."""
+        """Run a training job to its end (a job that cannot resume restarts from round 0)."""
         history: list[dict[str, Any]] = list(
             (self.store.job(job_id) or _EMPTY_JOB).metrics.get("history", []))
-        if kind == "sbt":
+        if not algo.resumable:
             history.clear()
 
         def on_epoch(report: dict[str, Any]) -> None:
-            epoch = report.get("epoch", report.get("tree"))
-            report = {**report, "epoch": epoch}
+            epoch = report["epoch"]
             history[:] = [h for h in history if h["epoch"] < epoch] + [report]
             self.store.update_job(job_id, metrics={
                 "epoch": epoch, "loss": report["loss"], "auc": report["auc"],
@@ -234,27 +237,23 @@ class Coordinator:
                 "history": history})
 
         try:
-            label, features = self._training_parties(config)
-            clients = (self.clients.get(label), [self.clients.get(f) for f in features])
-            if isinstance(config, SbtJobConfig):
-                SbtJob(job_id, config, *clients, on_epoch=on_epoch).run()
-                best = history[-1] if history else {}
-            else:
-                VlrJob(job_id, config, *clients, on_epoch=on_epoch).run(resume=resume)
-                best = min(history, key=lambda h: h["loss"]) if history else {}
+            label, features = self._training_parties(job)
+            run_job(algo, job_id, job, settings, self.clients.get(label),
+                    [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch)
+            best = algo.best(history)
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}
-            model = self.store.register_model(config.model_name or f"{kind}-{config.label}",
-                                              kind, job_id, [config.label, *config.features],
+            model = self.store.register_model(job.model_name or f"{algo.name}-{job.label}",
+                                              algo.name, job_id, [job.label, *job.features],
                                               metrics)
             self.store.update_job(job_id, state="done",
                                   metrics={"model_id": model.model_id, "epochs": len(history)})
-            self.audit.append("train.done", job=job_id, purpose=f"{kind} training",
+            self.audit.append("train.done", job=job_id, purpose=algo.purpose,
                               details={"model": model.model_id, "epochs": len(history)})
         except Exception as err:  # noqa: BLE001 - the job records why it failed
             log.warning("job %s failed: %s", job_id, err)
             self.store.update_job(job_id, state="failed", error=str(err)[:2000])
-            self.audit.append("train.failed", job=job_id, purpose=f"{kind} training",
+            self.audit.append("train.failed", job=job_id, purpose=algo.purpose,
                               details={"error": str(err)[:500]})
 
     def list_models(self) -> coordinator_pb2.ListModelsResponse:
@@ -265,9 +264,6 @@ class Coordinator:
                                       created_at_unix=int(m.created_at))
             for m in self.store.models()])
 
-
-JOB_CONFIGS: dict[str, type[VlrJobConfig] | type[SbtJobConfig]] = {
-    "vlr": VlrJobConfig, "sbt": SbtJobConfig}
 
 _EMPTY_JOB = JobRecord(job_id="", kind="", state="", parties=[], config={}, metrics={}, error="",
                        created_at=0.0, updated_at=0.0)

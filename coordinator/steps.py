@@ -1,20 +1,20 @@
-"""Call one step on a node: header and named parts out, named parts back; retried with backoff."""
+"""Declared steps over gRPC: one call per node (retried with backoff); a job as a network."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-from pydantic import BaseModel, Field
 
 from common.errors import PeerUnavailable, ProtocolError
 from common.parts import Payload, from_parts, write_step
 from coordinator.nodes import NodeClient
+from models.protocol import Algorithm, JobSpec, Step
 from proto.fedcredit.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -45,50 +45,53 @@ def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Seque
                           f"{header.epoch} after {attempts} attempts: {last.code().name}")
 
 
-class JobDriver:
-    """Drives one algorithm's steps on the label node and the feature nodes of a job."""
+class NodeNetwork:
+    """The parties of one job as registered nodes: runs declared steps over gRPC, in parallel.
 
-    algorithm = ""
+    It relays what the driver hands it; sealed payloads stay opaque. `open` steps carry the job
+    description and the peers' signed sealing keys (the label node gets every feature node's,
+    a feature node the label node's).
+    """
 
-    def __init__(self, job_id: str, label: NodeClient, features: list[NodeClient], *,
-                 deadline_s: float, attempts: int) -> None:
-        self.job_id = job_id
-        self.label = label
-        self.features = features
-        self.deadline_s = deadline_s
-        self.attempts = attempts
+    def __init__(self, algorithm: Algorithm, job_id: str, spec: JobSpec, label: NodeClient,
+                 features: Sequence[NodeClient], *, deadline_s: float, attempts: int) -> None:
+        self.algorithm, self.job_id, self.spec = algorithm, job_id, spec
+        self.label = label.party
+        self.features = tuple(f.party for f in features)
+        self._clients = {c.party: c for c in (label, *features)}
+        self._label, self._feature_clients = label, list(features)
+        self.deadline_s, self.attempts = deadline_s, attempts
         self.pool = ThreadPoolExecutor(max_workers=max(2, len(features) + 1))
 
-    def _header(self, step: str, epoch: int = 0, batch: int = 0,
-                extra: dict[str, Any] | None = None,
-                peers: list[common_pb2.PeerKey] | None = None) -> common_pb2.StepHeader:
+    def _header(self, step: Step, epoch: int, batch: int,
+                extra: Mapping[str, Any] | None) -> common_pb2.StepHeader:
+        config: dict[str, Any] = dict(extra or {})
+        peers: list[common_pb2.PeerKey] = []
+        if step.opens:
+            config = self.spec.model_copy(update={"resume": bool(config.get("resume"))}
+                                          ).model_dump(mode="json")
+            peers = ([f.peer_key for f in self._feature_clients] if step.role == "label"
+                     else [self._label.peer_key])
         return common_pb2.StepHeader(
-            job_id=self.job_id, algorithm=self.algorithm, step=step, epoch=epoch, batch=batch,
-            key=f"{self.job_id}/{epoch}/{batch}/{step}",
-            config_json=json.dumps(extra or {}), peers=peers or [])
+            job_id=self.job_id, algorithm=self.algorithm.name, step=step.name, epoch=epoch,
+            batch=batch, key=f"{self.job_id}/{epoch}/{batch}/{step.name}",
+            config_json=json.dumps(config), peers=peers)
 
-    def _call(self, client: NodeClient, header: common_pb2.StepHeader,
-              payloads: list[Payload] | None = None) -> dict[str, Payload]:
-        return call_step(client, header, payloads or [], deadline_s=self.deadline_s,
-                         attempts=self.attempts)
-
-    def _each(self, calls: list[tuple[NodeClient, common_pb2.StepHeader, list[Payload]]],
-              ) -> list[dict[str, Payload]]:
-        futures = [self.pool.submit(self._call, c, h, p) for c, h, p in calls]
-        return [f.result() for f in futures]
+    def run(self, step: str, epoch: int = 0, batch: int = 0,
+            parts: Sequence[Payload] = (), *, extra: Mapping[str, Any] | None = None,
+            at: Sequence[str] | None = None) -> dict[str, dict[str, Payload]]:
+        roles = self.algorithm.role_of(step)
+        callees = [p for p in (self.label, *self.features)
+                   if ("label" if p == self.label else "feature") in roles
+                   and (at is None or p in at)]
+        futures = {}
+        for party in callees:
+            declared = self.algorithm.step(step, "label" if party == self.label else "feature")
+            given = [p for p in parts if not p.recipient or p.recipient == party]
+            futures[party] = self.pool.submit(
+                call_step, self._clients[party], self._header(declared, epoch, batch, extra),
+                given, deadline_s=self.deadline_s, attempts=self.attempts)
+        return {party: future.result() for party, future in futures.items()}
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
-
-
-class TrainingJobConfig(BaseModel):
-    """What every training job names: parties, the alignment it trains on, step budgets."""
-
-    model_config = {"extra": "forbid"}
-
-    label: str
-    features: list[str] = Field(min_length=1)
-    align_job: str
-    model_name: str = ""
-    step_deadline_seconds: float = 300.0
-    step_attempts: int = 3

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from common.errors import ProtocolError
 from common.payload import Payload
@@ -68,6 +68,7 @@ class Call:
     label: str
     features: tuple[str, ...]
     memo: dict[str, Any]
+    columns: tuple[str, ...] = ()  # this node's feature names, in its table's order
 
     def part(self, base: str) -> bytes:
         """This party's copy of part `base` (named `base:me` or `base`)."""
@@ -111,6 +112,18 @@ class Floors:
     """Security floors from a node's own configuration; a job may ask for more, never less."""
 
     min_batch: int = 64
+
+
+class JobSpec(BaseModel):
+    """What the coordinator tells every node when it opens a job (the header of `open`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    features: list[str]
+    align_job: str
+    settings: dict[str, Any] = {}
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +204,11 @@ class Algorithm:
         if not roles:
             raise ProtocolError(f"{self.name} has no step {name!r}")
         return roles
+
+    def node_to_node(self) -> set[str]:
+        """Part names that travel between nodes: they must arrive sealed."""
+        return {send.part for step in self.steps for send in step.sends
+                if send.to in (To.LABEL, To.FEATURES)}
 
     def rounds(self, settings: BaseModel) -> int:
         return int(getattr(settings, self.length_setting))

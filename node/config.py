@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from common.errors import DataValidationError
+from common.errors import DataValidationError, describe_validation
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
 ENV_NESTED_DELIMITER = "__"
@@ -243,16 +243,9 @@ def write_node_config(config: NodeConfig, path: Path) -> None:
 
 
 def _describe_errors(path: Path, err: ValidationError) -> str:
-    """One line per pydantic error: field (dotted), what is wrong; env overrides named."""
-    lines = [f"node config {path}: {err.error_count()} invalid field(s):"]
-    for item in err.errors(include_url=False):
-        field = ".".join(str(part) for part in item["loc"]) or "(whole file)"
-        message = item["msg"].removeprefix("Value error, ")
-        given = item.get("input")
-        if isinstance(given, str | int | float | bool) and repr(given)[:60] not in message:
-            message += f" (got {given!r:.60})"
-        lines.append(f"  - {field}: {message}")
+    """Every invalid field, then the environment overrides in effect (they may be the cause)."""
+    text = describe_validation(err, f"node config {path}")
     overrides = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX))
     if overrides:
-        lines.append(f"  (environment overrides in effect: {', '.join(overrides)})")
-    return "\n".join(lines)
+        text += f"\n  (environment overrides in effect: {', '.join(overrides)})"
+    return text

@@ -43,7 +43,7 @@ from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.policy import CreditPolicy
 from node.score_handlers import hash_ids, ids_digest
-from node.step_handlers import seal_context
+from node.steps import seal_context
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2_grpc
 
 SCORE_DEADLINE_S = 300.0

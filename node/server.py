@@ -12,11 +12,12 @@ from typing import Any
 import grpc
 
 from common.errors import PeerUnavailable, ProtocolError, TrustError
+from common.parts import read_step, write_step
 from common.rpc import rpc_method
 from common.tls import new_server, secure_channel
 from node import psi_handlers
 from node.state import NodeState
-from node.step_handlers import StepRunner
+from node.steps import StepHandler
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def __init__(self, state: NodeState) -> None:
         self.state = state
-        self.steps = StepRunner(state)
+        self.steps = StepHandler(state)
 
     @rpc_method("Node.Describe", log, _coordinator_only)
     def Describe(self, request: Any, context: grpc.ServicerContext) -> common_pb2.NodeInfo:
@@ -59,7 +60,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     @rpc_method("Node.RunStep", log, _coordinator_only)
     def RunStep(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        yield from self.steps.run(request_iterator)
+        header, inputs = read_step(request_iterator)
+        yield from write_step(self.steps.run(header, inputs))
 
 
 def node_info(state: NodeState) -> common_pb2.NodeInfo:

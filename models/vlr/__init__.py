@@ -1,8 +1,9 @@
 """Vertical logistic regression: configuration, step keys, alignment and the bytes steps carry.
 
 The roles are one file each: `label.py` (L), `feature.py` (F), `arbiter.py` (A); `algorithm.py`
-declares the steps and the driver once. Wire units: positions are little-endian uint32, values little-endian float64,
-composite messages `crypto.ckks.pack_frames` lists, ciphertexts whatever the HE backend emits.
+declares the steps and the driver once. Wire units: positions are little-endian uint32, values
+little-endian float64, composite messages `pack_frames` lists, ciphertexts whatever the HE
+backend emits.
 
 Set-up:  A.public_context() → L.open(ctx); L.plan(), L.validation_context() →
          F.open(ctx, vctx, plan)

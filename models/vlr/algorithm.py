@@ -127,9 +127,8 @@ def _finish(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]
     role.finish()
     if role.scaler is None:
         raise ProtocolError(f"job {call.key.job} finished before it was opened")
-    columns = tuple(call.extra.get("columns", ()))
     model = PartyModel(party=call.me, role="label" if isinstance(role, LabelParty) else "feature",
-                       job=call.key.job, features=columns, weights=role.weights,
+                       job=call.key.job, features=call.columns, weights=role.weights,
                        mean=role.scaler.mean, scale=role.scaler.scale)
     return {"model": model.to_json().encode()}
 
