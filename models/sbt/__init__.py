@@ -2,7 +2,7 @@
 
 One file per role: `label.py` (L: gradients, split finding, trees, leaf weights), `feature.py`
 (F: bins, encrypted histograms, private split lookup table), `scoring.py` (joint scoring);
-`local.py` runs them in one process, `he.py` is the homomorphic layer. Steps take and return
+`local.py` runs them in one process, `crypto.he` is the homomorphic layer. Steps take and return
 plain values and `bytes`; the transport seals node-to-node bytes, these modules do not.
 
 Set-up:   L.open() -> public context -> F.open(context)          (F bins its own columns)
@@ -116,7 +116,7 @@ def quantile_bins(table: np.ndarray, bins: int) -> Binning:
     return Binning(edges, codes)
 
 
-# --- wire encodings (little-endian; composite messages are crypto.ckks frame lists) ---------
+# --- wire encodings (little-endian; composite messages are crypto.he frame lists) ------------
 
 _LEVEL = struct.Struct("<4sIII")  # tag, tree, level, count
 

@@ -2,7 +2,7 @@
 
 The roles are one file each: `label.py` (L), `feature.py` (F), `arbiter.py` (A); `local.py` runs
 them in one process. Wire units: positions are little-endian uint32, values little-endian float64,
-composite messages `crypto.ckks.pack_frames` lists, ciphertexts whatever the HE backend emits.
+composite messages `crypto.he.pack_frames` lists, ciphertexts whatever the HE backend emits.
 
 Set-up:  A.public_context() → L.open(ctx); L.plan(), L.validation_context() →
          F.open(ctx, vctx, plan)
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import CkksParams, pack_frames, unpack_frames
+from crypto.he import CkksParams, pack_frames, unpack_frames
 from crypto.masks import DEFAULT_MASK_BOUND
 
 
