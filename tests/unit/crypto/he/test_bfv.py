@@ -7,10 +7,26 @@ import pytest
 import tenseal.sealapi as sa
 
 from common.errors import ProtocolError
-from crypto.he import PRODUCTION_ENV, BfvPrivate, BfvPublic, PlainTwin, random_nonzero
+from crypto.he import (
+    BFV_SUITE,
+    PRODUCTION_ENV,
+    BfvPrivate,
+    BfvPublic,
+    PlainTwin,
+    check_128_bit,
+    random_nonzero,
+)
 from crypto.he.bfv_packing import packed_products
-from crypto.he.bfv_ring import RING_DEGREE, chunk_width, histogram_targets
-from crypto.he.frames import unpack_frames
+from crypto.he.bfv_ring import (
+    HIST_COEFF_BITS,
+    RING_DEGREE,
+    SCORE_COEFF_BITS,
+    BfvRing,
+    chunk_width,
+    histogram_targets,
+)
+from crypto.he.frames import pack_frames, unpack_frames
+from tests.unit.crypto.he.weak import weak_public_key
 
 SLOTS = 9
 WIDTH = chunk_width(SLOTS)
@@ -125,3 +141,32 @@ def test_the_twin_is_unreachable_in_production(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv(PRODUCTION_ENV, "1")
     with pytest.raises(RuntimeError):
         PlainTwin.suite_for_testing()
+
+
+def test_a_secret_key_file_is_refused_as_a_public_context(
+    keys: tuple[BfvPrivate, BfvPublic],
+) -> None:
+    private, _ = keys
+    with pytest.raises(ProtocolError, match="carries a secret key"):
+        BFV_SUITE.load_public(private.private_bytes())
+    secrets = unpack_frames(private.private_bytes())[1:]
+    with pytest.raises(ProtocolError, match="BFV public key"):
+        BFV_SUITE.load_public(pack_frames([unpack_frames(private.public_bytes())[0], *secrets]))
+
+
+@pytest.mark.parametrize(("degree", "bits"), [(8192, [60, 60, 60, 60]), (4096, [60, 60])])
+def test_public_keys_below_128_bits_are_refused_naming_n_and_bits(
+    keys: tuple[BfvPrivate, BfvPublic], degree: int, bits: list[int]
+) -> None:
+    private, _ = keys
+    weak = weak_public_key(sa.SCHEME_TYPE.BFV, degree, bits)
+    tag = unpack_frames(private.public_bytes())[0]
+    with pytest.raises(ProtocolError, match=r"N=8192, coefficient modulus 180 bits"):
+        BFV_SUITE.load_public(pack_frames([tag, weak, weak]))
+
+
+def test_the_pinned_bfv_rings_pass_the_128_bit_check() -> None:
+    check_128_bit(RING_DEGREE, HIST_COEFF_BITS)
+    check_128_bit(RING_DEGREE, SCORE_COEFF_BITS)
+    with pytest.raises(ValueError, match="exceeds 218 bits"):
+        BfvRing((60, 60, 60, 60), sa.Modulus(1 << 20))
