@@ -23,8 +23,8 @@ from common.parts import Payload
 from coordinator.nodes import NodeClients
 from coordinator.steps import call_step
 from coordinator.store import ModelRecord, Store
-from crypto import score_he
-from crypto.ckks import pack_frames, unpack_frames
+from crypto.he import pack_frames, unpack_frames
+from crypto.he import scoring as score_he
 from models.sbt import StepKey
 from models.sbt.scoring import ScoreRelay
 from proto.fedcredit.v1 import common_pb2

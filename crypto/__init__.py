@@ -1,1 +1,1 @@
-"""Cryptography: PSI, sealing between nodes, PKI, CKKS contexts, masks."""
+"""Cryptography: PSI, sealing between nodes, PKI, masks, and HE backends (`crypto.he`)."""

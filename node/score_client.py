@@ -32,10 +32,10 @@ from common.audit import AuditLog
 from common.errors import ProtocolError
 from common.parts import Payload, from_parts, write_step
 from common.tls import TlsFiles, secure_channel
-from crypto import score_he, seal
-from crypto.ckks import unpack_frames
+from crypto import seal
+from crypto.he import BFV_SUITE, BfvPrivate, unpack_frames
+from crypto.he import scoring as score_he
 from models.sbt import StepKey
-from models.sbt.he import BFV_SUITE, BfvPrivate
 from models.sbt.scoring import LabelModel, LabelScorer, leaf_paths, rows_values
 from models.vlr.scoring import PartyModel
 from node.alignment import check_job_id

@@ -25,8 +25,8 @@ import numpy as np
 import tenseal as ts
 
 from common.errors import ProtocolError
-from crypto import score_he
-from crypto.ckks import pack_frames, unpack_frames
+from crypto.he import pack_frames, unpack_frames
+from crypto.he import scoring as score_he
 from models.sbt import StepKey
 from models.sbt.scoring import FeatureModel, FeatureScorer, rows_values
 from models.vlr.scoring import PartyModel

@@ -2,7 +2,8 @@
 
 One file per role: `label.py` (L: gradients, split finding, trees, leaf weights), `feature.py`
 (F: bins, encrypted histograms, private split lookup table), `scoring.py` (joint scoring);
-`algorithm.py` declares the steps and the driver once. Steps take and return
+`algorithm.py` declares the steps and the driver once; `crypto.he` is the homomorphic layer. Steps
+take and return
 plain values and `bytes`; the transport seals node-to-node bytes, these modules do not.
 
 Set-up:   L.open() -> public context -> F.open(context)          (F bins its own columns)
@@ -123,7 +124,7 @@ def quantile_bins(table: np.ndarray, bins: int) -> Binning:
     return Binning(edges, codes)
 
 
-# --- wire encodings (little-endian; composite messages are crypto.ckks frame lists) ---------
+# --- wire encodings (little-endian; composite messages are crypto.he frame lists) ------------
 
 _LEVEL = struct.Struct("<4sIII")  # tag, tree, level, count
 

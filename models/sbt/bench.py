@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from crypto.he import BFV_SUITE, PlainTwin, SbtSuite
 from models.sbt import SbtConfig
 from models.sbt.centralized import train_xgboost
 from models.sbt.feature import FeatureParty
-from models.sbt.he import BFV_SUITE, PlainTwin, SbtSuite
 from models.sbt.label import LabelParty
 from models.sbt.local import LocalRun, run_local
 from models.vlr.bench import SyntheticVertical, synthetic_vertical

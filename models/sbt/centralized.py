@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from crypto.he import PlainTwin
 from models.sbt import SbtConfig
-from models.sbt.he import PlainTwin
 from models.sbt.label import LabelParty
 from models.sbt.local import run_local
 from models.vlr.metrics import auc

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import pack_frames, unpack_frames
+from crypto.he import BFV_SUITE, FeatureHe, SbtSuite, pack_frames, unpack_frames
 from models.sbt import (
     Binning,
     FeatureAlignment,
@@ -22,7 +22,6 @@ from models.sbt import (
     encode_ints,
     encode_mask,
 )
-from models.sbt.he import BFV_SUITE, FeatureHe, SbtSuite
 from models.vlr import StepCache
 
 HIST_REQUEST, HIST_RESPONSE = b"HREQ", b"HRSP"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import pack_frames, unpack_frames
+from crypto.he import BFV_SUITE, LabelHe, SbtSuite, pack_frames, unpack_frames
 from models.sbt import (
     SbtConfig,
     StepKey,
@@ -31,7 +31,6 @@ from models.sbt.feature import (
     SPLIT_RESPONSE,
     TOPOLOGY,
 )
-from models.sbt.he import BFV_SUITE, LabelHe, SbtSuite
 from models.vlr import StepCache, digest
 from models.vlr.metrics import auc, log_loss
 

@@ -27,10 +27,17 @@ from typing import Any
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import pack_frames, unpack_frames
+from crypto.he import (
+    BFV_SUITE,
+    FeatureHe,
+    LabelHe,
+    SbtSuite,
+    pack_frames,
+    random_nonzero,
+    unpack_frames,
+)
 from models.sbt import FeatureAlignment, StepKey, decode_head, encode_head, encode_positions
 from models.sbt.feature import LEAF, FeatureParty, SplitRecord
-from models.sbt.he import BFV_SUITE, FeatureHe, LabelHe, SbtSuite, random_nonzero
 from models.sbt.label import LabelParty, Tree
 from models.vlr import decode_positions
 

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import ProtocolError
-from crypto.ckks import CkksParams, pack_frames, unpack_frames
+from crypto.he import CkksParams, pack_frames, unpack_frames
 from crypto.masks import DEFAULT_MASK_BOUND
 from models.protocol import StepKey as StepKey
 

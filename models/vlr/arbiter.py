@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.errors import ProtocolError
-from crypto.ckks import CKKS_SUITE, CkksParams, HeSuite, unpack_frames
+from crypto.he import CKKS_SUITE, CkksParams, HeSuite, unpack_frames
 from crypto.masks import DEFAULT_DECIMALS, round_decrypted
 from models.vlr import StepCache, StepKey, decode_positions, encode_values
 

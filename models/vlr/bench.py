@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crypto.ckks import CKKS_SUITE, HeSuite, PlainBackend
+from crypto.he import CKKS_SUITE, HeSuite, PlainBackend
 from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.arbiter import Arbiter
 from models.vlr.feature import FeatureParty

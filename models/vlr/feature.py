@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import CKKS_SUITE, HeBackend, HeSuite
+from crypto.he import CKKS_SUITE, HeBackend, HeSuite
 from models.vlr import FeatureAlignment, StepKey, VlrConfig, decode_plan, decode_positions
 from models.vlr.layout import GradientParty
 from models.vlr.preprocess import Standardizer, feature_design, has_indicator, train_mask

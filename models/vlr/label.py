@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import CKKS_SUITE, HeBackend, HeSuite, pack_frames
+from crypto.he import CKKS_SUITE, HeBackend, HeSuite, pack_frames
 from models.vlr import EpochReport, StepKey, VlrConfig, encode_plan, encode_positions
 from models.vlr.layout import GradientParty
 from models.vlr.metrics import auc, ks, log_loss

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.ckks import HeBackend, Prepared, pack_frames
+from crypto.he import HeBackend, Prepared, pack_frames
 from crypto.masks import uniform_mask
 from models.vlr import StepCache, StepKey, VlrConfig, decode_values, digest, encode_positions
 

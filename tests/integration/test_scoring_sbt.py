@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 
 from common.parts import Payload, write_step
-from crypto import score_he
-from crypto.ckks import unpack_frames
+from crypto.he import BFV_SUITE, BfvPrivate, unpack_frames
+from crypto.he import scoring as score_he
 from fedcredit.demo import party_specs
 from fedcredit.evaluate import load_party_tables
 from fedcredit.network import LocalNetwork
 from fedcredit.synth import synthesize
 from models.sbt.feature import LEAF
-from models.sbt.he import BFV_SUITE, BfvPrivate
 from node.config import load_node_config
 from node.datasource import NodeTable
 from node.policy import CreditPolicy

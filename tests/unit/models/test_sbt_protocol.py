@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from common.errors import ProtocolError
-from crypto.ckks import unpack_frames
+from crypto.he import BFV_SUITE, PlainTwin, SbtSuite, unpack_frames
 from models.sbt import FeatureAlignment, SbtConfig, StepKey
 from models.sbt.centralized import train_pooled, train_xgboost
 from models.sbt.feature import FeatureParty
-from models.sbt.he import BFV_SUITE, PlainTwin, SbtSuite
 from models.sbt.label import LabelParty, _Build
 from models.sbt.local import LocalRun, run_local, score_local
 from models.sbt.scoring import (

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crypto.ckks import CKKS_SUITE, HeSuite, PlainBackend
+from crypto.he import CKKS_SUITE, HeSuite, PlainBackend
 from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.arbiter import Arbiter
 from models.vlr.bench import run_vlr_benchmark, synthetic_vertical

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.ckks import CkksBackend, CkksParams, PlainBackend
+from crypto.he import CkksBackend, CkksParams, PlainBackend
 from models.vlr.layout import PackedLayout, PlaintextCache
 
 

@@ -8,7 +8,7 @@ import pytest
 import tenseal as ts
 
 from common.errors import ProtocolError
-from crypto.ckks import CKKS_SUITE, HeSuite, PlainBackend, unpack_frames
+from crypto.he import CKKS_SUITE, HeSuite, PlainBackend, unpack_frames
 from models.vlr import FeatureAlignment, StepKey, VlrConfig, decode_values
 from models.vlr.arbiter import Arbiter
 from models.vlr.bench import synthetic_vertical

@@ -1,28 +1,22 @@
-"""Tests for CKKS parameters, public contexts, frames and the two HE backends."""
+"""Tests for CKKS parameters, public contexts and the CKKS backend against its twin."""
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import pytest
 import tenseal as ts
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from common.errors import ProtocolError
-from crypto.ckks import (
+from crypto.he import (
     CKKS_SUITE,
     PRODUCTION_ENV,
     CkksBackend,
     CkksParams,
     PlainBackend,
-    load_public_context,
-    make_context,
     pack_frames,
-    public_context_bytes,
     unpack_frames,
 )
+from crypto.he.ckks import load_public_context, make_context, public_context_bytes
 
 SLOTS = CkksParams().slot_count
 
@@ -171,15 +165,3 @@ def test_plain_twin_is_only_reachable_for_testing(monkeypatch: pytest.MonkeyPatc
 def test_ckks_loader_refuses_the_twins_context() -> None:
     with pytest.raises(ProtocolError):
         CKKS_SUITE.load_public(PlainBackend.for_testing().public_bytes())
-
-
-@given(st.lists(st.binary(max_size=64), max_size=8))
-def test_frames_round_trip(frames: list[bytes]) -> None:
-    assert unpack_frames(pack_frames(frames)) == frames
-
-
-@settings(max_examples=200)
-@given(st.binary(max_size=200))
-def test_frame_decoder_only_raises_protocol_errors(data: bytes) -> None:
-    with contextlib.suppress(ProtocolError):
-        unpack_frames(data)

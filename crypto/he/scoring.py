@@ -4,6 +4,8 @@ Scoring only adds ciphertexts, so a small ring suffices: N=4096 with moduli [60,
 the 128-bit limit for N=4096), scale 2^40, 2048 slots. Each ciphertext carries up to 1024 ids:
 partial logits in the first half of the slots, coverage flags (1 where the party knows the id)
 in the second half, so the sum tells the bank how many parties covered each enterprise.
+Every load (the bank's own key file, a party's or the relay's public copy) passes the 128-bit
+check and the secret-key rule of `crypto.he.params.load_tenseal_context`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import numpy as np
 import tenseal as ts
 
 from common.errors import ProtocolError
-from crypto.ckks import MAX_COEFF_BITS_128
+from crypto.he.params import check_128_bit, load_tenseal_context
 
 POLY_MODULUS_DEGREE = 4096
 COEFF_MOD_BIT_SIZES = (60, 49)
 SCALE = 2.0**40
 SLOTS = POLY_MODULUS_DEGREE // 2
 IDS_PER_CIPHERTEXT = SLOTS // 2
-assert sum(COEFF_MOD_BIT_SIZES) <= MAX_COEFF_BITS_128[POLY_MODULUS_DEGREE]
+check_128_bit(POLY_MODULUS_DEGREE, COEFF_MOD_BIT_SIZES)
 
 
 def new_private_context() -> ts.Context:
@@ -42,14 +44,9 @@ def public_bytes(ctx: ts.Context) -> bytes:
 
 
 def load_context(data: bytes, *, private: bool) -> ts.Context:
-    """Load a scoring context; a public one must not carry a secret key, and vice versa."""
-    try:
-        ctx = ts.context_from(data)
-    except Exception as err:  # noqa: BLE001 - tenseal raises bare exceptions on bad bytes
-        raise ProtocolError(f"scoring context refused: {err}") from err
-    if ctx.is_private() != private:
-        raise ProtocolError("scoring context carries a secret key" if not private
-                            else "scoring context has no secret key")
+    """Load a scoring context: CKKS at 128-bit security; a public one must not carry a secret
+    key, and the bank's own (`private`) must."""
+    ctx = load_tenseal_context(data, scheme="CKKS", private=private, what="scoring context")
     if ctx.global_scale != SCALE:
         ctx.global_scale = SCALE
     return ctx

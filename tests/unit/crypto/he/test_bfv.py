@@ -1,34 +1,49 @@
-"""Tests for SecureBoost's homomorphic layer: BFV coefficient packing against SEAL and the twin."""
+"""Tests for the BFV backend (SecureBoost): coefficient packing against SEAL and the twin."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tenseal.sealapi as sa
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from common.errors import ProtocolError
-from crypto.ckks import PRODUCTION_ENV, unpack_frames
-from models.sbt import he
-from models.sbt.label import quantize, unpack_sums
+from crypto.he import (
+    BFV_SUITE,
+    PRODUCTION_ENV,
+    BfvPrivate,
+    BfvPublic,
+    PlainTwin,
+    check_128_bit,
+    random_nonzero,
+)
+from crypto.he.bfv_packing import packed_products
+from crypto.he.bfv_ring import (
+    HIST_COEFF_BITS,
+    RING_DEGREE,
+    SCORE_COEFF_BITS,
+    BfvRing,
+    chunk_width,
+    histogram_targets,
+)
+from crypto.he.frames import pack_frames, unpack_frames
+from tests.unit.crypto.he.weak import weak_public_key
 
 SLOTS = 9
-WIDTH = he.chunk_width(SLOTS)
+WIDTH = chunk_width(SLOTS)
 
 
 @pytest.fixture(scope="module")
-def keys() -> tuple[he.BfvPrivate, he.BfvPublic]:
-    private = he.BfvPrivate()
-    return private, he.BfvPublic.from_public_bytes(private.public_bytes())
+def keys() -> tuple[BfvPrivate, BfvPublic]:
+    private = BfvPrivate()
+    return private, BfvPublic.from_public_bytes(private.public_bytes())
 
 
-def twin() -> he.PlainTwin:
-    return he.PlainTwin.suite_for_testing().make_private()  # type: ignore[return-value]
+def twin() -> PlainTwin:
+    return PlainTwin.suite_for_testing().make_private()  # type: ignore[return-value]
 
 
 def test_packed_products_are_bit_identical_to_seal_multiply_plain(
-    keys: tuple[he.BfvPrivate, he.BfvPublic],
+    keys: tuple[BfvPrivate, BfvPublic],
 ) -> None:
     private, public = keys
     rng = np.random.default_rng(3)
@@ -36,7 +51,7 @@ def test_packed_products_are_bit_identical_to_seal_multiply_plain(
     bins = rng.integers(0, SLOTS, (WIDTH, 2)).astype(np.uint8)
     bfv = public._hist
     ct = bfv.ciphertext(unpack_frames(private.encrypt_chunks(values, SLOTS))[1])
-    ours = he.packed_products(bfv.raw(ct)[None], bins, SLOTS, bfv.primes)
+    ours = packed_products(bfv.raw(ct)[None], bins, SLOTS, bfv.primes)
     for f in range(2):
         exps = sorted((bins[:, f].astype(int) * WIDTH + WIDTH - 1 - np.arange(WIDTH)).tolist())
         plain = sa.Plaintext(" + ".join(f"1x^{e}" if e else "1" for e in exps[::-1]))
@@ -46,7 +61,7 @@ def test_packed_products_are_bit_identical_to_seal_multiply_plain(
 
 
 def test_encrypted_histograms_decrypt_to_the_twins_exact_sums(
-    keys: tuple[he.BfvPrivate, he.BfvPublic],
+    keys: tuple[BfvPrivate, BfvPublic],
 ) -> None:
     private, public = keys
     rng = np.random.default_rng(4)
@@ -67,7 +82,7 @@ def test_encrypted_histograms_decrypt_to_the_twins_exact_sums(
 
 
 def test_answers_are_masked_flooded_and_rerandomised(
-    keys: tuple[he.BfvPrivate, he.BfvPublic],
+    keys: tuple[BfvPrivate, BfvPublic],
 ) -> None:
     private, public = keys
     rng = np.random.default_rng(5)
@@ -76,25 +91,25 @@ def test_answers_are_masked_flooded_and_rerandomised(
     chunks = private.encrypt_chunks(values, SLOTS)
     bfv = public._hist
     raw = np.stack([bfv.raw(bfv.ciphertext(f)) for f in unpack_frames(chunks)[1:]])
-    bare = bfv.from_raw(he.packed_products(raw, bins, SLOTS, bfv.primes)[0])
+    bare = bfv.from_raw(packed_products(raw, bins, SLOTS, bfv.primes)[0])
     sent = bfv.ciphertext(unpack_frames(public.histograms(chunks, bins, SLOTS))[1])
     # c1 differs from the bare product's (L, knowing its own c1, could otherwise solve for P)
     assert np.mean(bfv.raw(sent)[1] != bfv.raw(bare)[1]) > 0.99
     clear_bare, clear_sent = sa.Plaintext(), sa.Plaintext()
     private._hist_dec.decrypt(bare, clear_bare)
     private._hist_dec.decrypt(sent, clear_sent)
-    targets = set(he.histogram_targets(SLOTS).tolist())
-    others = [i for i in range(he.RING_DEGREE) if i not in targets]
+    targets = set(histogram_targets(SLOTS).tolist())
+    others = [i for i in range(RING_DEGREE) if i not in targets]
     coeff = [(clear_bare.data(i), clear_sent.data(i)) for i in others[:2000]]
     assert sum(a != b for a, b in coeff) > 1990  # partial sums are hidden off the targets
     assert all(clear_bare.data(i) == clear_sent.data(i) for i in targets)  # the sums survive
 
 
-def test_slot_products_and_sums_match_the_twin(keys: tuple[he.BfvPrivate, he.BfvPublic]) -> None:
+def test_slot_products_and_sums_match_the_twin(keys: tuple[BfvPrivate, BfvPublic]) -> None:
     private, public = keys
     rng = np.random.default_rng(6)
     selectors = rng.integers(0, 2, 9000).astype(np.uint64)
-    f1, f2 = (he.random_nonzero(9000, private.score_modulus) for _ in range(2))
+    f1, f2 = (random_nonzero(9000, private.score_modulus) for _ in range(2))
     f1[::3] = 0
     cipher = private.encrypt_slots(selectors)
     got = private.decrypt_slots(
@@ -110,36 +125,48 @@ def test_slot_products_and_sums_match_the_twin(keys: tuple[he.BfvPrivate, he.Bfv
 
 
 def test_public_side_holds_no_secret_and_refuses_garbage(
-    keys: tuple[he.BfvPrivate, he.BfvPublic],
+    keys: tuple[BfvPrivate, BfvPublic],
 ) -> None:
     _, public = keys
     assert not hasattr(public, "_hist_dec") and not hasattr(public, "decrypt_histograms")
     with pytest.raises(ProtocolError):
-        he.BfvPublic.from_public_bytes(b"not a context")
+        BfvPublic.from_public_bytes(b"not a context")
     with pytest.raises(ProtocolError):
         public.histograms(b"garbage", np.zeros((3, 1), np.uint8), SLOTS)
 
 
 def test_the_twin_is_unreachable_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TypeError):
-        he.PlainTwin()
+        PlainTwin()
     monkeypatch.setenv(PRODUCTION_ENV, "1")
     with pytest.raises(RuntimeError):
-        he.PlainTwin.suite_for_testing()
+        PlainTwin.suite_for_testing()
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.floats(-1, 1, allow_nan=False), min_size=1, max_size=300),
-    st.integers(0, 2**32 - 1),
-)
-def test_packed_gradient_sums_unpack_exactly(gradients: list[float], seed: int) -> None:
-    g = np.asarray(gradients)
-    h = np.abs(g) * (1 - np.abs(g))
-    t = 1 << he.HIST_PLAIN_BITS
-    bits, shift, gq, hq, packed = quantize(g, h, t)
-    subset = np.random.default_rng(seed).random(g.size) < 0.5
-    residue = np.array([int(packed[subset].astype(object).sum()) % t], dtype=np.uint64)
-    sum_g, sum_h = unpack_sums(residue, shift, t)
-    assert sum_g[0] == gq[subset].sum() and sum_h[0] == hq[subset].sum()
-    assert np.all(np.abs(gq * 2.0**-bits - g) <= 2.0 ** -(bits + 1))
+def test_a_secret_key_file_is_refused_as_a_public_context(
+    keys: tuple[BfvPrivate, BfvPublic],
+) -> None:
+    private, _ = keys
+    with pytest.raises(ProtocolError, match="carries a secret key"):
+        BFV_SUITE.load_public(private.private_bytes())
+    secrets = unpack_frames(private.private_bytes())[1:]
+    with pytest.raises(ProtocolError, match="BFV public key"):
+        BFV_SUITE.load_public(pack_frames([unpack_frames(private.public_bytes())[0], *secrets]))
+
+
+@pytest.mark.parametrize(("degree", "bits"), [(8192, [60, 60, 60, 60]), (4096, [60, 60])])
+def test_public_keys_below_128_bits_are_refused_naming_n_and_bits(
+    keys: tuple[BfvPrivate, BfvPublic], degree: int, bits: list[int]
+) -> None:
+    private, _ = keys
+    weak = weak_public_key(sa.SCHEME_TYPE.BFV, degree, bits)
+    tag = unpack_frames(private.public_bytes())[0]
+    with pytest.raises(ProtocolError, match=r"N=8192, coefficient modulus 180 bits"):
+        BFV_SUITE.load_public(pack_frames([tag, weak, weak]))
+
+
+def test_the_pinned_bfv_rings_pass_the_128_bit_check() -> None:
+    check_128_bit(RING_DEGREE, HIST_COEFF_BITS)
+    check_128_bit(RING_DEGREE, SCORE_COEFF_BITS)
+    with pytest.raises(ValueError, match="exceeds 218 bits"):
+        BfvRing((60, 60, 60, 60), sa.Modulus(1 << 20))
