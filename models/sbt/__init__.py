@@ -2,9 +2,9 @@
 
 One file per role: `label.py` (L: gradients, split finding, trees, leaf weights), `feature.py`
 (F: bins, encrypted histograms, private split lookup table), `scoring.py` (joint scoring);
-`algorithm.py` declares the steps and the driver once; `crypto.he` is the homomorphic layer. Steps
-take and return
-plain values and `bytes`; the transport seals node-to-node bytes, these modules do not.
+`algorithm.py` declares the steps and the driver once; `crypto.he` is the homomorphic layer.
+Steps take and return plain values and `bytes`; the transport seals node-to-node bytes, these
+modules do not.
 
 Set-up:   L.open() -> public context -> F.open(context)          (F bins its own columns)
 Tree k, level d, with StepKey(job, epoch=k, batch=d, step):
