@@ -11,7 +11,7 @@ import pytest
 
 from fedcredit.demo import party_specs
 from fedcredit.evaluate import compare_sbt, load_party_tables
-from fedcredit.network import LocalNetwork, PartySpec
+from fedcredit.launcher import LocalNetwork, PartySpec
 from fedcredit.synth import synthesize
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from tests.integration.conftest import tapped_network

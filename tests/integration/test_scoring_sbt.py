@@ -18,7 +18,7 @@ from crypto import score_he
 from crypto.ckks import unpack_frames
 from fedcredit.demo import party_specs
 from fedcredit.evaluate import load_party_tables
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from models.sbt.feature import LEAF
 from models.sbt.he import BFV_SUITE, BfvPrivate
