@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import compare_sbt, load_party_tables
 from fedcredit.launcher import LocalNetwork, PartySpec
 from fedcredit.synth import synthesize

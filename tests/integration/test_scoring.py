@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize

@@ -16,7 +16,7 @@ import pytest
 from common.parts import Payload, write_step
 from crypto import score_he
 from crypto.ckks import unpack_frames
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize

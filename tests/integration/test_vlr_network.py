@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import compare_vlr, load_party_tables
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
