@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fedcredit.demo.parties import FEATURE_PARTIES, LABEL_PARTY
@@ -163,7 +164,7 @@ def train_secureboost(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
     if "baseline_note" in twin:
         section["baseline_note"] = twin["baseline_note"]
     baseline = (f"{section['auc_xgboost']:.4f}" if xgb is not None
-                else f"n/a ({twin['baseline_note']})")
+                else f"n/a ({escape(twin['baseline_note'])})")
     console.print(f"  federated AUC {section['auc']:.4f} (training rows), XGBoost on pooled "
                   f"data {baseline}, {section['seconds']}s")
     return section
