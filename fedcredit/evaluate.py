@@ -1,12 +1,14 @@
-"""Outside the network: the same LR on pooled data and on the bank's data alone, for reports.
+"""Outside the network: the same models on pooled data and on the bank's data alone, for reports.
 
 Only the demo and benchmarks do this (they own every party's files on one machine); a real
-deployment has no place where the pooled data exists.
+deployment has no place where the pooled data exists. The XGBoost baseline needs the optional
+`baselines` extra; without it the figure is null and a note says how to install it.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,15 @@ from models.vlr.metrics import auc
 from node.alignment import AlignmentStore
 from node.config import DataConfig
 from node.datasource import NodeTable, load_table
+
+BASELINES_EXTRA = "pip install 'fedcredit[baselines]'"
+
+
+def missing_baseline(module: str) -> str | None:
+    """None when ``module`` (xgboost, sklearn) can be imported, else a note saying how to get it."""
+    if importlib.util.find_spec(module) is None:
+        return f"{module} not installed: {BASELINES_EXTRA}"
+    return None
 
 
 def load_party_tables(data: Mapping[str, dict[str, Any]], label: str) -> dict[str, NodeTable]:
@@ -108,10 +119,16 @@ def pooled_rows(state_root: Path, tables: Mapping[str, NodeTable], label: str,
 def compare_sbt(state_root: Path, tables: Mapping[str, NodeTable], label: str,
                 features: Sequence[str], align_job: str, settings: dict[str, Any],
                 ) -> dict[str, Any]:
-    """Local XGBoost with the same settings on the pooled rows (train = test, as FATE does)."""
+    """Local XGBoost with the same settings on the pooled rows (train = test, as FATE does).
+
+    Without xgboost installed the figures are None and `baseline_note` says so.
+    """
     from models.sbt import SbtConfig
     from models.sbt.centralized import train_xgboost
 
+    note = missing_baseline("xgboost")
+    if note is not None:
+        return {"auc_xgboost": None, "xgboost_seconds_per_tree": None, "baseline_note": note}
     x, y = pooled_rows(state_root, tables, label, features, align_job)
     _, seconds_per_tree, auc_xgb = train_xgboost(x, y, SbtConfig(**settings))
     return {"auc_xgboost": float(auc_xgb), "xgboost_seconds_per_tree": float(seconds_per_tree)}

@@ -8,26 +8,22 @@ to send a plain update: a training message that is not part of SecAgg+ is answer
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message
+from flwr.app import Context, Message
 from flwr.app.message_type import MessageType
 from flwr.client import Client, NumPyClient
 from flwr.client.mod import fixedclipping_mod, secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
-from flwr.common import NDArrays, Scalar, parameters_to_ndarrays
+from flwr.common import NDArrays, Scalar
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
 
 from common.errors import DataValidationError, ProtocolError
 from models.hfl.model import (
-    TIMING_RECORD,
     HyperParams,
     Split,
     auc,
@@ -40,7 +36,6 @@ from node.config import DataConfig, load_node_config
 from node.datasource import load_table
 
 CLIPPING_NORM_KEY = "clipping_norm"  # the key Flower's DP wrapper puts in the fit config
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def load_bank_split(node_config: dict[str, Any], *, holdout: float, seed: int) -> Split:
@@ -119,18 +114,6 @@ def client_fn(context: Context) -> Client:
 
 
 # mods (outermost first) ---------------------------------------------------------------------
-def timing_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
-    """Add the seconds spent computing (and starting this ClientApp process) to the reply."""
-    started = time.time()
-    out = call_next(msg, ctxt)
-    if not out.has_error():
-        out.content.config_records[TIMING_RECORD] = ConfigRecord({
-            "compute-s": time.time() - started,
-            "startup-s": max(0.0, started - _process_start_time()),
-        })
-    return out
-
-
 def check_unmask_request(own_node_id: int, active: list[int], dead: list[int]) -> None:
     """Refuse an unmask request that would let the server unmask one bank's own vector.
 
@@ -175,21 +158,6 @@ def secagg_policy_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable)
     return call_next(msg, ctxt)
 
 
-def capture_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
-    """Tests only (node config capture-dir): keep the bank's plaintext update in its own folder."""
-    out = call_next(msg, ctxt)
-    folder = ctxt.node_config.get("capture-dir")
-    if folder and msg.metadata.message_type == MessageType.TRAIN and not out.has_error():
-        fitres = compat.recorddict_to_fitres(out.content, keep_input=True)
-        arrays = parameters_to_ndarrays(fitres.parameters)
-        record = {"node_id": msg.metadata.dst_node_id, "round": msg.metadata.group_id,
-                  "num_examples": fitres.num_examples, "weights": [a.tolist() for a in arrays]}
-        bank = str(ctxt.node_config.get("bank", msg.metadata.dst_node_id))
-        path = Path(str(folder)) / f"{bank}-round{msg.metadata.group_id}.json"
-        path.write_text(json.dumps(record))
-    return out
-
-
 def dp_clip_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
     """Flower's fixed clipping of the update when the server runs central DP, else nothing."""
     if msg.metadata.message_type != MessageType.TRAIN:
@@ -204,19 +172,7 @@ def _flag(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
-def _process_start_time() -> float:
-    """Wall-clock time this process started (Linux /proc), to measure ClientApp start-up."""
-    try:
-        fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return boot + ticks / _CLK_TCK
-    except (OSError, ValueError, IndexError, StopIteration):
-        return time.time()
-
-
 app = ClientApp(
     client_fn=client_fn,
-    mods=[timing_mod, unmask_guard_mod, secagg_policy_mod, capture_mod, dp_clip_mod],
+    mods=[unmask_guard_mod, secagg_policy_mod, dp_clip_mod],
 )

@@ -1,4 +1,4 @@
-"""The operator's connection to the coordinator (mutual TLS with the `operator` certificate)."""
+"""Options every operator command shares: coordinator address, PKI folder, identity, output."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import grpc
 import typer
 
-from common.tls import TlsFiles, secure_channel
-from proto.fedcredit.v1 import coordinator_pb2_grpc
+from fedcredit.connect import coordinator_stub
+
+__all__ = ["DEFAULT_COORDINATOR", "CoordinatorOpt", "IdentityOpt", "InsecureOpt", "JsonOpt",
+           "PkiOpt", "coordinator_stub"]
 
 CoordinatorOpt = Annotated[str, typer.Option(
     "--coordinator", envvar="FEDCREDIT_COORDINATOR", help="Coordinator address host:port.")]
@@ -24,11 +25,3 @@ InsecureOpt = Annotated[bool, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 DEFAULT_COORDINATOR = os.environ.get("FEDCREDIT_COORDINATOR", "127.0.0.1:50050")
-
-
-def coordinator_stub(address: str, pki: Path, identity: str = "operator",
-                     insecure: bool = False) -> coordinator_pb2_grpc.CoordinatorServiceStub:
-    files = None if insecure else TlsFiles(ca=pki / "ca.crt", cert=pki / f"{identity}.crt",
-                                          key=pki / f"{identity}.key")
-    channel: grpc.Channel = secure_channel(address, files, "coordinator")
-    return coordinator_pb2_grpc.CoordinatorServiceStub(channel)

@@ -1,9 +1,8 @@
-"""`fedcredit train ...`: launch training jobs at the coordinator and follow their progress."""
+"""`fedcredit train vlr|sbt|hfl`: launch training jobs and follow them to their end."""
 
 from __future__ import annotations
 
 import json
-import time
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from common.errors import DataValidationError, ProtocolError
 from fedcredit.cli.operator import (
@@ -22,10 +22,14 @@ from fedcredit.cli.operator import (
     PkiOpt,
     coordinator_stub,
 )
+from fedcredit.cli.shared import console, emit_json, guarded
+from fedcredit.follow import follow_job
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 train_app = typer.Typer(help="Launch training jobs.", no_args_is_help=True)
-console = Console()
+
+# (section of the job file, its length setting and default, the progress unit) per algorithm
+_LENGTH = {"vlr": ("max_epochs", 20, "epoch"), "sbt": ("trees", 30, "tree")}
 
 
 def read_job_file(path: Path) -> dict[str, Any]:
@@ -37,31 +41,8 @@ def read_job_file(path: Path) -> dict[str, Any]:
         raise DataValidationError(f"{path}: not valid TOML: {err}") from err
 
 
-def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
-               max_epochs: int | None = None, quiet: bool = False,
-               poll_s: float = 0.5, unit: str = "epoch") -> coordinator_pb2.JobStatus:
-    """Poll a job until it ends, showing loss and validation AUC per epoch."""
-    job: coordinator_pb2.JobStatus
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                  console=console, disable=quiet, transient=False) as progress:
-        task = progress.add_task(job_id, total=max_epochs, status="starting")
-        while True:
-            job = stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
-            metrics = json.loads(job.metrics_json or "{}")
-            if "epoch" in metrics:
-                ks = f"  KS {metrics['ks']:.3f}" if metrics.get("ks") is not None else ""
-                progress.update(task, completed=metrics["epoch"] + 1,
-                                status=f"{unit} {metrics['epoch']}  loss {metrics['loss']:.4f}  "
-                                       f"AUC {metrics['auc']:.4f}{ks}")
-            if job.state != "running":
-                progress.update(task, status=f"{job.state}: " + (
-                    job.error or f"model {metrics.get('model_id', '')}"))
-                return job
-            time.sleep(poll_s)
-
-
-def _finish(job: coordinator_pb2.JobStatus, as_json: bool) -> None:
+def finish_job(job: coordinator_pb2.JobStatus, as_json: bool) -> None:
+    """Print the job's final status with --json; raise unless it is done."""
     if as_json:
         from google.protobuf import json_format
 
@@ -71,14 +52,9 @@ def _finish(job: coordinator_pb2.JobStatus, as_json: bool) -> None:
         raise ProtocolError(f"job {job.job_id} {job.state}: {job.error}")
 
 
-# (section of the job file, its length setting and default, the progress unit) per algorithm
-_LENGTH = {"vlr": ("max_epochs", 20, "epoch"), "sbt": ("trees", 30, "tree")}
-
-
 def _launch(algorithm: str, config: Path, job_id: str, detach: bool,
             stub: coordinator_pb2_grpc.CoordinatorServiceStub, as_json: bool) -> None:
     """Submit a training job of `algorithm` and, unless detached, follow it to its end."""
-    from fedcredit.cli.main import guarded
 
     def run() -> None:
         settings = read_job_file(config)
@@ -88,8 +64,8 @@ def _launch(algorithm: str, config: Path, job_id: str, detach: bool,
         if not detach:
             key, default, unit = _LENGTH[algorithm]
             job = follow_job(stub, job.job_id, settings.get(algorithm, {}).get(key, default),
-                             quiet=as_json, unit=unit)
-        _finish(job, as_json)
+                             quiet=as_json, unit=unit, console=console)
+        finish_job(job, as_json)
 
     guarded(run)
 
@@ -126,8 +102,46 @@ def train_sbt(
             as_json)
 
 
-def resume_job(job_id: str, coordinator: str, pki: Path, identity: str, insecure: bool,
-               as_json: bool) -> None:
-    stub = coordinator_stub(coordinator, pki, identity, insecure)
-    job = stub.ResumeJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=60)
-    _finish(follow_job(stub, job.job_id, quiet=as_json), as_json)
+@train_app.command("hfl")
+def train_hfl(
+    config: Annotated[Path, typer.Option(
+        help="Job TOML: banks (array of tables), rounds, lr, secagg, dp table.")],
+    workdir: Annotated[Path | None, typer.Option(
+        help="Keep keys, logs and the audit log here (default: a temporary folder).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Horizontal logistic regression across banks: FedAvg on Flower with SecAgg+ (and DP)."""
+    from fedcredit.hfl.job import load_job
+    from fedcredit.hfl.run import run_hfl
+
+    job = guarded(lambda: load_job(config))
+    guarded(job.check_privacy)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} rounds"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=as_json) as bar:
+        task = bar.add_task("starting federation", total=job.rounds)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event["event"] == "stage-send":
+                bar.update(task, description=f"round {event['round']}: {event['stage']}")
+            elif event["event"] == "round-end":
+                bar.advance(task)
+                auc = "-" if event["auc"] is None else f"{event['auc']:.4f}"
+                eps = "" if event["epsilon"] is None else f", epsilon {event['epsilon']:.2f}"
+                bar.console.print(
+                    f"round {event['round']}: {event['status']}, "
+                    f"{event['banks_aggregated']} banks, {event['seconds']:.1f}s, AUC {auc}{eps}")
+
+        report = guarded(lambda: run_hfl(job, workdir, progress=on_event))
+    report.pop("final_weights", None)
+    if as_json:
+        emit_json(report)
+        return
+    table = Table(title=f"horizontal training ({len(job.banks)} banks)")
+    table.add_column("figure")
+    table.add_column("value")
+    for key in ("auc", "auc_centralized", "auc_gap", "rounds_completed", "secagg", "epsilon",
+                "seconds", "seconds_per_round", "bytes_per_round", "waiting_share"):
+        value = report.get(key)
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)

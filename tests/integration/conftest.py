@@ -14,7 +14,7 @@ import pytest
 from coordinator.config import load_coordinator_config
 from coordinator.server import build_server
 from coordinator.service import Coordinator
-from fedcredit.network import LocalNetwork, PartySpec
+from fedcredit.launcher import LocalNetwork, PartySpec
 from node.uscc import generate_uscc
 from tests.integration.wiretap import WireTap
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from node.alignment import AlignmentStore
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2
 from tests.integration.conftest import Tables

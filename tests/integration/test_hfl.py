@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from common.errors import ProtocolError
-from fedcredit.hfl import BankSpec, Federation, HflJob, load_bank_tables, run_hfl
+from fedcredit.hfl.federation import Federation
+from fedcredit.hfl.job import BankSpec, HflJob
+from fedcredit.hfl.run import load_bank_tables, run_hfl
 from fedcredit.synth import synthesize
 from models.hfl.centralized import train_centralized
 from models.hfl.server_app import epsilon_spent

@@ -9,8 +9,8 @@ import pytest
 
 from common.tls import TlsFiles, secure_channel
 from crypto.pki import init_pki
-from fedcredit.cli.operator import coordinator_stub
-from fedcredit.network import LocalNetwork
+from fedcredit.connect import coordinator_stub
+from fedcredit.launcher import LocalNetwork
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2_grpc
 
 

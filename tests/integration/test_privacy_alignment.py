@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2
 from tests.integration.conftest import Tables, make_tables, tapped_network
 from tests.integration.wiretap import WireTap

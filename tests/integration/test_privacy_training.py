@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from node.alignment import AlignmentStore
 from node.datasource import NodeTable

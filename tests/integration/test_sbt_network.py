@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import compare_sbt, load_party_tables
-from fedcredit.network import LocalNetwork, PartySpec
+from fedcredit.launcher import LocalNetwork, PartySpec
 from fedcredit.synth import synthesize
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from tests.integration.conftest import tapped_network

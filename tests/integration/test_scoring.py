@@ -13,9 +13,9 @@ import grpc
 import numpy as np
 import pytest
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.datasource import NodeTable

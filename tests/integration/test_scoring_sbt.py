@@ -16,9 +16,9 @@ import pytest
 from common.parts import Payload, write_step
 from crypto.he import BFV_SUITE, BfvPrivate, unpack_frames
 from crypto.he import scoring as score_he
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from models.sbt.feature import LEAF
 from node.config import load_node_config

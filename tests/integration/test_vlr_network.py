@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 import pytest
 
-from fedcredit.demo import party_specs
+from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import compare_vlr, load_party_tables
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from models.vlr import VlrConfig
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2
@@ -128,7 +128,7 @@ def test_give_credit_matches_centralised_lr(tmp_path: Path) -> None:
     data = Path(__file__).resolve().parents[3] / "shared" / "data"
     if not (data / "give_credit_hetero_guest.csv").exists():
         pytest.skip("../shared/data is not beside this checkout")
-    from fedcredit.network import PartySpec
+    from fedcredit.launcher import PartySpec
 
     specs = [PartySpec("bank", "label", {"source": "csv", "id_format": "any", "label_column": "y",
                                          "path": str(data / "give_credit_hetero_guest.csv")}),

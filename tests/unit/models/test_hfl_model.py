@@ -25,6 +25,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from sklearn.metrics import roc_auc_score
 
 from common.errors import ProtocolError
+from fedcredit.hfl.client_app import app as client_app
 from models.hfl.model import (
     HyperParams,
     auc,
@@ -39,7 +40,6 @@ from models.hfl.server_app import (
     build_strategy,
     epsilon_spent,
 )
-from node.hfl_client import app as client_app
 from node.hfl_client import check_unmask_request
 
 # the numpy model ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from common.errors import ProtocolError
 from crypto.he import BFV_SUITE, PlainTwin, SbtSuite, unpack_frames
+from fedcredit.bench.vlr import synthetic_vertical
 from models.sbt import FeatureAlignment, SbtConfig, StepKey
 from models.sbt.centralized import train_pooled, train_xgboost
 from models.sbt.feature import FeatureParty
@@ -24,7 +25,6 @@ from models.sbt.scoring import (
     LabelScorer,
     ScoreRelay,
 )
-from models.vlr.bench import synthetic_vertical
 
 JOB = "sbt-job"
 CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from crypto.he import CKKS_SUITE, HeSuite, PlainBackend
+from fedcredit.bench.vlr import run_vlr_benchmark, synthetic_vertical
 from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.arbiter import Arbiter
-from models.vlr.bench import run_vlr_benchmark, synthetic_vertical
 from models.vlr.centralized import pooled_design, train_centralized
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import tenseal as ts
 
 from common.errors import ProtocolError
 from crypto.he import CKKS_SUITE, HeSuite, PlainBackend, unpack_frames
+from fedcredit.bench.vlr import synthetic_vertical
 from models.vlr import FeatureAlignment, StepKey, VlrConfig, decode_values
 from models.vlr.arbiter import Arbiter
-from models.vlr.bench import synthetic_vertical
 from models.vlr.centralized import pooled_design, train_centralized
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty

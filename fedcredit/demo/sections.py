@@ -1,37 +1,33 @@
-"""`fedcredit demo`: the whole network on one machine, end to end, with a JSON report."""
+"""The demo report's sections: vertical LR, joint scoring, SecureBoost, horizontal learning."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from fedcredit.cli.train import follow_job
+from fedcredit.demo.parties import FEATURE_PARTIES, LABEL_PARTY
 from fedcredit.evaluate import (
     compare_sbt,
     compare_vlr,
     load_party_tables,
     plaintext_probabilities,
 )
-from fedcredit.network import LocalNetwork, PartySpec
+from fedcredit.follow import follow_job
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import SynthResult, synthesize
 from models.vlr import VlrConfig
 from node.config import load_node_config
 from node.policy import CreditPolicy
 from node.score_client import BankScorer
-from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
-LABEL_PARTY = "bank"
-FEATURE_PARTIES = ("core", "logistics", "tax")
 DEMO_SBT: dict[str, Any] = {"trees": 10, "depth": 3, "bins": 32, "learning_rate": 0.3}
 DEMO_VLR: dict[str, Any] = {
     "learning_rate": 0.15, "batch_size": 1024, "max_epochs": 15, "patience": 3,
@@ -39,80 +35,6 @@ DEMO_VLR: dict[str, Any] = {
 }
 
 
-def party_specs(synth: SynthResult) -> list[PartySpec]:
-    """Node specs for the bank (label) and the three feature holders of a synthetic chain."""
-    specs = []
-    for name in (LABEL_PARTY, *FEATURE_PARTIES):
-        part = synth.parties[name]
-        data: dict[str, Any] = {"source": "csv", "path": str(Path(part.path).resolve()),
-                                "id_column": part.id_column, "id_format": "uscc",
-                                "features": list(part.feature_columns)}
-        if part.label_column:
-            data["label_column"] = part.label_column
-        specs.append(PartySpec(name=name, role="label" if name == LABEL_PARTY else "feature",
-                               data=data))
-    return specs
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
-             workdir: Path | None = None, console: Console | None = None, banks: int = 0,
-             hfl_rounds: int = 3) -> dict[str, Any]:
-    """Mint certificates, synthesize data, start five processes, align, report, stop them all."""
-    console = console or Console()
-    start = time.perf_counter()
-    temporary = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="fedcredit-demo-")) if workdir is None else workdir
-    root.mkdir(parents=True, exist_ok=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    report: dict[str, Any] = {}
-    try:
-        with console.status("synthesizing the supply chain"):
-            synth = synthesize(root / "data", enterprises=enterprises, seed=seed)
-        console.print(f"[bold]data[/]: {enterprises:,} SMEs in {len(synth.parties)} party files")
-        specs = party_specs(synth)
-        with LocalNetwork(root, specs) as net:
-            with console.status("starting coordinator and nodes (mutual TLS)"):
-                net.start(progress=lambda name: console.print(f"  node [cyan]{name}[/] serving"))
-            stub = net.stub()
-            nodes = stub.ListNodes(coordinator_pb2.ListNodesRequest(), timeout=30).nodes
-            report["parties"] = [
-                {"name": n.party, "role": "label" if n.role == 1 else "feature", "rows": n.rows}
-                for n in nodes]
-            with console.status("aligning customers by ECDH-PSI"):
-                aligned = stub.Align(coordinator_pb2.AlignRequest(
-                    label_party=LABEL_PARTY, mode=node_pb2.PSI_MODE_FULL,
-                    job_id=f"demo-{seed}"), timeout=1800)
-            report["alignment"] = {p.party: p.intersection_size for p in aligned.pairs}
-            _print_alignment(console, aligned)
-            report["vertical_lr"] = train_vertical_lr(net, stub, synth, aligned.job_id, console)
-            report["scoring"] = score_sample(net, console)
-            report["secureboost"] = train_secureboost(net, stub, aligned.job_id, console)
-        if banks:
-            report["horizontal"] = train_horizontal(root, enterprises, seed, banks, hfl_rounds,
-                                                    console)
-        report["seconds"] = round(time.perf_counter() - start, 2)
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"[green]demo done[/] in {report['seconds']}s; report: {report_path}")
-        return report
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if temporary:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def _print_alignment(console: Console, aligned: coordinator_pb2.AlignResponse) -> None:
-    table = Table(title=f"alignment ({aligned.job_id}, {aligned.seconds:.1f}s)")
-    for column in ("feature node", "bank rows", "its rows", "intersection"):
-        table.add_column(column)
-    for p in aligned.pairs:
-        table.add_row(p.party, f"{p.label_rows:,}", f"{p.party_rows:,}",
-                      f"{p.intersection_size:,}")
-    console.print(table)
 
 
 def train_vertical_lr(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorServiceStub,
@@ -124,7 +46,7 @@ def train_vertical_lr(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
     job = stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
                                                      job_id=f"{align_job}-vlr"), timeout=60)
     console.print("[bold]vertical logistic regression[/] (CKKS, coordinator as arbiter)")
-    job = follow_job(stub, job.job_id, DEMO_VLR["max_epochs"])
+    job = follow_job(stub, job.job_id, DEMO_VLR["max_epochs"], console=console)
     if job.state != "done":
         raise RuntimeError(f"training job {job.job_id} {job.state}: {job.error}")
     seconds = time.perf_counter() - started
@@ -195,7 +117,8 @@ def _grade_counts(decisions: list[Any]) -> dict[str, int]:
 def train_horizontal(root: Path, enterprises: int, seed: int, banks: int, rounds: int,
                      console: Console) -> dict[str, Any]:
     """Banks with the same schema and disjoint customers train one model on Flower."""
-    from fedcredit.hfl import BankSpec, HflJob, run_hfl
+    from fedcredit.hfl.job import BankSpec, HflJob
+    from fedcredit.hfl.run import run_hfl
 
     synth = synthesize(root / "data-banks", enterprises=enterprises, seed=seed, banks=banks)
     job = HflJob(banks=[BankSpec(name=f"bank-{k}", table=synth.parties[f"bank_{k}"].path,
@@ -225,7 +148,7 @@ def train_secureboost(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
                                                   job_id=f"{align_job}-sbt", algorithm="sbt"),
                      timeout=60)
     console.print("[bold]SecureBoost[/] (encrypted gradients, private split thresholds)")
-    job = follow_job(stub, job.job_id, DEMO_SBT["trees"], unit="tree")
+    job = follow_job(stub, job.job_id, DEMO_SBT["trees"], unit="tree", console=console)
     if job.state != "done":
         raise RuntimeError(f"training job {job.job_id} {job.state}: {job.error}")
     seconds = time.perf_counter() - started
@@ -233,9 +156,15 @@ def train_secureboost(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
     tables = load_party_tables({p.name: p.data for p in net.parties}, LABEL_PARTY)
     twin = compare_sbt(net.workdir / "state", tables, LABEL_PARTY, FEATURE_PARTIES, align_job,
                        DEMO_SBT)
-    section = {"auc": round(metrics["auc"], 4), "auc_xgboost": round(twin["auc_xgboost"], 4),
+    xgb = twin["auc_xgboost"]
+    section = {"auc": round(metrics["auc"], 4),
+               "auc_xgboost": None if xgb is None else round(xgb, 4),
                "trees": DEMO_SBT["trees"], "seconds": round(seconds, 2),
                "model_id": metrics.get("model_id", "")}
+    if "baseline_note" in twin:
+        section["baseline_note"] = twin["baseline_note"]
+    baseline = (f"{section['auc_xgboost']:.4f}" if xgb is not None
+                else f"n/a ({escape(twin['baseline_note'])})")
     console.print(f"  federated AUC {section['auc']:.4f} (training rows), XGBoost on pooled "
-                  f"data {section['auc_xgboost']:.4f}, {section['seconds']}s")
+                  f"data {baseline}, {section['seconds']}s")
     return section

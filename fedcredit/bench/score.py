@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.demo import FEATURE_PARTIES, LABEL_PARTY, party_specs
+from fedcredit.demo.parties import FEATURE_PARTIES, LABEL_PARTY, party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
-from fedcredit.network import LocalNetwork
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.policy import CreditPolicy

@@ -1,4 +1,10 @@
-"""Start a coordinator and nodes as separate processes on loopback, and stop them all."""
+"""The one process launcher: child processes on loopback that die with us, and a local network.
+
+`ChildProcesses` starts each child bound to this process (it gets SIGTERM if we die), in its own
+process group with its own log file, and stops the whole group (so nothing a child started is
+left behind). `LocalNetwork` uses it for a coordinator and nodes; fedcredit/hfl/federation.py for
+Flower's SuperLink and SuperNodes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,20 +24,79 @@ import grpc
 import tomli_w
 
 from common.errors import PeerUnavailable
-from common.lifecycle import PARENT_ENV
+from common.lifecycle import PARENT_ENV, bound_command
 from crypto.pki import init_pki
-from fedcredit.cli.operator import coordinator_stub
+from fedcredit.connect import coordinator_stub
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
-
-
-def _write_toml(config: dict[str, Any], path: Path) -> None:
-    path.write_text(tomli_w.dumps(config))
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class ChildProcesses:
+    """Named child processes, each in its own process group with a log file in ``log_dir``."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def spawn(self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` as ``name``, output appended to its log, bound to this process."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        child_env = {**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1",
+                     PARENT_ENV: str(os.getpid())}
+        with self.log_path(name).open("ab") as log:
+            # No preexec_fn: forking a parent with gRPC threads and running Python before exec
+            # can abort the child; the wrapper binds to us and then execs the command.
+            proc = subprocess.Popen(bound_command(argv), stdout=log, stderr=subprocess.STDOUT,
+                                    env=child_env, cwd=cwd, start_new_session=True)
+        self.processes[name] = proc
+        return proc
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def check_alive(self, names: Sequence[str] | None = None) -> None:
+        """Raise with the tail of its log if any of ``names`` (default: all) has exited."""
+        for name in list(self.processes) if names is None else names:
+            proc = self.processes.get(name)
+            code = proc.poll() if proc is not None else None
+            if code is not None:
+                raise PeerUnavailable(f"{name} exited with code {code}:\n{self.log_tail(name)}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+        """Signal ``name``'s process group, wait up to ``grace`` s, then SIGKILL the group."""
+        proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        for signum in (sig, signal.SIGKILL):  # SIGKILL also ends what the child left behind
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signum)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
+        proc.wait()
+
+    def stop_all(self, last: Sequence[str] = ()) -> None:
+        """Stop every child: all but ``last`` together first, then ``last`` in order."""
+        first = [n for n in self.processes if n not in last]
+        for name in first:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.processes[name].pid, signal.SIGTERM)
+        for name in [*first, *last]:
+            self.stop(name)
+
+
+def write_toml(config: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(config))
 
 
 @dataclass(frozen=True)
@@ -50,8 +116,15 @@ class LocalNetwork:
     parties: Sequence[PartySpec]
     insecure: bool = False
     python: str = sys.executable
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     coordinator_address: str = ""
+    children: ChildProcesses = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.children = ChildProcesses(self.workdir / "logs")
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.children.processes
 
     @property
     def pki_dir(self) -> Path:
@@ -61,7 +134,7 @@ class LocalNetwork:
         return self.workdir / "config" / f"{name}.toml"
 
     def log_path(self, name: str) -> Path:
-        return self.workdir / "logs" / f"{name}.log"
+        return self.children.log_path(name)
 
     def prepare(self) -> None:
         """Mint certificates and write every process's config file."""
@@ -69,10 +142,9 @@ class LocalNetwork:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         if not (self.pki_dir / "ca.crt").exists():
             init_pki(self.pki_dir, [p.name for p in self.parties])
-        port = free_port()
-        self.coordinator_address = f"127.0.0.1:{port}"
+        self.coordinator_address = f"127.0.0.1:{free_port()}"
         pki = self.pki_dir.resolve()
-        _write_toml({
+        write_toml({
             "listen": self.coordinator_address,
             "state_dir": str((self.workdir / "state" / "coordinator").resolve()),
             "parties": [p.name for p in self.parties],
@@ -80,7 +152,7 @@ class LocalNetwork:
                     "key": str(pki / "coordinator.key")},
         }, self.config_path("coordinator"))
         for party in self.parties:
-            _write_toml({
+            write_toml({
                 "party": party.name, "role": party.role,
                 "listen": f"127.0.0.1:{free_port()}", "coordinator": self.coordinator_address,
                 "state_dir": str((self.workdir / "state" / party.name).resolve()),
@@ -94,11 +166,7 @@ class LocalNetwork:
                "--config", str(self.config_path(name))]
         if self.insecure:
             cmd.append("--insecure")
-        log = self.log_path(name).open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
-        self.processes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                env=env)
-        log.close()
+        self.children.spawn(name, cmd)
 
     def start_coordinator(self) -> None:
         self._spawn("coordinator", ["coordinator", "serve"])
@@ -107,6 +175,7 @@ class LocalNetwork:
         self._spawn(name, ["node", "serve"])
 
     def stub(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+        """The operator's stub to this network's coordinator (mutual TLS unless insecure)."""
         return coordinator_stub(self.coordinator_address, self.pki_dir, "operator", self.insecure)
 
     def start(self, timeout: float = 90.0,
@@ -144,32 +213,13 @@ class LocalNetwork:
 
     def check_alive(self) -> None:
         """Raise with the tail of its log if any process has exited."""
-        for name, proc in self.processes.items():
-            code = proc.poll()
-            if code is not None:
-                tail = self.log_path(name).read_text(errors="replace")[-3000:]
-                raise PeerUnavailable(f"{name} exited with code {code}:\n{tail}")
+        self.children.check_alive()
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        self.children.stop(name, sig, grace=timeout)
 
     def stop(self) -> None:
-        names = [n for n in self.processes if n != "coordinator"]
-        for name in names:
-            proc = self.processes[name]
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name in names:
-            self.stop_process(name)
-        self.stop_process("coordinator")
+        self.children.stop_all(last=["coordinator"])
 
     def __enter__(self) -> LocalNetwork:
         return self

@@ -1,0 +1,1 @@
+"""Benchmarks: encrypted protocols against their plaintext twins and local baselines."""

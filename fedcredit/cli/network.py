@@ -1,0 +1,155 @@
+"""`fedcredit nodes|align|jobs|models`: the operator's calls to the coordinator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from google.protobuf import json_format
+from rich.table import Table
+
+from fedcredit.cli.operator import (
+    DEFAULT_COORDINATOR,
+    CoordinatorOpt,
+    IdentityOpt,
+    InsecureOpt,
+    JsonOpt,
+    PkiOpt,
+    coordinator_stub,
+)
+from fedcredit.cli.shared import console, emit_json, guarded
+from fedcredit.cli.train import finish_job
+from fedcredit.follow import follow_job
+from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
+
+jobs_app = typer.Typer(help="Jobs: list, resume.", invoke_without_command=True)
+
+
+def nodes_cmd(
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered nodes: name, role, health, rows and schema (never data)."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ListNodes(coordinator_pb2.ListNodesRequest(), timeout=30))
+    if as_json:
+        emit_json([json_format.MessageToDict(n, preserving_proto_field_name=True)
+                   for n in reply.nodes])
+        return
+    table = Table(title="nodes")
+    for column in ("party", "role", "health", "rows", "endpoint", "features"):
+        table.add_column(column)
+    for n in reply.nodes:
+        role = common_pb2.Role.Name(n.role).removeprefix("ROLE_").lower()
+        features = ", ".join(f.name for f in n.schema.features)
+        health_style = "green" if n.health == "SERVING" else "red"
+        table.add_row(n.party, role, f"[{health_style}]{n.health}[/]", f"{n.rows:,}", n.endpoint,
+                      features)
+    console.print(table)
+
+
+def align_cmd(
+    label: Annotated[str, typer.Option(help="The label node (the bank).")],
+    feature: Annotated[list[str] | None, typer.Option(
+        help="A feature node (repeat); default every registered one.")] = None,
+    cardinality_only: Annotated[bool, typer.Option(
+        help="Feature nodes learn only the intersection size.")] = False,
+    job_id: Annotated[str, typer.Option(help="Job id; default a fresh one.")] = "",
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Align the bank's customers with each data holder's by ECDH-PSI; print the sizes."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    mode = node_pb2.PSI_MODE_CARDINALITY if cardinality_only else node_pb2.PSI_MODE_FULL
+    request = coordinator_pb2.AlignRequest(label_party=label, feature_parties=feature or [],
+                                           mode=mode, job_id=job_id)
+    reply = guarded(lambda: stub.Align(request, timeout=3600))
+    if as_json:
+        emit_json(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+        return
+    table = Table(title=f"alignment job {reply.job_id}")
+    for column in ("party", "bank rows", "party rows", "intersection", "seconds"):
+        table.add_column(column)
+    for p in reply.pairs:
+        table.add_row(p.party, f"{p.label_rows:,}", f"{p.party_rows:,}",
+                      f"{p.intersection_size:,}", f"{p.seconds:.2f}")
+    console.print(table)
+
+
+@jobs_app.callback()
+def jobs_cmd(
+    ctx: typer.Context,
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Jobs with their state, epoch and metrics."""
+    if ctx.invoked_subcommand is not None:
+        return
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ListJobs(coordinator_pb2.ListJobsRequest(), timeout=30))
+    if as_json:
+        emit_json([json_format.MessageToDict(j, preserving_proto_field_name=True)
+                   for j in reply.jobs])
+        return
+    table = Table(title="jobs")
+    for column in ("job", "kind", "state", "parties", "epoch", "AUC", "detail"):
+        table.add_column(column)
+    for j in reply.jobs:
+        m = json.loads(j.metrics_json or "{}")
+        auc = f"{m['auc']:.4f}" if isinstance(m.get("auc"), float) else ""
+        detail = j.error or m.get("model_id", "") or json.dumps(
+            m.get("intersections", "")).strip('"')
+        table.add_row(j.job_id, j.kind, j.state, ", ".join(j.parties), str(m.get("epoch", "")),
+                      auc, detail)
+    console.print(table)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: Annotated[str, typer.Argument(help="The job to continue from its last checkpoint.")],
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a failed or interrupted training job from its last epoch."""
+    def run() -> None:
+        stub = coordinator_stub(coordinator, pki, identity, insecure)
+        job = stub.ResumeJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=60)
+        finish_job(follow_job(stub, job.job_id, quiet=as_json), as_json)
+
+    guarded(run)
+
+
+def models_cmd(
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered models: name, version, parties and metrics (weights stay at the nodes)."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ListModels(coordinator_pb2.ListModelsRequest(), timeout=30))
+    if as_json:
+        emit_json([json_format.MessageToDict(m, preserving_proto_field_name=True)
+                   for m in reply.models])
+        return
+    table = Table(title="models")
+    for column in ("model", "algorithm", "job", "parties", "metrics"):
+        table.add_column(column)
+    for m in reply.models:
+        table.add_row(m.model_id, m.algorithm, m.job_id, ", ".join(m.parties), m.metrics_json)
+    console.print(table)

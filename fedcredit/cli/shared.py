@@ -1,0 +1,77 @@
+"""What every command group shares: consoles, our errors as exit codes, JSON and table output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import grpc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from common.errors import (
+    AuditError,
+    DataValidationError,
+    FedcreditError,
+    PeerUnavailable,
+    ProtocolError,
+    TrustError,
+)
+from fedcredit.cli.exit_codes import ExitCode
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [
+    (DataValidationError, ExitCode.INVALID_DATA),
+    (TrustError, ExitCode.TRUST),
+    (PeerUnavailable, ExitCode.UNAVAILABLE),
+    (ProtocolError, ExitCode.PROTOCOL),
+    (AuditError, ExitCode.AUDIT_BROKEN),
+]
+
+
+def exit_code_of(err: FedcreditError) -> ExitCode:
+    """The exit code of one of our errors (the first matching kind, else FAILED)."""
+    return next((code for kind, code in EXIT_OF if isinstance(err, kind)), ExitCode.FAILED)
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Run a command body; our errors become a clear message and one exit code."""
+    try:
+        return action()
+    except FedcreditError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(int(exit_code_of(err))) from None
+    except grpc.RpcError as err:
+        unavailable = err.code() in (grpc.StatusCode.UNAVAILABLE,
+                                     grpc.StatusCode.DEADLINE_EXCEEDED)
+        err_console.print(f"[bold red]error:[/] {err.code().name}: {err.details()}",
+                          highlight=False)
+        raise typer.Exit(int(ExitCode.UNAVAILABLE if unavailable else ExitCode.PROTOCOL)) \
+            from None
+    except KeyboardInterrupt:
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def emit_json(payload: Any) -> None:
+    """One JSON document on stdout (what every `--json` prints)."""
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+def show_result(result: dict[str, Any], as_json: bool) -> None:
+    """A benchmark's figures: one JSON object with --json, a readable table otherwise."""
+    if as_json:
+        emit_json(result)
+        return
+    table = Table(show_header=False)
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+JsonLogsOpt = Annotated[bool, typer.Option("--json-logs", help="JSON log lines.")]

@@ -1,0 +1,36 @@
+"""Follow a coordinator job to its end with a progress bar (the CLI's `train` and the demo)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+
+def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
+               max_epochs: int | None = None, quiet: bool = False,
+               poll_s: float = 0.5, unit: str = "epoch",
+               console: Console | None = None) -> coordinator_pb2.JobStatus:
+    """Poll a job until it ends, showing loss and validation AUC per epoch."""
+    job: coordinator_pb2.JobStatus
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                  console=console or Console(), disable=quiet, transient=False) as progress:
+        task = progress.add_task(job_id, total=max_epochs, status="starting")
+        while True:
+            job = stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
+            metrics = json.loads(job.metrics_json or "{}")
+            if "epoch" in metrics:
+                ks = f"  KS {metrics['ks']:.3f}" if metrics.get("ks") is not None else ""
+                progress.update(task, completed=metrics["epoch"] + 1,
+                                status=f"{unit} {metrics['epoch']}  loss {metrics['loss']:.4f}  "
+                                       f"AUC {metrics['auc']:.4f}{ks}")
+            if job.state != "running":
+                progress.update(task, status=f"{job.state}: " + (
+                    job.error or f"model {metrics.get('model_id', '')}"))
+                return job
+            time.sleep(poll_s)

@@ -1,0 +1,1 @@
+"""Horizontal training across banks on Flower, run on this machine (a tool: nothing imports it)."""

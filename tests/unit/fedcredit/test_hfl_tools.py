@@ -1,0 +1,89 @@
+"""The local federation's tools: its ClientApp adds timing and capture, the bank's does not; the
+app folder it submits names that ClientApp; a job file's errors name their fields."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message, RecordDict
+from flwr.app.message_type import MessageType
+from flwr.clientapp import ClientApp
+from flwr.common import FitIns, ndarrays_to_parameters
+from flwr.compat.common import recorddict_compat as compat
+from flwr.supercore.task_identity import TaskIdentity
+
+from common.errors import DataValidationError
+from fedcredit.hfl.client_app import app as launcher_app
+from fedcredit.hfl.federation import CLIENT_APP, Federation
+from fedcredit.hfl.job import BankSpec, load_job
+from models.hfl.model import TIMING_RECORD, init_weights
+from node.hfl_client import app as bank_app
+
+
+@pytest.fixture(autouse=True)
+def _task_identity() -> Iterator[None]:
+    """Flower's Message needs the identity of the running task (set by its process runner)."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def _plain_round(tmp_path: Path, app: ClientApp) -> Message:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3))
+    y = (x[:, 0] > 0).astype(int)
+    table = tmp_path / "bank.csv"
+    table.write_text("id,default,x0,x1,x2\n" + "".join(
+        f"{i},{y[i]},{x[i, 0]:.5f},{x[i, 1]:.5f},{x[i, 2]:.5f}\n" for i in range(40)))
+    context = Context(run_id=1, node_id=7, state=RecordDict(), run_config={}, node_config={
+        "bank": "bank-1", "table": str(table), "id-format": "any", "label-column": "default",
+        "require-secagg": False, "capture-dir": str(tmp_path / "capture")})
+    (tmp_path / "capture").mkdir(exist_ok=True)
+    fitins = compat.fitins_to_recorddict(
+        FitIns(ndarrays_to_parameters(init_weights(3)), {"lr": 0.1}), True)
+    return app(Message(fitins, dst_node_id=7, message_type=MessageType.TRAIN, group_id="1"),
+               context)
+
+
+def test_the_banks_clientapp_sends_no_timing_and_keeps_no_capture(tmp_path: Path) -> None:
+    reply = _plain_round(tmp_path, bank_app)
+
+    assert not reply.has_error()
+    assert TIMING_RECORD not in reply.content.config_records
+    assert list((tmp_path / "capture").iterdir()) == []
+
+
+def test_the_launchers_clientapp_adds_timing_and_test_capture(tmp_path: Path) -> None:
+    reply = _plain_round(tmp_path, launcher_app)
+
+    assert not reply.has_error()
+    timing = reply.content.config_records[TIMING_RECORD]
+    assert float(timing["compute-s"]) >= 0.0  # type: ignore[arg-type]
+    assert [p.name for p in (tmp_path / "capture").iterdir()] == ["bank-1-round1.json"]
+
+
+def test_the_submitted_app_runs_the_launchers_clientapp(tmp_path: Path) -> None:
+    fed = Federation(tmp_path, [BankSpec(name="bank-1", table=tmp_path / "b.csv"),
+                                BankSpec(name="bank-2", table=tmp_path / "c.csv")])
+
+    manifest = tomllib.loads((fed._app_dir() / "pyproject.toml").read_text())
+
+    components = manifest["tool"]["flwr"]["app"]["components"]
+    assert components == {"serverapp": "models.hfl.server_app:app", "clientapp": CLIENT_APP}
+
+
+def test_a_bad_job_file_names_every_bad_field(tmp_path: Path) -> None:
+    path = tmp_path / "hfl.toml"
+    path.write_text('rounds = 0\nlr = -1\n[[banks]]\nname = "Bank 1"\ntable = "b.csv"\n')
+
+    with pytest.raises(DataValidationError) as raised:
+        load_job(path)
+
+    message = str(raised.value)
+    assert str(path) in message
+    assert all(field in message for field in ("rounds:", "lr:", "banks.0.name:"))
