@@ -23,3 +23,7 @@ class TrustError(FedcreditError):
 
 class AuditError(FedcreditError):
     """The audit log could not be written or read."""
+
+
+class ModelFormatError(DataValidationError):
+    """A saved model is in a format this version cannot read; the message says what to do."""

@@ -27,7 +27,7 @@ from fedcredit.synth import SynthResult, synthesize
 from models.vlr import VlrConfig
 from node.config import load_node_config
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
+from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 LABEL_PARTY = "bank"

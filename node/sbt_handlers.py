@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from common.errors import ProtocolError
 from common.parts import Payload
 from models.sbt import FeatureAlignment, SbtConfig, StepKey
+from models.sbt.codec import feature_model_bytes, label_model_bytes
 from models.sbt.feature import FeatureParty
 from models.sbt.label import LabelParty
 from node.alignment import check_job_id
@@ -78,9 +78,8 @@ def step(runner: StepRunner, session: JobSession, header: common_pb2.StepHeader,
             role.end_tree(tree, inputs[f"topology:{me}"])
             return []
         if name == "finish":  # the lookup table and topologies stay here, never the keys
-            runner.save_model(session, pickle.dumps({
-                "party": me, "records": role.records(),
-                "topologies": [role.topology(t) for t in range(role.trees_done)]}))
+            runner.save_model(session, feature_model_bytes(
+                me, role.records(), [role.topology(t) for t in range(role.trees_done)]))
             return []
     elif isinstance(role, LabelParty):
         if name == "keys":
@@ -108,9 +107,8 @@ def step(runner: StepRunner, session: JobSession, header: common_pb2.StepHeader,
                     for f, data in topologies.items()] + [
                 Payload(name="report", data=json.dumps(report).encode())]
         if name == "finish":
-            runner.save_model(session, pickle.dumps({
-                "base_margin": role.base_margin, "trees": role.trees,
-                "feature_parties": role.feature_parties,
-                "reports": [asdict(r) for r in role.reports]}))
+            runner.save_model(session, label_model_bytes(
+                role.base_margin, role.trees, tuple(role.feature_parties),
+                [asdict(r) for r in role.reports]))
             return []
     raise ProtocolError(f"SecureBoost step {name!r} is not for a {runner.state.role} node")

@@ -15,6 +15,7 @@ from common.errors import PeerUnavailable, ProtocolError, TrustError
 from common.rpc import rpc_method
 from common.tls import new_server, secure_channel
 from node import psi_handlers
+from node.scoring.feature import FeatureScoring
 from node.state import NodeState
 from node.step_handlers import StepRunner
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2_grpc
@@ -36,6 +37,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, state: NodeState) -> None:
         self.state = state
         self.steps = StepRunner(state)
+        self.scoring = FeatureScoring(state)
 
     @rpc_method("Node.Describe", log, _coordinator_only)
     def Describe(self, request: Any, context: grpc.ServicerContext) -> common_pb2.NodeInfo:
@@ -60,6 +62,14 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     @rpc_method("Node.RunStep", log, _coordinator_only)
     def RunStep(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         yield from self.steps.run(request_iterator)
+
+    @rpc_method("Node.ScoreSetup", log, _coordinator_only)
+    def ScoreSetup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.scoring.setup(request)
+
+    @rpc_method("Node.ScorePartial", log, _coordinator_only)
+    def ScorePartial(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from self.scoring.partial(request_iterator)
 
 
 def node_info(state: NodeState) -> common_pb2.NodeInfo:

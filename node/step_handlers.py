@@ -22,7 +22,6 @@ from models.vlr.label import LabelParty
 from models.vlr.scoring import PartyModel
 from node import sbt_handlers
 from node.alignment import check_job_id
-from node.score_handlers import ScoreRunner
 from node.state import NodeState
 from proto.fedcredit.v1 import common_pb2
 
@@ -57,7 +56,6 @@ class StepRunner:
         self.state = state
         self.jobs: dict[str, JobSession] = {}
         self._lock = threading.Lock()
-        self.scoring = ScoreRunner(state) if state.role == "feature" else None
 
     # paths in the node's own state directory --------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -70,11 +68,8 @@ class StepRunner:
     def run(self, messages: Iterable[common_pb2.StepMessage]) -> Iterator[common_pb2.StepMessage]:
         header, inputs = read_step(messages)
         job_id = check_job_id(header.job_id)
-        if header.algorithm not in ("vlr", "sbt", "score"):
+        if header.algorithm not in ("vlr", "sbt"):
             raise ProtocolError(f"unknown algorithm {header.algorithm!r}")
-        if header.algorithm == "score":
-            yield from write_step(self._score(header, inputs))
-            return
         try:
             if header.step == "open":
                 outputs = self._open(header, inputs)
@@ -112,35 +107,6 @@ class StepRunner:
         context = seal_context(header, name, self.state.party, recipient)
         return Payload(name=name, data=session.sealers[recipient].seal(data, context),
                        sender=self.state.party, recipient=recipient, sealed=True)
-
-    # scoring ----------------------------------------------------------------------------------
-    def _score(self, header: common_pb2.StepHeader,
-               inputs: dict[str, Payload]) -> list[Payload]:
-        """Feature node: set up a bank's scoring of a model, or answer one scoring request."""
-        if self.state.role != "feature" or self.scoring is None:
-            raise ProtocolError("only feature nodes answer scoring steps")
-        request = json.loads(header.config_json or "{}")
-        bank, job = str(request.get("bank", "")), check_job_id(str(request.get("job", "")))
-        me = self.state.party
-        if header.step == "setup":
-            peer = next((p for p in header.peers if p.party == bank), None)
-            payload = inputs.get(f"setup:{me}")
-            if peer is None or payload is None or not payload.sealed or payload.sender != bank:
-                raise ProtocolError(f"scoring set-up must come sealed from {bank!r}")
-            public = self.state.verify_peer(PeerKey(party=peer.party, cert_pem=peer.cert_pem,
-                                                    sealing_pk=peer.sealing_public_key,
-                                                    signature=peer.signature))
-            opened = self.state.sealer_for(public).open(
-                payload.data, seal_context(header, payload.name, bank, me))
-            self.scoring.setup(bank, job, opened)
-            return []
-        if header.step == "partial":
-            ids = inputs.get("ids")
-            if ids is None:
-                raise ProtocolError("a scoring request carries no ids")
-            return [Payload(name=f"partials:{me}",
-                            data=self.scoring.partial(bank, job, request, ids.data))]
-        raise ProtocolError(f"unknown scoring step {header.step!r}")
 
     # open -------------------------------------------------------------------------------------
     def _open(self, header: common_pb2.StepHeader,
@@ -213,7 +179,7 @@ class StepRunner:
 
     def save_model(self, session: JobSession, blob: bytes) -> None:
         """A SecureBoost party's trees or lookup table, in this node's own state only."""
-        path = self.model_path(session.job_id).with_name("model.sbt")
+        path = self.model_path(session.job_id).with_name("sbt_model.json")
         _atomic_write(path, blob)
         self.state.audit.append("train.model_saved", job=session.job_id,
                                 purpose="secureboost training")

@@ -20,7 +20,7 @@ from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
+from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2
 from tests.integration.conftest import tapped_network
 from tests.integration.wiretap import WireTap

@@ -25,7 +25,7 @@ from models.sbt.he import BFV_SUITE, BfvPrivate
 from node.config import load_node_config
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
+from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from tests.integration.conftest import tapped_network
 from tests.integration.wiretap import WireTap
