@@ -1,4 +1,4 @@
-"""SecureBoost model files v1: exact round trips, and old or foreign files refused with a message."""
+"""SecureBoost model files v1: exact round trips; old or foreign files refused with a message."""
 
 from __future__ import annotations
 
