@@ -42,3 +42,7 @@ def describe_validation(err: ValidationError, where: str) -> str:
             message += f" (got {given!r:.60})"
         lines.append(f"  - {field}: {message}")
     return "\n".join(lines)
+
+
+class ModelFormatError(DataValidationError):
+    """A saved model is in a format this version cannot read; the message says what to do."""

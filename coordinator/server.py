@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 
-from common.parts import read_step, write_step
 from common.rpc import rpc_method
 from common.tls import new_server, peer_party
 from coordinator.service import Coordinator
@@ -71,12 +70,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.list_models()
 
+    @rpc_method("Coordinator.ResolveScoringModel", log, _any_certified)
+    def ResolveScoringModel(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.scoring.resolve(request, peer_party(context), self.core.insecure)
+
+    @rpc_method("Coordinator.ScoreSetup", log, _any_certified)
+    def ScoreSetup(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.scoring.setup(request_iterator, peer_party(context), self.core.insecure)
+
     @rpc_method("Coordinator.Score", log, _any_certified)
     def Score(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        header, inputs = read_step(request_iterator)
-        outputs = self.core.scoring.handle(header, inputs, peer_party(context),
+        yield from self.core.scoring.score(request_iterator, peer_party(context),
                                            self.core.insecure)
-        yield from write_step(outputs)
 
 
 def build_server(core: Coordinator, listen: str, *, workers: int = 16,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import DataValidationError
-from node.score_client import Decision
+from node.scoring.bank import Decision
 
 
 def read_ids(path: Path) -> list[str]:

@@ -186,12 +186,17 @@ class Algorithm:
     make_role: Callable[[RoleSetup, Any], Any]  # (setup, settings) -> role object
     apply_floors: Callable[[Any, Floors], Any]  # (settings, node floors) -> settings or raise
     drive: Driver  # drive(network, settings, *, resume=False, **runtime args)
-    model_file: str  # file name of a party's saved model in the node's state directory
+    scoring: Any  # how its saved parts score jointly (a models.scoring.ScoringKind)
     length_setting: str  # the setting that bounds the job's rounds ("max_epochs", "trees")
     unit: str  # what one round is called ("epoch", "tree")
     best: Callable[[list[dict[str, Any]]], dict[str, Any]]  # the round a model is reported by
     resumable: bool = True  # False: a resumed job starts again from its first round
     step_deadline_seconds: float = 300.0
+
+    @property
+    def model_file(self) -> str:
+        """File name of a party's saved part in `state/models/<job>/` (scoring reads it)."""
+        return str(self.scoring.model_file)
 
     def step(self, name: str, role: Role) -> Step:
         for step in self.steps:

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from crypto.psi import FeaturePsi, LabelPsi
 
 from common.errors import ProtocolError
+from crypto.psi import FeaturePsi, LabelPsi
 from node.alignment import FeatureAlignment, check_job_id
 from node.state import NodeState, PsiSession
 from proto.fedcredit.v1 import common_pb2, node_pb2

@@ -16,6 +16,7 @@ from common.parts import read_step, write_step
 from common.rpc import rpc_method
 from common.tls import new_server, secure_channel
 from node import psi_handlers
+from node.scoring.feature import FeatureScoring
 from node.state import NodeState
 from node.steps import StepHandler
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2_grpc
@@ -37,6 +38,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, state: NodeState) -> None:
         self.state = state
         self.steps = StepHandler(state)
+        self.scoring = FeatureScoring(state)
 
     @rpc_method("Node.Describe", log, _coordinator_only)
     def Describe(self, request: Any, context: grpc.ServicerContext) -> common_pb2.NodeInfo:
@@ -62,6 +64,14 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def RunStep(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         header, inputs = read_step(request_iterator)
         yield from write_step(self.steps.run(header, inputs))
+
+    @rpc_method("Node.ScoreSetup", log, _coordinator_only)
+    def ScoreSetup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.scoring.setup(request)
+
+    @rpc_method("Node.ScorePartial", log, _coordinator_only)
+    def ScorePartial(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from self.scoring.partial(request_iterator)
 
 
 def node_info(state: NodeState) -> common_pb2.NodeInfo:

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crypto.psi import PsiWorkers
-
 from common.audit import AuditLog
 from common.errors import ProtocolError, TrustError
 from common.tls import TlsFiles
 from crypto import seal
+from crypto.psi import PsiWorkers
 from node.alignment import AlignmentStore
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table

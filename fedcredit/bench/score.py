@@ -23,7 +23,7 @@ from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
+from node.scoring.bank import BankScorer
 from node.uscc import generate_uscc
 from proto.fedcredit.v1 import coordinator_pb2
 

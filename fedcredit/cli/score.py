@@ -33,7 +33,7 @@ def score_cmd(
     from fedcredit.scoring import read_ids, write_decisions
     from node.config import load_node_config
     from node.policy import load_policy
-    from node.score_client import BankScorer
+    from node.scoring.bank import BankScorer
 
     def run() -> None:
         cfg = load_node_config(config)

@@ -25,7 +25,7 @@ from fedcredit.synth import SynthResult, synthesize
 from models.vlr import VlrConfig
 from node.config import load_node_config
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
+from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 DEMO_SBT: dict[str, Any] = {"trees": 10, "depth": 3, "bins": 32, "learning_rate": 0.3}

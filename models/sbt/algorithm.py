@@ -32,6 +32,7 @@ from models.sbt import FeatureAlignment, SbtConfig
 from models.sbt.codec import feature_model_bytes, label_model_bytes
 from models.sbt.feature import FeatureParty
 from models.sbt.label import LabelParty
+from models.sbt.scoring import SBT_SCORING
 
 
 def make_role(setup: RoleSetup, settings: SbtConfig) -> LabelParty | FeatureParty:
@@ -157,6 +158,6 @@ def last_tree(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 ALGORITHM = Algorithm(
     name="sbt", purpose="secureboost training", settings=SbtConfig, steps=STEPS,
-    make_role=make_role, apply_floors=no_floors, drive=drive, model_file="sbt_model.json",
+    make_role=make_role, apply_floors=no_floors, drive=drive, scoring=SBT_SCORING,
     length_setting="trees", unit="tree", best=last_tree, resumable=False,
     step_deadline_seconds=600.0)

@@ -1,33 +1,192 @@
-"""Saved SecureBoost models as JSON with a schema version (placeholder until the scoring merge)."""
+"""SecureBoost model files, format v1: JSON with a schema version; never pickle.
+
+L's file holds its trees (heap-ordered arrays; NaN thresholds as null), base margin, the feature
+parties' names and the training reports; F's file holds its private lookup table and the tree
+topologies that point into it. Files saved before format v1 (pickle, b"\\x80...") and files of
+another version are refused with a message: such a model must be retrained.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from models.sbt.feature import SplitRecord
-from models.sbt.label import Tree
+from common.errors import ModelFormatError
+from models.sbt.feature import FeatureParty, SplitRecord
+from models.sbt.label import LabelParty, Tree
 
-SCHEMA = 1
+FORMAT_VERSION = 1
+LABEL_FORMAT = "fedcredit.sbt.label"
+FEATURE_FORMAT = "fedcredit.sbt.feature"
+PICKLE_MAGIC = b"\x80"
 
 
-def _tree(tree: Tree) -> dict[str, Any]:
-    return {f.name: np.asarray(getattr(tree, f.name)).tolist() for f in fields(tree)}
+@dataclass(frozen=True)
+class LabelModel:
+    """What L saved: its trees, base margin, the Fs' names (sorted) and the training reports."""
+
+    trees: list[Tree]
+    base_margin: float
+    feature_parties: tuple[str, ...]
+    reports: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_party(cls, label: LabelParty) -> LabelModel:
+        return cls(list(label.trees), float(label.base_margin), tuple(label.feature_parties))
 
 
-def label_model_bytes(base_margin: float, trees: Sequence[Tree], feature_parties: Sequence[str],
+@dataclass(frozen=True)
+class FeatureModel:
+    """What F saved: its private lookup table and its tree shapes (codes into the table)."""
+
+    party: str
+    records: Sequence[SplitRecord]
+    topologies: Sequence[np.ndarray] = field(default_factory=list)
+
+    @classmethod
+    def from_party(cls, party: FeatureParty) -> FeatureModel:
+        return cls(party.name, party.records(),
+                   [party.topology(t) for t in range(party.trees_done)])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _TreeV1(_Strict):
+    owner: list[int]
+    feature: list[int]
+    bin: list[int]
+    threshold: list[float | None]
+    missing_left: list[bool]
+    record: list[int]
+    value: list[float]
+
+
+class _LabelV1(_Strict):
+    format: Literal["fedcredit.sbt.label"]
+    version: Literal[1]
+    base_margin: float
+    feature_parties: list[str]
+    trees: list[_TreeV1]
+    reports: list[dict[str, Any]]
+
+
+class _RecordV1(_Strict):
+    feature: int
+    threshold: float | None
+    missing_left: bool
+
+
+class _FeatureV1(_Strict):
+    format: Literal["fedcredit.sbt.feature"]
+    version: Literal[1]
+    party: str
+    records: list[_RecordV1]
+    topologies: list[list[int]]
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, np.float64)]
+
+
+def _plain(value: Any) -> Any:
+    """Report values as JSON: numpy scalars to Python, non-finite floats to null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def label_model_bytes(base_margin: float, trees: list[Tree], feature_parties: tuple[str, ...],
                       reports: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"schema": SCHEMA, "kind": "sbt-label", "base_margin": base_margin,
-                       "trees": [_tree(t) for t in trees],
-                       "feature_parties": list(feature_parties), "reports": reports}).encode()
+    """L's model file: trees, base margin, feature parties, reports."""
+    doc = {"format": LABEL_FORMAT, "version": FORMAT_VERSION, "base_margin": float(base_margin),
+           "feature_parties": list(feature_parties),
+           "trees": [{"owner": t.owner.tolist(), "feature": t.feature.tolist(),
+                      "bin": t.bin.tolist(), "threshold": _finite_or_none(t.threshold),
+                      "missing_left": np.asarray(t.missing_left, bool).tolist(),
+                      "record": t.record.tolist(), "value": t.value.tolist()} for t in trees],
+           "reports": _plain(list(reports))}
+    return json.dumps(doc, allow_nan=False).encode()
 
 
 def feature_model_bytes(party: str, records: Sequence[SplitRecord],
                         topologies: Sequence[np.ndarray]) -> bytes:
-    return json.dumps({"schema": SCHEMA, "kind": "sbt-feature", "party": party,
-                       "records": [asdict(r) for r in records],
-                       "topologies": [np.asarray(t).tolist() for t in topologies]}).encode()
+    """F's model file: its private lookup table and the topologies pointing into it."""
+    doc = {"format": FEATURE_FORMAT, "version": FORMAT_VERSION, "party": party,
+           "records": [{"feature": int(r.feature),
+                        "threshold": float(r.threshold) if math.isfinite(r.threshold) else None,
+                        "missing_left": bool(r.missing_left)} for r in records],
+           "topologies": [np.asarray(t, np.int64).tolist() for t in topologies]}
+    return json.dumps(doc, allow_nan=False).encode()
+
+
+def _parse(data: bytes, kind: str, schema: type[_Strict]) -> Any:
+    if data[:1] == PICKLE_MAGIC:
+        raise ModelFormatError(f"this SecureBoost {kind} model was saved before format "
+                               f"v{FORMAT_VERSION} (pickle); it cannot be loaded: retrain it")
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFormatError(f"SecureBoost {kind} model file is not JSON: {err}") from err
+    version = raw.get("version") if isinstance(raw, dict) else None
+    if version != FORMAT_VERSION:
+        raise ModelFormatError(f"SecureBoost {kind} model file has format version {version!r}, "
+                               f"this version reads v{FORMAT_VERSION} only (a model saved "
+                               f"before format v{FORMAT_VERSION} must be retrained)")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as err:
+        raise ModelFormatError(f"SecureBoost {kind} model file is malformed: {err}") from err
+
+
+def _nan(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def load_label_model(data: bytes) -> LabelModel:
+    """L's model from its file; an old pickle file or another version is refused."""
+    doc: _LabelV1 = _parse(data, "label", _LabelV1)
+    trees = []
+    for t in doc.trees:
+        sizes = {len(t.owner), len(t.feature), len(t.bin), len(t.threshold),
+                 len(t.missing_left), len(t.record), len(t.value)}
+        if len(sizes) != 1:
+            raise ModelFormatError("SecureBoost label model file: a tree's arrays differ in size")
+        trees.append(Tree(owner=np.asarray(t.owner, np.int64),
+                          feature=np.asarray(t.feature, np.int64),
+                          bin=np.asarray(t.bin, np.int64), threshold=_nan(t.threshold),
+                          missing_left=np.asarray(t.missing_left, bool),
+                          record=np.asarray(t.record, np.int64),
+                          value=np.asarray(t.value, np.float64)))
+    if not trees:
+        raise ModelFormatError("SecureBoost label model file holds no trees")
+    return LabelModel(trees=trees, base_margin=doc.base_margin,
+                      feature_parties=tuple(doc.feature_parties), reports=tuple(doc.reports))
+
+
+def load_feature_model(data: bytes) -> FeatureModel:
+    """F's model from its file; an old pickle file or another version is refused."""
+    doc: _FeatureV1 = _parse(data, "feature", _FeatureV1)
+    records = [SplitRecord(feature=r.feature,
+                           threshold=float("nan") if r.threshold is None else r.threshold,
+                           missing_left=r.missing_left) for r in doc.records]
+    topologies = [np.asarray(t, np.int64) for t in doc.topologies]
+    for codes in topologies:
+        mine = codes[codes >= 0]
+        if mine.size and mine.max() >= len(records):
+            raise ModelFormatError("SecureBoost feature model file: a topology names records "
+                                   "this party does not hold")
+    return FeatureModel(party=doc.party, records=records, topologies=topologies)

@@ -12,23 +12,25 @@ Per request (StepKey(job, epoch=request, batch=0, step="score")):
 
 Two ways to build the scorers: from the live training roles (`LabelScorer(label)`,
 `FeatureScorer(party)`: rows are training positions), or from the parts each party saved
-(`LabelModel.from_saved`, `FeatureModel.from_saved`): then the request names rows 0..n-1 of an
+(`models.sbt.codec`, with the bank's own scoring key): then the request names rows 0..n-1 of an
 explicit list (the keyed-hash ids travelling beside it) and each F passes `score(..., values=)`
 its own columns of those rows, NaN for an id it does not know, which takes the missing-value
 direction at its split nodes, as training did for the rows outside F's alignment.
+`SBT_SCORING` wraps the saved-parts path as a `models.scoring.ScoringKind`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
 from common.errors import ProtocolError
 from crypto.he import (
     BFV_SUITE,
+    BfvPrivate,
     FeatureHe,
     LabelHe,
     SbtSuite,
@@ -37,7 +39,8 @@ from crypto.he import (
     unpack_frames,
 )
 from models.sbt import FeatureAlignment, StepKey, decode_head, encode_head, encode_positions
-from models.sbt.feature import LEAF, FeatureParty, SplitRecord
+from models.sbt.codec import FeatureModel, LabelModel, load_feature_model, load_label_model
+from models.sbt.feature import LEAF, FeatureParty
 from models.sbt.label import LabelParty, Tree
 from models.vlr import decode_positions
 
@@ -92,35 +95,19 @@ class _Pending:
     selectors: np.ndarray  # (rows, trees, width) bool
 
 
-@dataclass(frozen=True)
-class LabelModel:
-    """What L scores with: its trees, base margin, the Fs' names and its own scoring key."""
-
-    trees: list[Tree]
-    base_margin: float
-    feature_parties: list[str]
-    he: LabelHe
-
-    @classmethod
-    def from_party(cls, label: LabelParty) -> LabelModel:
-        return cls(list(label.trees), float(label.base_margin), list(label.feature_parties),
-                   label.he)
-
-    @classmethod
-    def from_saved(cls, saved: Mapping[str, Any], he: LabelHe) -> LabelModel:
-        """From L's saved model.sbt dict, with a scoring key of L's own (not the training one)."""
-        trees = list(saved["trees"])
-        if not trees or not all(isinstance(t, Tree) for t in trees):
-            raise ProtocolError("a saved SecureBoost model needs its trees")
-        return cls(trees, float(saved["base_margin"]), list(saved["feature_parties"]), he)
-
-
 class LabelScorer:
-    """L's scoring steps over its trained trees."""
+    """L's scoring steps over its trained trees: a live party's with its training key, or a
+    saved model's with a scoring key of L's own (`he`, never the training key)."""
 
-    def __init__(self, label: LabelParty | LabelModel) -> None:
-        model = label if isinstance(label, LabelModel) else LabelModel.from_party(label)
+    def __init__(self, label: LabelParty | LabelModel, he: LabelHe | None = None) -> None:
+        if isinstance(label, LabelParty):
+            model, he = LabelModel.from_party(label), label.he
+        elif he is None:
+            raise ValueError("a saved SecureBoost model scores with a key of L's own")
+        else:
+            model = label
         self.model = model
+        self.he: LabelHe = he
         self.width = leaf_width(model.trees[0].owner)
         self._pending: dict[StepKey, _Pending] = {}
 
@@ -147,7 +134,7 @@ class LabelScorer:
             selectors[:, t] = allowed_leaves(paths, go_left, positions.size, self.width)
         self._pending[key] = _Pending(positions.size, selectors)
         head = encode_head(SCORE_REQUEST, key.epoch, key.batch, len(trees))
-        cipher = self.model.he.encrypt_slots(selectors.reshape(-1).astype(np.uint64))
+        cipher = self.he.encrypt_slots(selectors.reshape(-1).astype(np.uint64))
         return pack_frames([head, encode_positions(positions), cipher])
 
     def discard(self, key: StepKey) -> None:
@@ -169,7 +156,7 @@ class LabelScorer:
                 raise ProtocolError("scoring needs the Fs' combined answer")
             hit = selectors
         else:
-            values = self.model.he.decrypt_slots(combined)
+            values = self.he.decrypt_slots(combined)
             if values.size != selectors.size:
                 raise ProtocolError(f"{values.size} slots answered, {selectors.size} asked")
             hit = selectors & (values.reshape(selectors.shape) == 0)
@@ -190,59 +177,27 @@ class LabelScorer:
         return self.request(key, np.arange(np.asarray(own_rows).shape[0]), own_rows)
 
 
-@dataclass(frozen=True)
-class FeatureModel:
-    """What F scores with: its private lookup table, its tree shapes, L's public scoring key."""
-
-    records: Sequence[SplitRecord]
-    topologies: Sequence[np.ndarray]
-    he: FeatureHe
-
-    @classmethod
-    def from_party(cls, party: FeatureParty) -> FeatureModel:
-        return cls(party.records(), [party.topology(t) for t in range(party.trees_done)],
-                   party.he)
-
-    @classmethod
-    def from_saved(cls, saved: Mapping[str, Any], public_context: bytes, *,
-                   suite: SbtSuite = BFV_SUITE) -> FeatureModel:
-        """From F's saved model.sbt dict and the requesting bank's public context."""
-        records = list(saved["records"])
-        topologies = [np.asarray(t, dtype=np.int64) for t in saved["topologies"]]
-        if not all(isinstance(r, SplitRecord) for r in records):
-            raise ProtocolError("a saved lookup table holds something other than split records")
-        for codes in topologies:
-            mine = codes[codes >= 0]
-            if mine.size and mine.max() >= len(records):
-                raise ProtocolError("a saved topology names records this party does not hold")
-        return cls(records, topologies, suite.load_public(public_context))
-
-    def allowed(self, tree: int, values: np.ndarray) -> np.ndarray:
-        """(rows, width): the leaves of `tree` this party's own splits allow for each row."""
-        codes = self.topologies[tree]
-        go_left = {}
-        for node in np.flatnonzero(codes >= 0):
-            record = self.records[int(codes[node])]
-            go_left[int(node)] = record.goes_left(values[:, record.feature])
-        return allowed_leaves(leaf_paths(codes), go_left, values.shape[0], leaf_width(codes))
-
-
 class FeatureScorer:
     """F's scoring step over its own lookup table; `table`/`alignment` select the training rows
-    a position-keyed request names (a request for an explicit list brings `values` instead)."""
+    a position-keyed request names (a request for an explicit list brings `values` instead).
+    A saved model (`FeatureModel`) scores under the requesting bank's public key `he`."""
 
     def __init__(
         self,
         party: FeatureParty | FeatureModel,
         table: np.ndarray | None = None,
         alignment: FeatureAlignment | None = None,
+        *,
+        he: FeatureHe | None = None,
     ) -> None:
         self._values: np.ndarray | None = None
-        if isinstance(party, FeatureModel):
-            self.model = party
-        else:
-            self.model = FeatureModel.from_party(party)
+        if isinstance(party, FeatureParty):
+            self.model, self.he = FeatureModel.from_party(party), party.he
             self._values = self._training_values(party, table, alignment)
+        elif he is None:
+            raise ValueError("a saved SecureBoost model scores under the bank's public key")
+        else:
+            self.model, self.he = party, he
 
     @staticmethod
     def _training_values(
@@ -257,6 +212,15 @@ class FeatureScorer:
         values = np.full((alignment.n_rows, table.shape[1]), np.nan)
         values[np.asarray(alignment.positions)] = table[np.asarray(alignment.own_rows)]
         return values
+
+    def allowed(self, tree: int, values: np.ndarray) -> np.ndarray:
+        """(rows, width): the leaves of `tree` this party's own splits allow for each row."""
+        codes = self.model.topologies[tree]
+        go_left = {}
+        for node in np.flatnonzero(codes >= 0):
+            record = self.model.records[int(codes[node])]
+            go_left[int(node)] = record.goes_left(values[:, record.feature])
+        return allowed_leaves(leaf_paths(codes), go_left, values.shape[0], leaf_width(codes))
 
     def score(self, key: StepKey, request: bytes, values: np.ndarray | None = None) -> bytes:
         """[s * r]: r is 0 on the leaves own splits allow, uniform nonzero elsewhere.
@@ -274,8 +238,8 @@ class FeatureScorer:
             raise ProtocolError("a request for an explicit row list needs this party's rows")
         rows = decode_positions(frames[1], table.shape[0])
         chosen = table[rows]
-        allowed = np.stack([self.model.allowed(t, chosen) for t in range(trees)], axis=1)
-        he = self.model.he
+        allowed = np.stack([self.allowed(t, chosen) for t in range(trees)], axis=1)
+        he = self.he
         factors = np.where(
             allowed.reshape(-1), np.uint64(0), random_nonzero(allowed.size, he.score_modulus)
         )
@@ -298,3 +262,120 @@ class ScoreRelay:
             decode_head(frames[0], SCORE_PART, key)
             ciphers.append(frames[1])
         return self._he.add_slots(ciphers)
+
+
+def _unknown_as_nan(rows: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """A party's columns of the requested rows, NaN where it does not hold the id."""
+    return np.where(np.asarray(present, bool)[:, None], np.asarray(rows, np.float64), np.nan)
+
+
+class _BankSbt:
+    """The bank's SecureBoost part: its trees under a BFV scoring key of its own."""
+
+    def __init__(self, model: LabelModel, he: BfvPrivate, job: str,
+                 features: tuple[str, ...]) -> None:
+        self.scorer, self.key_pair = LabelScorer(model, he), he
+        self.job, self._features = job, features
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self._features
+
+    @property
+    def public_context(self) -> bytes:
+        return self.key_pair.public_bytes()
+
+    @property
+    def private_key(self) -> bytes:
+        return self.key_pair.private_bytes()
+
+    def _key(self, number: int) -> StepKey:
+        return StepKey(self.job, number, 0, "score")
+
+    def request(self, number: int, own_rows: np.ndarray, present: np.ndarray) -> bytes:
+        return self.scorer.request_rows(self._key(number), _unknown_as_nan(own_rows, present))
+
+    def discard(self, number: int) -> None:
+        self.scorer.discard(self._key(number))
+
+    def finish(self, number: int, own_rows: np.ndarray, present: np.ndarray,
+               others: np.ndarray, combined: bytes) -> tuple[np.ndarray, np.ndarray]:
+        slots = self.scorer.finish_leaves(self._key(number), combined)
+        return self.scorer.margins(slots), self._reason_weights(slots)
+
+    def _reason_weights(self, slots: np.ndarray) -> np.ndarray:
+        """Own split features on the reached paths of trees whose leaf raises the margin,
+        weighted by that leaf's weight (own splits only)."""
+        weight = np.zeros((len(slots), len(self._features)))
+        for t, tree in enumerate(self.scorer.model.trees):
+            paths, leaves = leaf_paths(tree.owner), tree.leaves()
+            for slot, path in enumerate(paths):
+                value = float(tree.value[leaves[slot]])
+                reached = slots[:, t] == slot
+                if value <= 0 or not reached.any():
+                    continue
+                for node, _ in path:
+                    if tree.owner[node] == 0:
+                        weight[reached, tree.feature[node]] += value
+        return weight
+
+
+class _FeatureSbt:
+    """A feature node's SecureBoost part: its lookup table under the bank's public key."""
+
+    def __init__(self, model: FeatureModel, he: FeatureHe, job: str) -> None:
+        self.scorer, self.job = FeatureScorer(model, he=he), job
+
+    def partial(self, number: int, values: np.ndarray, present: np.ndarray,
+                request: bytes) -> tuple[np.ndarray, bytes]:
+        part = self.scorer.score(StepKey(self.job, number, 0, "score"), request,
+                                 _unknown_as_nan(values, present))
+        return np.zeros(len(present)), part
+
+
+class _RelaySbt:
+    """The coordinator's SecureBoost part: adds the tree parts under the bank's public key."""
+
+    def __init__(self, relay: ScoreRelay, job: str) -> None:
+        self.scorer, self.job = relay, job
+
+    def combine(self, number: int, parts: Mapping[str, bytes]) -> bytes:
+        return self.scorer.combine(StepKey(self.job, number, 0, "score"), parts)
+
+
+@dataclass(frozen=True)
+class SbtScoring:
+    """Joint scoring of a SecureBoost model (`models.scoring.ScoringKind`)."""
+
+    model_file: str = "sbt_model.json"
+    key_file: str = "bank.bfv"
+    legacy_file: str = "model.sbt"  # pickle, before format v1: refused by the codec
+
+    def _read(self, folder: Path, job: str) -> bytes:
+        for name in (self.model_file, self.legacy_file):
+            if (folder / name).is_file():
+                return (folder / name).read_bytes()
+        raise ProtocolError(f"no SecureBoost model of job {job} here ({folder / self.model_file})")
+
+    def load_bank(self, folder: Path, job: str, features: tuple[str, ...],
+                  private_key: bytes) -> _BankSbt:
+        model = load_label_model(self._read(folder, job))
+        he = BfvPrivate.from_private_bytes(private_key) if private_key else BFV_SUITE.make_private()
+        if not isinstance(he, BfvPrivate):
+            raise ProtocolError("the SecureBoost suite made no persistable BFV key")
+        return _BankSbt(model, he, job, features)
+
+    def load_feature(self, folder: Path, job: str, public_context: bytes) -> _FeatureSbt:
+        if not public_context:
+            raise ProtocolError("a SecureBoost scoring set-up needs the bank's BFV context")
+        model = load_feature_model(self._read(folder, job))
+        return _FeatureSbt(model, BFV_SUITE.load_public(public_context), job)
+
+    def relay(self, job: str, public_context: bytes) -> _RelaySbt:
+        """A secret key is refused: only the public frame layout loads."""
+        if not public_context:
+            raise ProtocolError("SecureBoost scoring set-up carries no public BFV context")
+        return _RelaySbt(ScoreRelay(public_context), job)
+
+
+SBT_SCORING = SbtScoring()

@@ -33,7 +33,7 @@ from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.arbiter import Arbiter
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty
-from models.vlr.scoring import PartyModel
+from models.vlr.scoring import VLR_SCORING, PartyModel
 
 # --- roles --------------------------------------------------------------------------------------
 
@@ -209,5 +209,5 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 ALGORITHM = Algorithm(
     name="vlr", purpose="vertical-lr training", settings=VlrConfig, steps=STEPS,
-    make_role=make_role, apply_floors=apply_floors, drive=drive, model_file="model.json",
+    make_role=make_role, apply_floors=apply_floors, drive=drive, scoring=VLR_SCORING,
     length_setting="max_epochs", unit="epoch", best=best_epoch)

@@ -1,14 +1,16 @@
-"""A party's part of a trained vertical LR model, and its partial logits for any of its rows."""
+"""A party's part of a trained vertical LR model, its partial logits, and LR joint scoring."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common.errors import ProtocolError
 from models.vlr.preprocess import Standardizer
 
 
@@ -74,3 +76,72 @@ class PartyModel:
     @classmethod
     def load(cls, path: Path) -> PartyModel:
         return cls.from_json(path.read_text())
+
+
+@dataclass(frozen=True)
+class _BankLr:
+    """The bank's LR part: own logits (with the intercept) plus the Fs' sum; no extra keys."""
+
+    model: PartyModel
+    public_context: bytes = b""
+    private_key: bytes = b""
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.model.features
+
+    def request(self, number: int, own_rows: np.ndarray, present: np.ndarray) -> bytes:
+        return b""
+
+    def discard(self, number: int) -> None:
+        return None
+
+    def finish(self, number: int, own_rows: np.ndarray, present: np.ndarray,
+               others: np.ndarray, combined: bytes) -> tuple[np.ndarray, np.ndarray]:
+        logits = self.model.partial_logits(own_rows, present) + others
+        return logits, self.model.contributions(own_rows)
+
+
+@dataclass(frozen=True)
+class _FeatureLr:
+    """A feature node's LR part: its partial logits; no model part beside them."""
+
+    model: PartyModel
+
+    def partial(self, number: int, values: np.ndarray, present: np.ndarray,
+                request: bytes) -> tuple[np.ndarray, bytes]:
+        return self.model.partial_logits(values, present), b""
+
+
+class _RelayLr:
+    """Nothing beyond the CKKS sums to add."""
+
+    def combine(self, number: int, parts: Mapping[str, bytes]) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class VlrScoring:
+    """Joint scoring of a vertical LR model (`models.scoring.ScoringKind`)."""
+
+    model_file: str = "model.json"
+    key_file: str = ""
+
+    def _load(self, folder: Path, job: str) -> PartyModel:
+        path = folder / self.model_file
+        if not path.is_file():
+            raise ProtocolError(f"no logistic regression model of job {job} here ({path})")
+        return PartyModel.load(path)
+
+    def load_bank(self, folder: Path, job: str, features: tuple[str, ...],
+                  private_key: bytes) -> _BankLr:
+        return _BankLr(self._load(folder, job))
+
+    def load_feature(self, folder: Path, job: str, public_context: bytes) -> _FeatureLr:
+        return _FeatureLr(self._load(folder, job))
+
+    def relay(self, job: str, public_context: bytes) -> _RelayLr:
+        return _RelayLr()
+
+
+VLR_SCORING = VlrScoring()

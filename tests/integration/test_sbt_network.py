@@ -83,4 +83,4 @@ def test_boosting_traffic_is_sealed_and_thresholds_stay_home(tmp_path: Path) -> 
         coordinator_state = net.workdir / "state" / "coordinator"
         assert not list(coordinator_state.glob("**/model*"))
         for name in ("core", "logistics", "tax"):  # each lookup table stays at its node
-            assert (net.workdir / "state" / name / "models" / "sbt-tap" / "model.sbt").exists()
+            assert (net.workdir / "state" / name / "models" / "sbt-tap" / "sbt_model.json").exists()

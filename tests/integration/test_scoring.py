@@ -20,8 +20,8 @@ from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
-from proto.fedcredit.v1 import common_pb2, coordinator_pb2
+from node.scoring.bank import BankScorer
+from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import tapped_network
 from tests.integration.wiretap import WireTap
 
@@ -82,35 +82,34 @@ def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -
     assert not [i for t in tables.values() for i in t.ids if i.encode() in blob]
     for d in decisions:  # no result in any message
         assert np.asarray(d.probability, "<f8").tobytes() not in blob
-    for method, direction, message in tap.messages:
-        if not isinstance(message, common_pb2.StepMessage) or not message.HasField("part"):
-            continue
-        part = message.part
-        if method.endswith("NodeService/RunStep") and direction == "request":
+    for method, direction, field, data in tap.fields():
+        if ".NodeService/" in method and direction == "request":
             # What a feature node is sent: keyed-hash ids, or a set-up sealed to it. Never a
             # sum, a result or another node's part.
-            assert part.name == "ids" or (part.name.startswith("setup:") and part.sealed)
-        if part.name == "ids":
-            assert len(part.data) % 16 == 0
+            assert field in ("header", "hashed_ids", "sealed_setup")
+        if field == "hashed_ids":
+            assert len(data) % 16 == 0
 
 
 def test_no_feature_node_sees_another_nodes_part(scoring: Setup) -> None:
     _, tap, _, _ = scoring
-    sent_to_nodes = [m.part.name for method, direction, m in tap.messages
-                     if method.endswith("NodeService/RunStep") and direction == "request"
-                     and isinstance(m, common_pb2.StepMessage) and m.HasField("part")]
+    sent_to_nodes = [field for method, direction, field, _ in tap.fields()
+                     if ".NodeService/" in method and direction == "request"]
     assert sent_to_nodes and not [n for n in sent_to_nodes if n.startswith(("partials", "sums"))]
 
 
 def test_request_without_consent_is_refused_and_logged(scoring: Setup) -> None:
     net, _, tables, scorer = scoring
-    header = scorer._header("score", scorer.job, {"model_id": scorer.model_id, "consent": ""})
-    from common.parts import Payload, write_step
-    from node.score_handlers import hash_ids
+    header = coordinator_pb2.ScoreRequestHeader(bank=scorer.party, model_id=scorer.model_id,
+                                                model_job=scorer.job, consent="", ids=1)
+    from node.scoring.wire import hash_ids
 
     with pytest.raises(grpc.RpcError) as err:
-        list(scorer.stub.Score(write_step([Payload(name="ids", data=hash_ids(
-            scorer.id_key, [tables["bank"].ids[0]]))], header), timeout=30))
+        list(scorer.stub.Score(iter([
+            coordinator_pb2.ScoreRequest(header=header),
+            coordinator_pb2.ScoreRequest(hashed_ids=hash_ids(scorer.id_key,
+                                                             [tables["bank"].ids[0]]))]),
+            timeout=30))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "consent" in (err.value.details() or "")
     audit = (net.workdir / "state" / "coordinator" / "audit.jsonl").read_text()

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 
-from common.parts import Payload, write_step
-from crypto.he import BFV_SUITE, BfvPrivate, unpack_frames
+from crypto.he import BFV_SUITE, BfvPrivate
 from crypto.he import scoring as score_he
 from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
+from models.sbt.codec import FeatureModel, LabelModel, load_feature_model, load_label_model
 from models.sbt.feature import LEAF
 from node.config import load_node_config
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
-from node.score_client import BankScorer
-from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from node.scoring.bank import BankScorer
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 from tests.integration.conftest import tapped_network
 from tests.integration.wiretap import WireTap
 
@@ -65,10 +63,12 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             scorer.close()
 
 
-def _saved(state: Path, party: str) -> dict[str, Any]:
-    with (state / party / "models" / JOB / "model.sbt").open("rb") as f:
-        saved: dict[str, Any] = pickle.load(f)  # noqa: S301 - the test's own files
-    return saved
+def _saved(state: Path, party: str) -> LabelModel:
+    return load_label_model((state / party / "models" / JOB / "sbt_model.json").read_bytes())
+
+
+def _saved_feature(state: Path, party: str) -> FeatureModel:
+    return load_feature_model((state / party / "models" / JOB / "sbt_model.json").read_bytes())
 
 
 def _values(table: NodeTable, ids: Sequence[str]) -> np.ndarray:
@@ -84,10 +84,10 @@ def plaintext_sbt_probabilities(state: Path, tables: Mapping[str, NodeTable],
                                 ids: Sequence[str]) -> np.ndarray:
     """Every party's saved part evaluated in the clear (an unknown id: missing direction)."""
     bank = _saved(state, "bank")
-    parts = {name: _saved(state, name) for name in bank["feature_parties"]}
-    values = {name: _values(tables[name], ids) for name in ["bank", *bank["feature_parties"]]}
-    margin = np.full(len(ids), float(bank["base_margin"]))
-    for t, tree in enumerate(bank["trees"]):
+    parts = {name: _saved_feature(state, name) for name in bank.feature_parties}
+    values = {name: _values(tables[name], ids) for name in ["bank", *bank.feature_parties]}
+    margin = np.full(len(ids), float(bank.base_margin))
+    for t, tree in enumerate(bank.trees):
         for k in range(len(ids)):
             node = 0
             while tree.owner[node] != LEAF:
@@ -96,8 +96,8 @@ def plaintext_sbt_probabilities(state: Path, tables: Mapping[str, NodeTable],
                     x = values["bank"][k, tree.feature[node]]
                     threshold, missing_left = tree.threshold[node], tree.missing_left[node]
                 else:
-                    name = bank["feature_parties"][owner - 1]
-                    record = parts[name]["records"][int(parts[name]["topologies"][t][node])]
+                    name = bank.feature_parties[owner - 1]
+                    record = parts[name].records[int(parts[name].topologies[t][node])]
                     x = values[name][k, record.feature]
                     threshold, missing_left = record.threshold, record.missing_left
                 left = missing_left if np.isnan(x) else x <= threshold
@@ -144,23 +144,22 @@ def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -
     for d in decisions:  # no result in any message
         assert np.asarray(d.probability, "<f8").tobytes() not in blob
     names = set()
-    for method, direction, message in tap.messages:
-        if not isinstance(message, common_pb2.StepMessage) or not message.HasField("part"):
-            continue
-        part = message.part
-        names.add(part.name.split(":")[0])
-        if method.endswith("NodeService/RunStep") and direction == "request":
+    for method, direction, field, data in tap.fields():
+        names.add(field)
+        if ".NodeService/" in method and direction == "request":
             # A feature node is sent keyed-hash ids with the bank's encrypted selectors, or a
             # set-up sealed to it: never a sum, a result or another node's part.
-            assert part.name == "ids" or (part.name.startswith("setup:") and part.sealed)
-            if part.name == "ids":
-                hashes, selectors = unpack_frames(part.data, max_frames=2)
-                assert len(hashes) % 16 == 0 and len(selectors) > 16
-        if part.name == "ids" and method.endswith("CoordinatorService/Score"):
-            assert len(part.data) % 16 == 0
-        if part.name == "sbt_context":  # the relay's BFV context is public keys only
-            BFV_SUITE.load_public(part.data)
-    assert {"ids", "request", "sbt_context", "partials", "sums", "tree_sum"} <= names
+            assert field in ("header", "hashed_ids", "model_request", "sealed_setup")
+            if field == "hashed_ids":
+                assert len(data) % 16 == 0
+            if field == "model_request":
+                assert len(data) > 16
+        if field == "hashed_ids" and method.endswith("CoordinatorService/Score"):
+            assert len(data) % 16 == 0
+        if field == "model_context":  # the relay's BFV context is public keys only
+            BFV_SUITE.load_public(data)
+    assert {"hashed_ids", "model_request", "model_context", "partials", "model_part", "sums",
+            "model_sum"} <= names
     stored = b"".join(p.read_bytes() for p in (net.workdir / "state" / "coordinator").rglob("*")
                       if p.is_file())
     assert not [i for i in ids if i.encode() in stored]  # nor an id in what it keeps
@@ -168,34 +167,35 @@ def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -
 
 def test_coordinator_refuses_a_context_with_a_secret_key(scoring: Setup) -> None:
     _, _, _, scorer = scoring
-    assert scorer.trees is not None
-    key = scorer.trees.model.he
-    assert isinstance(key, BfvPrivate)
-    header = scorer._header("setup", scorer.job, {"model_id": scorer.model_id})
-    payloads = [Payload(name="context", data=score_he.public_bytes(scorer.context)),
-                Payload(name="sbt_context", data=key.private_bytes())]
+    key = scorer.part.private_key
+    assert isinstance(BfvPrivate.from_private_bytes(key), BfvPrivate)
+    context = score_he.public_bytes(scorer.context)
+    header = coordinator_pb2.ScoreSetupHeader(bank=scorer.party, model_id=scorer.model_id,
+                                              model_job=scorer.job, context_bytes=len(context),
+                                              model_context_bytes=len(key))
+    upload = [coordinator_pb2.ScoreSetupUpload(header=header),
+              coordinator_pb2.ScoreSetupUpload(context=context),
+              coordinator_pb2.ScoreSetupUpload(model_context=key)]
     with pytest.raises(grpc.RpcError) as err:
-        list(scorer.stub.Score(write_step(payloads, header), timeout=60))
+        scorer.stub.ScoreSetup(iter(upload), timeout=60)
     assert "context" in (err.value.details() or "")
 
 
 def test_no_feature_node_sees_another_nodes_part_or_a_result(scoring: Setup) -> None:
     _, tap, _, _ = scoring
     to_nodes, answers = [], []
-    for method, direction, m in tap.messages:
-        if not (method.endswith("NodeService/RunStep") and isinstance(m, common_pb2.StepMessage)
-                and m.HasField("part")):
+    for method, direction, field, data in tap.fields():
+        if ".NodeService/" not in method:
             continue
         if direction == "request":
-            to_nodes.append(m.part)
-        elif m.part.name.startswith("partials:"):
-            answers.append(m.part.data)
+            to_nodes.append((field, data))
+        elif field in ("partials", "model_part"):
+            answers.append(data)
     assert to_nodes and answers
-    assert not [p.name for p in to_nodes if p.name.startswith(("partials", "sums", "tree_sum"))]
-    sent = b"".join(p.data for p in to_nodes)
+    assert not [f for f, _ in to_nodes if f in ("partials", "model_part", "sums", "model_sum")]
+    sent = b"".join(data for _, data in to_nodes)
     for answer in answers:  # no node's answer (nor a piece of it) reaches any node
-        for frame in unpack_frames(answer, max_frames=2):
-            assert frame[-4096:] not in sent
+        assert answer[-4096:] not in sent
 
 
 def test_no_lookup_table_threshold_crosses_the_wire(scoring: Setup) -> None:
@@ -203,7 +203,7 @@ def test_no_lookup_table_threshold_crosses_the_wire(scoring: Setup) -> None:
     scorer.score(list(tables["core"].ids[:50]), consent="consent-sbt-3")
     blob = tap.blob()
     thresholds = [r.threshold for name in FEATURES
-                  for r in _saved(net.workdir / "state", name)["records"]]
+                  for r in _saved_feature(net.workdir / "state", name).records]
     # Integer thresholds (0.0, 1.0, ...) are common byte patterns in any framing; the
     # fractional ones identify a lookup entry.
     fractional = [t for t in thresholds if np.isfinite(t) and t != np.round(t)]

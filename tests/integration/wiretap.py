@@ -38,6 +38,24 @@ class WireTap:
         with self._lock:
             return {r[0] for r in self.records}
 
+    def fields(self) -> list[tuple[str, str, str, bytes]]:
+        """(method, direction, field, bytes) of every message's payload: the field set in its
+        `body` oneof (a sub-message serialized), or a sealed set-up."""
+        out = []
+        with self._lock:
+            messages = list(self.messages)
+        for method, direction, message in messages:
+            oneofs = {o.name for o in message.DESCRIPTOR.oneofs}
+            name = message.WhichOneof("body") if "body" in oneofs else None
+            if name is None and message.DESCRIPTOR.fields_by_name.get("sealed_setup"):
+                name = "sealed_setup"
+            if name is None:
+                continue
+            value = getattr(message, name)
+            data = value if isinstance(value, bytes) else value.SerializeToString()
+            out.append((method, direction, name, data))
+        return out
+
     def _tap_iter(self, method: str, direction: str, items: Iterator[Any]) -> Iterator[Any]:
         for item in items:
             self.add(method, direction, item)
@@ -116,4 +134,13 @@ class _ServerTap(grpc.ServerInterceptor):
                 return tap._tap_iter(method, "response", replies)
 
             return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
+        if handler.stream_unary is not None:
+            upload = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                response = upload(tap._tap_iter(method, "request", requests), context)
+                tap.add(method, "response", response)
+                return response
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
         return handler

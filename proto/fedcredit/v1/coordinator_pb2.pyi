@@ -426,3 +426,241 @@ class ListModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveScoringModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    bank: _builtins.str
+    model_id: _builtins.str
+    """Empty: the bank's newest model."""
+    def __init__(
+        self,
+        *,
+        bank: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveScoringModelRequest: _TypeAlias = ResolveScoringModelRequest  # noqa: Y015
+
+@_typing.final
+class ScoringModel(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_JOB_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    FEATURE_NODES_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    model_job: _builtins.str
+    algorithm: _builtins.str
+    @_builtins.property
+    def feature_nodes(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PeerKey]:
+        """The model's feature nodes with their signed sealing keys, in the model's party order."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        model_job: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
+        feature_nodes: _abc.Iterable[_common_pb2.PeerKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "feature_nodes", b"feature_nodes", "model_id", b"model_id", "model_job", b"model_job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoringModel: _TypeAlias = ScoringModel  # noqa: Y015
+
+@_typing.final
+class ScoreSetupHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_JOB_FIELD_NUMBER: _builtins.int
+    CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
+    MODEL_CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
+    bank: _builtins.str
+    model_id: _builtins.str
+    model_job: _builtins.str
+    context_bytes: _builtins.int
+    """Sizes of the public contexts that follow, checked before anything is buffered."""
+    model_context_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        bank: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        model_job: _builtins.str = ...,
+        context_bytes: _builtins.int = ...,
+        model_context_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "context_bytes", b"context_bytes", "model_context_bytes", b"model_context_bytes", "model_id", b"model_id", "model_job", b"model_job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreSetupHeader: _TypeAlias = ScoreSetupHeader  # noqa: Y015
+
+@_typing.final
+class SealedSetup(_message.Message):
+    """A set-up sealed by the bank to one feature node (see ScoreSetupRequest.sealed_setup)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    sealed: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        sealed: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "sealed", b"sealed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedSetup: _TypeAlias = SealedSetup  # noqa: Y015
+
+@_typing.final
+class ScoreSetupUpload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    MODEL_CONTEXT_FIELD_NUMBER: _builtins.int
+    SEALED_SETUP_FIELD_NUMBER: _builtins.int
+    context: _builtins.bytes
+    """Chunks of the bank's public CKKS context (a context with a secret key is refused)."""
+    model_context: _builtins.bytes
+    """Chunks of the model's public context (SecureBoost: the bank's public BFV keys)."""
+    @_builtins.property
+    def header(self) -> Global___ScoreSetupHeader: ...
+    @_builtins.property
+    def sealed_setup(self) -> Global___SealedSetup: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ScoreSetupHeader | None = ...,
+        context: _builtins.bytes = ...,
+        model_context: _builtins.bytes = ...,
+        sealed_setup: Global___SealedSetup | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "header", b"header", "model_context", b"model_context", "sealed_setup", b"sealed_setup"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "header", b"header", "model_context", b"model_context", "sealed_setup", b"sealed_setup"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "context", "model_context", "sealed_setup"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___ScoreSetupUpload: _TypeAlias = ScoreSetupUpload  # noqa: Y015
+
+@_typing.final
+class ScoreRequestHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_JOB_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    REQUEST_NO_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    MODEL_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
+    bank: _builtins.str
+    model_id: _builtins.str
+    model_job: _builtins.str
+    consent: _builtins.str
+    purpose: _builtins.str
+    request_no: _builtins.int
+    ids: _builtins.int
+    model_request_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        bank: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        model_job: _builtins.str = ...,
+        consent: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        request_no: _builtins.int = ...,
+        ids: _builtins.int = ...,
+        model_request_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "consent", b"consent", "ids", b"ids", "model_id", b"model_id", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreRequestHeader: _TypeAlias = ScoreRequestHeader  # noqa: Y015
+
+@_typing.final
+class ScoreRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    HASHED_IDS_FIELD_NUMBER: _builtins.int
+    MODEL_REQUEST_FIELD_NUMBER: _builtins.int
+    hashed_ids: _builtins.bytes
+    model_request: _builtins.bytes
+    @_builtins.property
+    def header(self) -> Global___ScoreRequestHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ScoreRequestHeader | None = ...,
+        hashed_ids: _builtins.bytes = ...,
+        model_request: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "hashed_ids", "model_request"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___ScoreRequest: _TypeAlias = ScoreRequest  # noqa: Y015
+
+@_typing.final
+class ScoreReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMS_FIELD_NUMBER: _builtins.int
+    MODEL_SUM_FIELD_NUMBER: _builtins.int
+    sums: _builtins.bytes
+    """Chunks of the CKKS sums (framed): Σ partial logits and coverage counts per id."""
+    model_sum: _builtins.bytes
+    """Chunks of the model's combined part (SecureBoost: the sum of the masked selectors)."""
+    def __init__(
+        self,
+        *,
+        sums: _builtins.bytes = ...,
+        model_sum: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "sums", b"sums"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "sums", b"sums"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["sums", "model_sum"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___ScoreReply: _TypeAlias = ScoreReply  # noqa: Y015

@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from proto.fedcredit.v1 import common_pb2 as proto_dot_fedcredit_dot_v1_dot_common__pb2
 from proto.fedcredit.v1 import coordinator_pb2 as proto_dot_fedcredit_dot_v1_dot_coordinator__pb2
+from proto.fedcredit.v1 import node_pb2 as proto_dot_fedcredit_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -80,10 +80,20 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ResolveScoringModel = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/ResolveScoringModel',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ResolveScoringModelRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoringModel.FromString,
+                _registered_method=True)
+        self.ScoreSetup = channel.stream_unary(
+                '/fedcredit.v1.CoordinatorService/ScoreSetup',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreSetupUpload.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupReply.FromString,
+                _registered_method=True)
         self.Score = channel.stream_stream(
                 '/fedcredit.v1.CoordinatorService/Score',
-                request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
-                response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
                 _registered_method=True)
 
 
@@ -153,9 +163,23 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveScoringModel(self, request, context):
+        """Joint scoring, for the requesting bank (the caller) only: its model and the feature nodes'
+        signed sealing keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoreSetup(self, request_iterator, context):
+        """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Score(self, request_iterator, context):
-        """Joint scoring for the requesting bank (the caller): resolve its model, relay its sealed
-        set-up to feature nodes, or add the feature nodes' encrypted parts for a batch of ids.
+        """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,10 +233,20 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsResponse.SerializeToString,
             ),
+            'ResolveScoringModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveScoringModel,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ResolveScoringModelRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoringModel.SerializeToString,
+            ),
+            'ScoreSetup': grpc.stream_unary_rpc_method_handler(
+                    servicer.ScoreSetup,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreSetupUpload.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupReply.SerializeToString,
+            ),
             'Score': grpc.stream_stream_rpc_method_handler(
                     servicer.Score,
-                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
-                    response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -469,6 +503,60 @@ class CoordinatorService:
             _registered_method=True)
 
     @staticmethod
+    def ResolveScoringModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/ResolveScoringModel',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ResolveScoringModelRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoringModel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreSetup(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/fedcredit.v1.CoordinatorService/ScoreSetup',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreSetupUpload.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Score(request_iterator,
             target,
             options=(),
@@ -483,8 +571,8 @@ class CoordinatorService:
             request_iterator,
             target,
             '/fedcredit.v1.CoordinatorService/Score',
-            proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
-            proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
             options,
             channel_credentials,
             insecure,

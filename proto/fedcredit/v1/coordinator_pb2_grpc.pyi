@@ -5,8 +5,8 @@ CoordinatorService: served by the network operator, called by nodes and the CLI.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from proto.fedcredit.v1 import common_pb2 as _common_pb2
 from proto.fedcredit.v1 import coordinator_pb2 as _coordinator_pb2
+from proto.fedcredit.v1 import node_pb2 as _node_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -50,10 +50,14 @@ class CoordinatorServiceStub:
     """Continue a failed or interrupted training job from its last checkpoint."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListModelsRequest, _coordinator_pb2.ListModelsResponse]
     """Registered models: versions, parties and metrics (never weights)."""
-    Score: _grpc.StreamStreamMultiCallable[_common_pb2.StepMessage, _common_pb2.StepMessage]
-    """Joint scoring for the requesting bank (the caller): resolve its model, relay its sealed
-    set-up to feature nodes, or add the feature nodes' encrypted parts for a batch of ids.
+    ResolveScoringModel: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ResolveScoringModelRequest, _coordinator_pb2.ScoringModel]
+    """Joint scoring, for the requesting bank (the caller) only: its model and the feature nodes'
+    signed sealing keys.
     """
+    ScoreSetup: _grpc.StreamUnaryMultiCallable[_coordinator_pb2.ScoreSetupUpload, _node_pb2.ScoreSetupReply]
+    """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
+    Score: _grpc.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]
+    """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -76,10 +80,14 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """Continue a failed or interrupted training job from its last checkpoint."""
     ListModels: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListModelsRequest, _coordinator_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Registered models: versions, parties and metrics (never weights)."""
-    Score: _aio.StreamStreamMultiCallable[_common_pb2.StepMessage, _common_pb2.StepMessage]  # type: ignore[assignment]
-    """Joint scoring for the requesting bank (the caller): resolve its model, relay its sealed
-    set-up to feature nodes, or add the feature nodes' encrypted parts for a batch of ids.
+    ResolveScoringModel: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ResolveScoringModelRequest, _coordinator_pb2.ScoringModel]  # type: ignore[assignment]
+    """Joint scoring, for the requesting bank (the caller) only: its model and the feature nodes'
+    signed sealing keys.
     """
+    ScoreSetup: _aio.StreamUnaryMultiCallable[_coordinator_pb2.ScoreSetupUpload, _node_pb2.ScoreSetupReply]  # type: ignore[assignment]
+    """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
+    Score: _aio.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]  # type: ignore[assignment]
+    """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -155,13 +163,29 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         """Registered models: versions, parties and metrics (never weights)."""
 
     @_abc_1.abstractmethod
+    def ResolveScoringModel(
+        self,
+        request: _coordinator_pb2.ResolveScoringModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ScoringModel, _abc.Awaitable[_coordinator_pb2.ScoringModel]]:
+        """Joint scoring, for the requesting bank (the caller) only: its model and the feature nodes'
+        signed sealing keys.
+        """
+
+    @_abc_1.abstractmethod
+    def ScoreSetup(
+        self,
+        request_iterator: _MaybeAsyncIterator[_coordinator_pb2.ScoreSetupUpload],
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ScoreSetupReply, _abc.Awaitable[_node_pb2.ScoreSetupReply]]:
+        """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
+
+    @_abc_1.abstractmethod
     def Score(
         self,
-        request_iterator: _MaybeAsyncIterator[_common_pb2.StepMessage],
+        request_iterator: _MaybeAsyncIterator[_coordinator_pb2.ScoreRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_common_pb2.StepMessage], _abc.AsyncIterator[_common_pb2.StepMessage]]:
-        """Joint scoring for the requesting bank (the caller): resolve its model, relay its sealed
-        set-up to feature nodes, or add the feature nodes' encrypted parts for a batch of ids.
-        """
+    ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.ScoreReply], _abc.AsyncIterator[_coordinator_pb2.ScoreReply]]:
+        """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

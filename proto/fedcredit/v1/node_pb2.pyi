@@ -189,3 +189,154 @@ class PsiAcceptRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___PsiAcceptRequest: _TypeAlias = PsiAcceptRequest  # noqa: Y015
+
+@_typing.final
+class ScoreSetupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    MODEL_JOB_FIELD_NUMBER: _builtins.int
+    SEALED_SETUP_FIELD_NUMBER: _builtins.int
+    algorithm: _builtins.str
+    """"vlr" or "sbt": which scoring kind the model job trained."""
+    model_job: _builtins.str
+    sealed_setup: _builtins.bytes
+    """Sealed by the bank to this node, bound to (model job, bank, node): the bank's id-hash key,
+    its public CKKS context and the model's public context. The coordinator cannot open it.
+    """
+    @_builtins.property
+    def bank(self) -> _common_pb2.PeerKey:
+        """The requesting bank, with its signed sealing key (checked against the CA by the node)."""
+
+    def __init__(
+        self,
+        *,
+        bank: _common_pb2.PeerKey | None = ...,
+        algorithm: _builtins.str = ...,
+        model_job: _builtins.str = ...,
+        sealed_setup: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "model_job", b"model_job", "sealed_setup", b"sealed_setup"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreSetupRequest: _TypeAlias = ScoreSetupRequest  # noqa: Y015
+
+@_typing.final
+class ScoreSetupReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreSetupReply: _TypeAlias = ScoreSetupReply  # noqa: Y015
+
+@_typing.final
+class ScorePartialHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    MODEL_JOB_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    REQUEST_NO_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    MODEL_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
+    bank: _builtins.str
+    algorithm: _builtins.str
+    model_job: _builtins.str
+    consent: _builtins.str
+    """The enterprise's consent reference: a request without one is refused and logged."""
+    purpose: _builtins.str
+    request_no: _builtins.int
+    """The bank's request number (binds the model's ciphertexts to this request)."""
+    ids: _builtins.int
+    """How many keyed-hash ids follow (16 bytes each) and the size of the model's request:
+    checked against the node's limits before anything is buffered.
+    """
+    model_request_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        bank: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
+        model_job: _builtins.str = ...,
+        consent: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        request_no: _builtins.int = ...,
+        ids: _builtins.int = ...,
+        model_request_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "consent", b"consent", "ids", b"ids", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScorePartialHeader: _TypeAlias = ScorePartialHeader  # noqa: Y015
+
+@_typing.final
+class ScorePartialRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    HASHED_IDS_FIELD_NUMBER: _builtins.int
+    MODEL_REQUEST_FIELD_NUMBER: _builtins.int
+    hashed_ids: _builtins.bytes
+    """Chunks of the keyed hashes (HMAC-SHA256 under the bank's id key, 16 bytes each)."""
+    model_request: _builtins.bytes
+    """Chunks of the model's request (SecureBoost: the bank's encrypted leaf selectors)."""
+    @_builtins.property
+    def header(self) -> Global___ScorePartialHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ScorePartialHeader | None = ...,
+        hashed_ids: _builtins.bytes = ...,
+        model_request: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "hashed_ids", "model_request"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___ScorePartialRequest: _TypeAlias = ScorePartialRequest  # noqa: Y015
+
+@_typing.final
+class ScorePartialReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTIALS_FIELD_NUMBER: _builtins.int
+    MODEL_PART_FIELD_NUMBER: _builtins.int
+    partials: _builtins.bytes
+    """Chunks of the CKKS ciphertexts (framed) of (partial logit, coverage) per id."""
+    model_part: _builtins.bytes
+    """Chunks of the model's own encrypted part (SecureBoost: the masked selectors)."""
+    def __init__(
+        self,
+        *,
+        partials: _builtins.bytes = ...,
+        model_part: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["partials", "model_part"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___ScorePartialReply: _TypeAlias = ScorePartialReply  # noqa: Y015

@@ -65,6 +65,16 @@ class NodeServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
                 _registered_method=True)
+        self.ScoreSetup = channel.unary_unary(
+                '/fedcredit.v1.NodeService/ScoreSetup',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupReply.FromString,
+                _registered_method=True)
+        self.ScorePartial = channel.stream_stream(
+                '/fedcredit.v1.NodeService/ScorePartial',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -113,6 +123,21 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreSetup(self, request, context):
+        """Feature node: take a bank's scoring set-up for one model, sealed to this node by the bank.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScorePartial(self, request_iterator, context):
+        """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
+        the ids and the model's request in chunks); replies with its encrypted part in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +170,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.RunStep,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
+            ),
+            'ScoreSetup': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreSetup,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupReply.SerializeToString,
+            ),
+            'ScorePartial': grpc.stream_stream_rpc_method_handler(
+                    servicer.ScorePartial,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +344,60 @@ class NodeService:
             '/fedcredit.v1.NodeService/RunStep',
             proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_common__pb2.StepMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreSetup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.NodeService/ScoreSetup',
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ScoreSetupReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScorePartial(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedcredit.v1.NodeService/ScorePartial',
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.FromString,
             options,
             channel_credentials,
             insecure,

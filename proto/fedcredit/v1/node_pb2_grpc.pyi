@@ -46,6 +46,12 @@ class NodeServiceStub:
     """Feature node: accept the label node's reply (or only the size) and store the alignment."""
     RunStep: _grpc.StreamStreamMultiCallable[_common_pb2.StepMessage, _common_pb2.StepMessage]
     """One step of a training job (header first, then named parts); replies with named parts."""
+    ScoreSetup: _grpc.UnaryUnaryMultiCallable[_node_pb2.ScoreSetupRequest, _node_pb2.ScoreSetupReply]
+    """Feature node: take a bank's scoring set-up for one model, sealed to this node by the bank."""
+    ScorePartial: _grpc.StreamStreamMultiCallable[_node_pb2.ScorePartialRequest, _node_pb2.ScorePartialReply]
+    """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
+    the ids and the model's request in chunks); replies with its encrypted part in chunks.
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -64,6 +70,12 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """Feature node: accept the label node's reply (or only the size) and store the alignment."""
     RunStep: _aio.StreamStreamMultiCallable[_common_pb2.StepMessage, _common_pb2.StepMessage]  # type: ignore[assignment]
     """One step of a training job (header first, then named parts); replies with named parts."""
+    ScoreSetup: _aio.UnaryUnaryMultiCallable[_node_pb2.ScoreSetupRequest, _node_pb2.ScoreSetupReply]  # type: ignore[assignment]
+    """Feature node: take a bank's scoring set-up for one model, sealed to this node by the bank."""
+    ScorePartial: _aio.StreamStreamMultiCallable[_node_pb2.ScorePartialRequest, _node_pb2.ScorePartialReply]  # type: ignore[assignment]
+    """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
+    the ids and the model's request in chunks); replies with its encrypted part in chunks.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -115,5 +127,23 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_common_pb2.StepMessage], _abc.AsyncIterator[_common_pb2.StepMessage]]:
         """One step of a training job (header first, then named parts); replies with named parts."""
+
+    @_abc_1.abstractmethod
+    def ScoreSetup(
+        self,
+        request: _node_pb2.ScoreSetupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ScoreSetupReply, _abc.Awaitable[_node_pb2.ScoreSetupReply]]:
+        """Feature node: take a bank's scoring set-up for one model, sealed to this node by the bank."""
+
+    @_abc_1.abstractmethod
+    def ScorePartial(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_pb2.ScorePartialRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_pb2.ScorePartialReply], _abc.AsyncIterator[_node_pb2.ScorePartialReply]]:
+        """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
+        the ids and the model's request in chunks); replies with its encrypted part in chunks.
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,16 +14,16 @@ from crypto.he import BFV_SUITE, PlainTwin, SbtSuite, unpack_frames
 from fedcredit.bench.vlr import synthetic_vertical
 from models.sbt import FeatureAlignment, SbtConfig, StepKey
 from models.sbt.centralized import train_pooled, train_xgboost
+from models.sbt.codec import (
+    feature_model_bytes,
+    label_model_bytes,
+    load_feature_model,
+    load_label_model,
+)
 from models.sbt.feature import FeatureParty
 from models.sbt.label import LabelParty, _Build
 from models.sbt.local import LocalRun, run_local, score_local
-from models.sbt.scoring import (
-    FeatureModel,
-    FeatureScorer,
-    LabelModel,
-    LabelScorer,
-    ScoreRelay,
-)
+from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
 
 JOB = "sbt-job"
 CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3)
@@ -250,11 +249,10 @@ def test_scoring_from_saved_parts_over_an_explicit_row_list(
     """The network path: saved parts, a fresh BFV key of L's own, rows named by a list that
     each party resolves itself; an id a party lacks takes its splits' missing direction."""
     label, parties = encrypted.label, encrypted.parties
-    saved_l = pickle.loads(pickle.dumps({
-        "base_margin": label.base_margin, "trees": label.trees,
-        "feature_parties": label.feature_parties, "reports": []}))
+    saved_l = load_label_model(label_model_bytes(
+        label.base_margin, label.trees, label.feature_parties, []))
     key_l = BFV_SUITE.make_private()
-    scorer = LabelScorer(LabelModel.from_saved(saved_l, key_l))
+    scorer = LabelScorer(saved_l, key_l)
     unknown, only_f = 7, 11  # nobody knows row 7; only the Fs know row 11
     rows = np.array([30, unknown, 2, only_f, 451, 99])
     own = data.label[rows].copy()
@@ -263,12 +261,12 @@ def test_scoring_from_saved_parts_over_an_explicit_row_list(
     request = scorer.request_rows(key, own)
     parts = {}
     for p in parties:
-        saved = pickle.loads(pickle.dumps({"party": p.name, "records": p.records(), "topologies": [
-            p.topology(t) for t in range(p.trees_done)]}))
+        model = load_feature_model(feature_model_bytes(
+            p.name, p.records(), [p.topology(t) for t in range(p.trees_done)]))
         values = p.aligned_values()[rows]
         values[1] = np.nan
-        model = FeatureModel.from_saved(saved, key_l.public_bytes())
-        parts[p.name] = FeatureScorer(model).score(key, request, values)
+        scorer_f = FeatureScorer(model, he=BFV_SUITE.load_public(key_l.public_bytes()))
+        parts[p.name] = scorer_f.score(key, request, values)
     margins = scorer.finish(key, ScoreRelay(key_l.public_bytes()).combine(key, parts))
     blind_label, blind_pooled = data.label.copy(), data.pooled.copy()
     blind_label[[unknown, only_f]] = np.nan
@@ -278,7 +276,7 @@ def test_scoring_from_saved_parts_over_an_explicit_row_list(
     assert np.array_equal(margins, expected[rows])
     assert np.allclose(margins[[0, 2, 4, 5]], label.margin[rows[[0, 2, 4, 5]]], rtol=0, atol=1e-12)
     with pytest.raises(ProtocolError):  # an explicit-list request needs the party's rows
-        FeatureScorer(model).score(key, request)
+        scorer_f.score(key, request)
 
 
 def test_scoring_reveals_only_the_leaf_reached(encrypted: Trained, data: Dataset) -> None:
@@ -309,7 +307,8 @@ def test_twin_scoring_of_every_row_reproduces_the_training_margins(
 
 def test_first_tree_from_label_columns_only(data: Dataset) -> None:
     trained = train(
-        PlainTwin.suite_for_testing(), data, CONFIG.model_copy(update=dict(first_tree_label_only=True))
+        PlainTwin.suite_for_testing(), data,
+        CONFIG.model_copy(update=dict(first_tree_label_only=True)),
     )
     first, rest = trained.label.trees[0], trained.label.trees[1:]
     assert np.all(first.owner[first.owner >= 0] == 0)
@@ -318,7 +317,8 @@ def test_first_tree_from_label_columns_only(data: Dataset) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [CONFIG.model_copy(update=dict(subsample=0.6)), CONFIG.model_copy(update=dict(goss=(0.2, 0.3)))],
+    [CONFIG.model_copy(update=dict(subsample=0.6)),
+     CONFIG.model_copy(update=dict(goss=(0.2, 0.3)))],
     ids=["rows", "goss"],
 )
 def test_row_sampling_trains(data: Dataset, config: SbtConfig) -> None:

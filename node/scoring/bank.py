@@ -1,0 +1,231 @@
+"""The requesting bank's side of joint scoring: its own keys, its own part, its credit policy.
+
+Runs on the bank's premises with the bank node's config, certificate and state directory (the
+`fedcredit score` command, or a bank service): the decrypted result never leaves the bank.
+Keys are made once per model job and kept 0600 in `scoring/<job>/`: the CKKS key pair for the
+feature nodes' summed partial logits and coverage (`bank.key`, SEAL serialisation), the id-hash
+key (`id.key`) and the model's own scoring key if it has one (SecureBoost: `bank.bfv`, a BFV key
+of the bank's own, never the training key). What differs between models is behind
+`models.scoring.SCORING_KINDS`; reason codes are the bank's own features with the largest weight
+towards default; an enterprise the bank does not know gets "no history at this bank".
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tenseal as ts
+
+from common.audit import AuditLog
+from common.chunks import chunked, read_chunks
+from common.errors import ProtocolError
+from common.limits import MAX_PART_BYTES
+from common.tls import TlsFiles, secure_channel
+from crypto import seal
+from crypto.he import scoring as score_he
+from crypto.he import unpack_frames
+from models.scoring import SCORING_KINDS, BankPart
+from node.alignment import check_job_id
+from node.config import NodeConfig
+from node.datasource import NodeTable, load_table
+from node.policy import CreditPolicy
+from node.scoring.wire import (
+    ScoringSetup,
+    hash_ids,
+    ids_digest,
+    setup_seal_context,
+)
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+SCORE_DEADLINE_S = 300.0
+NO_HISTORY = ("no history at this bank",)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the bank learns about one enterprise."""
+
+    id: str
+    probability: float
+    score: float
+    grade: str
+    credit_line: float
+    parties_covering: int
+    reasons: tuple[str, ...]
+
+
+class BankScorer:
+    """Scores enterprises jointly: each feature node's part arrives encrypted under our key."""
+
+    def __init__(self, config: NodeConfig, policy: CreditPolicy, *, model_id: str = "",
+                 insecure: bool = False, table: NodeTable | None = None) -> None:
+        if config.role != "label":
+            raise ProtocolError(f"{config.party} is a feature node; only a bank requests scores")
+        self.config = config
+        self.party = config.party
+        self.policy = policy
+        self.table = table or load_table(config.data, "label")
+        self.state_dir = Path(config.state_dir)
+        self.tls = None if insecure else TlsFiles(ca=config.tls.ca, cert=config.tls.cert,
+                                                  key=config.tls.key)
+        self.channel = secure_channel(config.coordinator, self.tls, "coordinator")
+        self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
+        self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
+        self.sealing_key = seal.SealingKey.load_or_create(self.state_dir / "sealing.key")
+        self.row_of = {ident: row for row, ident in enumerate(self.table.ids)}
+        model = self.stub.ResolveScoringModel(coordinator_pb2.ResolveScoringModelRequest(
+            bank=self.party, model_id=model_id), timeout=SCORE_DEADLINE_S)
+        self.model_id: str = model.model_id
+        self.job: str = check_job_id(model.model_job)
+        self.algorithm: str = model.algorithm
+        self.feature_nodes = list(model.feature_nodes)
+        kind = SCORING_KINDS.get(self.algorithm)
+        if kind is None:
+            raise ProtocolError(f"model {self.model_id} is {self.algorithm}; this scorer serves "
+                                f"{', '.join(sorted(SCORING_KINDS))} models")
+        self.context, self.id_key, fresh = self._keys()
+        key_path = self.state_dir / "scoring" / self.job / kind.key_file if kind.key_file else None
+        own_key = key_path.read_bytes() if key_path is not None and key_path.exists() else b""
+        self.part: BankPart = kind.load_bank(self.state_dir / "models" / self.job, self.job,
+                                             tuple(self.table.features), own_key)
+        if key_path is not None and not own_key:
+            _write_private(key_path, self.part.private_key)
+            fresh = True
+        self._requests = itertools.count(secrets.randbelow(2**31))
+        basis = policy.credit_line.basis_column
+        self.basis = (self.table.X[:, self.table.features.index(basis)]
+                      if basis in self.table.features else np.full(self.table.rows, np.nan))
+        if fresh:
+            self.setup()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _keys(self) -> tuple[ts.Context, bytes, bool]:
+        """Our CKKS scoring key pair and id-hash key for this model, made once, kept 0600."""
+        folder = self.state_dir / "scoring" / self.job
+        key_path, id_path = folder / "bank.key", folder / "id.key"
+        if key_path.exists() and id_path.exists():
+            return (score_he.load_context(key_path.read_bytes(), private=True),
+                    id_path.read_bytes(), False)
+        ctx = score_he.new_private_context()
+        id_key = secrets.token_bytes(32)
+        for path, data in ((key_path, score_he.private_bytes(ctx)), (id_path, id_key)):
+            _write_private(path, data)
+        return ctx, id_key, True
+
+    def setup(self) -> None:
+        """Give each feature node our public contexts and id key, sealed to it."""
+        context, model_context = score_he.public_bytes(self.context), self.part.public_context
+        sealed_payload = ScoringSetup(id_key=self.id_key, context=context,
+                                      model_context=model_context).encode()
+        ca_pem = self.tls.read()[0] if self.tls else None
+        sealed = []
+        for peer in self.feature_nodes:
+            public = peer.sealing_public_key
+            if ca_pem is not None:
+                public = seal.verify_peer_key(ca_pem, seal.PeerKey(
+                    party=peer.party, cert_pem=peer.cert_pem, sealing_pk=public,
+                    signature=peer.signature))
+            sealer = seal.Sealer(self.sealing_key.private_key, public)
+            sealed.append(coordinator_pb2.SealedSetup(node=peer.party, sealed=sealer.seal(
+                sealed_payload, setup_seal_context(self.job, self.party, peer.party))))
+        header = coordinator_pb2.ScoreSetupHeader(
+            bank=self.party, model_id=self.model_id, model_job=self.job,
+            context_bytes=len(context), model_context_bytes=len(model_context))
+
+        def upload() -> Iterator[coordinator_pb2.ScoreSetupUpload]:
+            yield coordinator_pb2.ScoreSetupUpload(header=header)
+            yield from chunked(context, lambda c: coordinator_pb2.ScoreSetupUpload(context=c))
+            yield from chunked(model_context,
+                               lambda c: coordinator_pb2.ScoreSetupUpload(model_context=c))
+            for one in sealed:
+                yield coordinator_pb2.ScoreSetupUpload(sealed_setup=one)
+
+        self.stub.ScoreSetup(upload(), timeout=SCORE_DEADLINE_S)
+
+    def _call(self, header: coordinator_pb2.ScoreRequestHeader, hashed: bytes,
+              model_request: bytes) -> dict[str, bytes]:
+        def messages() -> Iterator[coordinator_pb2.ScoreRequest]:
+            yield coordinator_pb2.ScoreRequest(header=header)
+            yield from chunked(hashed, lambda c: coordinator_pb2.ScoreRequest(hashed_ids=c))
+            yield from chunked(model_request,
+                               lambda c: coordinator_pb2.ScoreRequest(model_request=c))
+
+        replies = self.stub.Score(messages(), timeout=SCORE_DEADLINE_S)
+        fields, _ = read_chunks(replies, {"sums": MAX_PART_BYTES, "model_sum": MAX_PART_BYTES},
+                                exact=False)
+        return fields
+
+    def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
+              ) -> list[Decision]:
+        """Joint decisions for `ids`; refused without a consent reference."""
+        if not consent.strip():
+            self.audit.append("score.refused", job=self.job, purpose=purpose,
+                              details={"reason": "no consent reference"})
+            raise ProtocolError("a scoring request needs the enterprise's consent reference")
+        hashed = hash_ids(self.id_key, list(ids))
+        rows = np.fromiter((self.row_of.get(i, -1) for i in ids), dtype=np.int64,
+                           count=len(ids))
+        present = rows >= 0
+        own_rows = self.table.X[np.where(present, rows, 0)]
+        number = next(self._requests) % 2**32
+        model_request = self.part.request(number, own_rows, present)
+        header = coordinator_pb2.ScoreRequestHeader(
+            bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
+            purpose=purpose, request_no=number, ids=len(ids),
+            model_request_bytes=len(model_request))
+        try:
+            try:
+                reply = self._call(header, hashed, model_request)
+            except grpc.RpcError as err:
+                if "is not set up" not in (err.details() or ""):
+                    raise
+                self.setup()  # a node or the coordinator lost our set-up: give it again
+                reply = self._call(header, hashed, model_request)
+        except BaseException:
+            self.part.discard(number)  # no answer will come for this request
+            raise
+        others, covered = score_he.decrypt_sums(self.context, unpack_frames(reply["sums"]),
+                                                len(ids))
+        logits, weights = self.part.finish(number, own_rows, present, others,
+                                           reply["model_sum"])
+        probability = 1.0 / (1.0 + np.exp(-logits))
+        scores = self.policy.scores(probability)
+        grades = self.policy.grade_index(scores)
+        basis = np.where(present, self.basis[np.where(present, rows, 0)], np.nan)
+        lines = self.policy.lines(grades, basis)
+        reasons = self._reasons(weights, present)
+        self.audit.append("score", job=self.job, consent=consent, purpose=purpose,
+                          rows=len(ids), details={"model": self.model_id,
+                                                  "ids_digest": ids_digest(hashed)})
+        return [Decision(id=ids[k], probability=float(probability[k]), score=float(scores[k]),
+                         grade=self.policy.grades[grades[k]].grade, credit_line=float(lines[k]),
+                         parties_covering=int(covered[k] + present[k]), reasons=reasons[k])
+                for k in range(len(ids))]
+
+    def _reasons(self, weights: np.ndarray, present: np.ndarray) -> list[tuple[str, ...]]:
+        """The bank's own features pushing each enterprise most towards default."""
+        k = self.policy.reason_codes
+        if k == 0:
+            return [()] * len(present)
+        order = np.argsort(-weights, axis=1)[:, :k]
+        names = self.part.features
+        return [tuple(names[j] for j in order[i] if weights[i, j] > 0) if present[i]
+                else NO_HISTORY for i in range(len(present))]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a key file readable by its owner only (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(path.with_suffix(".tmp"), path)

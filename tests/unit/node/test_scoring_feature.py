@@ -1,0 +1,179 @@
+"""Feature node scoring handlers without a server: set-up, answers, consent, budget, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import ProtocolError, TrustError
+from crypto import seal
+from crypto.he import scoring as score_he
+from crypto.he import unpack_frames
+from models.vlr.scoring import PartyModel
+from node.config import NodeConfig
+from node.datasource import NodeTable
+from node.scoring.feature import FeatureScoring
+from node.scoring.wire import ScoringSetup, hash_ids, setup_seal_context
+from node.state import NodeState
+from proto.fedcredit.v1 import common_pb2, node_pb2
+
+JOB = "tr"
+IDS = [f"9111000000000000{k:02d}" for k in range(12)]
+
+
+class Bank:
+    """What a requesting bank holds: its sealing key, CKKS key pair and id key."""
+
+    def __init__(self) -> None:
+        self.key = seal.SealingKey.generate()
+        self.context = score_he.new_private_context()
+        self.id_key = bytes(range(32))
+
+    @property
+    def peer(self) -> common_pb2.PeerKey:
+        return common_pb2.PeerKey(party="bank", sealing_public_key=self.key.public_bytes)
+
+    def setup(self, node: NodeState, *, job: str = JOB, for_node: str = "core",
+              ) -> node_pb2.ScoreSetupRequest:
+        payload = ScoringSetup(id_key=self.id_key, context=score_he.public_bytes(self.context),
+                               model_context=b"").encode()
+        sealed = seal.Sealer(self.key.private_key, node.peer_key.sealing_pk).seal(
+            payload, setup_seal_context(job, "bank", for_node))
+        return node_pb2.ScoreSetupRequest(bank=self.peer, algorithm="vlr", model_job=JOB,
+                                          sealed_setup=sealed)
+
+    def request(self, ids: list[str], consent: str = "consent-1", *, declared: int | None = None,
+                ) -> Iterator[node_pb2.ScorePartialRequest]:
+        hashed = hash_ids(self.id_key, ids)
+        yield node_pb2.ScorePartialRequest(header=node_pb2.ScorePartialHeader(
+            bank="bank", algorithm="vlr", model_job=JOB, consent=consent, purpose="test",
+            request_no=7, ids=len(ids) if declared is None else declared))
+        yield node_pb2.ScorePartialRequest(hashed_ids=hashed)
+
+    def decrypt(self, replies: Iterator[node_pb2.ScorePartialReply],
+                n: int) -> tuple[np.ndarray, np.ndarray]:
+        replies = list(replies)
+        assert {r.WhichOneof("body") for r in replies} == {"partials"}  # LR: no model part
+        blob = b"".join(r.partials for r in replies)
+        return score_he.decrypt_sums(self.context, unpack_frames(blob), n)
+
+
+@pytest.fixture()
+def node(tmp_path: Path) -> NodeState:
+    config = NodeConfig(party="core", role="feature", coordinator="127.0.0.1:1",
+                        tls={"ca": "ca", "cert": "c", "key": "k"}, state_dir=tmp_path / "core",
+                        data={"source": "csv", "path": "core.csv"})
+    rng = np.random.default_rng(0)
+    table = NodeTable(ids=IDS[:8], features=["a", "b"], X=rng.normal(size=(8, 2)), y=None,
+                      source="test")
+    state = NodeState(config, table, insecure=True)
+    model = PartyModel(party="core", role="feature", job=JOB, features=("a", "b"),
+                       weights=np.array([0.5, -1.25, 0.3]), mean=np.zeros(2), scale=np.ones(2))
+    folder = state.state_dir / "models" / JOB
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(model.to_json())
+    return state
+
+
+def _audit(node: NodeState) -> str:
+    return (node.state_dir / "audit.jsonl").read_text()
+
+
+def test_answers_are_the_models_partial_logits_under_the_banks_key(node: NodeState) -> None:
+    bank, scoring = Bank(), FeatureScoring(node)
+    scoring.setup(bank.setup(node))
+    asked = [IDS[3], IDS[10], IDS[0]]  # IDS[10] is unknown here
+
+    logits, covered = bank.decrypt(scoring.partial(bank.request(asked)), len(asked))
+
+    model = PartyModel.load(node.state_dir / "models" / JOB / "model.json")
+    rows, present = np.array([3, 0, 0]), np.array([True, False, True])
+    expected = model.partial_logits(node.table.X[rows], present)
+    assert np.abs(logits - expected).max() < 1e-5
+    assert covered.tolist() == [1, 0, 1]
+    assert '"score.setup"' in _audit(node).replace('":"', '": "')
+    assert "consent-1" in _audit(node)
+
+
+def test_set_up_survives_a_restart_and_is_kept_private(node: NodeState) -> None:
+    bank = Bank()
+    FeatureScoring(node).setup(bank.setup(node))
+    stored = node.state_dir / "scoring" / f"bank--{JOB}" / "setup.bin"
+    assert stored.stat().st_mode & 0o777 == 0o600
+
+    logits, covered = bank.decrypt(FeatureScoring(node).partial(bank.request([IDS[1]])), 1)
+    assert covered.tolist() == [1]
+
+
+def test_a_request_without_set_up_says_so(node: NodeState) -> None:
+    with pytest.raises(ProtocolError, match="is not set up"):
+        list(FeatureScoring(node).partial(Bank().request([IDS[1]])))
+
+
+def test_a_set_up_sealed_for_another_job_or_node_is_refused(node: NodeState) -> None:
+    bank, scoring = Bank(), FeatureScoring(node)
+    for request in (bank.setup(node, job="other"), bank.setup(node, for_node="tax")):
+        with pytest.raises((ProtocolError, TrustError)):
+            scoring.setup(request)
+    assert not scoring.setups
+
+
+def test_no_consent_is_refused_and_logged(node: NodeState) -> None:
+    bank, scoring = Bank(), FeatureScoring(node)
+    scoring.setup(bank.setup(node))
+    with pytest.raises(ProtocolError, match="consent"):
+        list(scoring.partial(bank.request([IDS[1]], consent="  ")))
+    assert "score.refused" in _audit(node) and "no consent reference" in _audit(node)
+
+
+def test_the_daily_budget_per_enterprise_is_enforced_and_logged(node: NodeState) -> None:
+    bank, scoring = Bank(), FeatureScoring(node, daily_budget=2)
+    scoring.setup(bank.setup(node))
+    for n in range(2):
+        list(scoring.partial(bank.request([IDS[2]], consent=f"c{n}")))
+    with pytest.raises(ProtocolError, match="budget"):
+        list(scoring.partial(bank.request([IDS[2], IDS[4]], consent="c3")))
+    list(scoring.partial(bank.request([IDS[4]], consent="c4")))  # all-or-nothing: not charged
+    assert "budget" in _audit(node)
+
+
+def test_sizes_are_checked_before_anything_is_buffered(node: NodeState) -> None:
+    bank, scoring = Bank(), FeatureScoring(node)
+    scoring.setup(bank.setup(node))
+
+    def never_read() -> Iterator[node_pb2.ScorePartialRequest]:
+        yield node_pb2.ScorePartialRequest(header=node_pb2.ScorePartialHeader(
+            bank="bank", algorithm="vlr", model_job=JOB, consent="c", ids=10**9))
+        raise AssertionError("the handler read past a header it should have refused")
+
+    with pytest.raises(ProtocolError, match="ids"):
+        list(scoring.partial(never_read()))
+    with pytest.raises(ProtocolError, match="hashed_ids"):  # more ids than declared
+        list(scoring.partial(bank.request([IDS[1], IDS[2]], declared=1)))
+    with pytest.raises(ProtocolError, match="cut short"):
+        list(scoring.partial(bank.request([IDS[1]], declared=2)))
+
+
+def test_an_unknown_algorithm_and_a_label_node_are_refused(node: NodeState) -> None:
+    bank = Bank()
+    request = bank.setup(node)
+    request.algorithm = "gbdt"
+    with pytest.raises(ProtocolError, match="gbdt"):
+        FeatureScoring(node).setup(request)
+    node.role = "label"
+    with pytest.raises(ProtocolError, match="only feature nodes"):
+        FeatureScoring(node).setup(bank.setup(node))
+
+
+def test_context_with_a_secret_key_is_refused(node: NodeState) -> None:
+    bank = Bank()
+    private = ScoringSetup(id_key=bank.id_key, context=score_he.private_bytes(bank.context),
+                           model_context=b"").encode()
+    sealed = seal.Sealer(bank.key.private_key, node.peer_key.sealing_pk).seal(
+        private, setup_seal_context(JOB, "bank", "core"))
+    with pytest.raises(ProtocolError, match="secret key"):
+        FeatureScoring(node).setup(node_pb2.ScoreSetupRequest(
+            bank=bank.peer, algorithm="vlr", model_job=JOB, sealed_setup=sealed))
