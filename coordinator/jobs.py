@@ -1,4 +1,4 @@
-"""Training jobs at the coordinator: the job file's schema, and running a declared driver."""
+"""Running a training job at the coordinator: the algorithm's declared driver over gRPC."""
 
 from __future__ import annotations
 
@@ -7,48 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
-from common.errors import DataValidationError, describe_validation
 from coordinator.nodes import NodeClient
-from coordinator.steps import NodeNetwork
+from coordinator.steps import NodeNetwork, grpc_send
+from models.jobs import TrainingJob
 from models.protocol import Algorithm, JobSpec
 
 log = logging.getLogger(__name__)
-
-
-class TrainingJob(BaseModel):
-    """What every training job file names besides its algorithm's table (`[vlr]`, `[sbt]`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    label: str
-    features: list[str] = Field(min_length=1)
-    align_job: str
-    model_name: str = ""
-    step_deadline_seconds: float | None = None  # default: the algorithm's
-    step_attempts: int = Field(default=3, ge=1)
-
-
-def parse_job(algo: Algorithm, raw: dict[str, Any]) -> tuple[TrainingJob, BaseModel]:
-    """The job and its algorithm's settings, or a DataValidationError naming each bad key."""
-    raw = dict(raw)
-    raw.pop("operator", None)
-    section = raw.pop(algo.name, None) or {}
-    try:
-        job = TrainingJob.model_validate(raw)
-    except ValidationError as err:
-        raise DataValidationError(describe_validation(err, "training job")) from err
-    try:
-        settings = algo.settings.model_validate(section)
-    except ValidationError as err:
-        raise DataValidationError(describe_validation(err, f"[{algo.name}]")) from err
-    return job, settings
-
-
-def job_record(algo: Algorithm, job: TrainingJob, settings: BaseModel) -> dict[str, Any]:
-    """How a job is stored (and read back by `parse_job` on resume)."""
-    return {**job.model_dump(), algo.name: settings.model_dump(mode="json")}
 
 
 def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
@@ -57,9 +23,10 @@ def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
     """Drive the job over the network to its end; every round's report goes to `on_epoch`."""
     spec = JobSpec(label=job.label, features=job.features, align_job=job.align_job,
                    settings=settings.model_dump(mode="json"))
-    net = NodeNetwork(algo, job_id, spec, label, features,
-                      deadline_s=job.step_deadline_seconds or algo.step_deadline_seconds,
-                      attempts=job.step_attempts)
+    send = grpc_send([label, *features],
+                     deadline_s=job.step_deadline_seconds or algo.step_deadline_seconds,
+                     attempts=job.step_attempts)
+    net = NodeNetwork(algo, job_id, spec, label, features, send)
     reports: list[dict[str, Any]] = []
     try:
         started = time.perf_counter()

@@ -19,11 +19,12 @@ from common.errors import DataValidationError, ProtocolError, TrustError
 from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
-from coordinator.jobs import TrainingJob, job_record, parse_job, run_job
+from coordinator.jobs import run_job
 from coordinator.nodes import NodeClients
 from coordinator.scoring import ScoringRelay
 from coordinator.store import JobRecord, NodeRecord, Store
 from crypto.pki import verify_peer_certificate
+from models.jobs import TrainingJob, job_record, parse_job
 from models.protocol import Algorithm
 from models.registry import ALGORITHMS, algorithm
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
@@ -157,7 +158,7 @@ class Coordinator:
     # training -------------------------------------------------------------------------------
     def train(self, request: coordinator_pb2.TrainRequest,
               caller: str | None) -> coordinator_pb2.JobStatus:
-        kind = request.algorithm or "vlr"
+        kind = request.algorithm
         if kind not in ALGORITHMS:
             raise DataValidationError(f"unknown algorithm {kind!r}: expected one of "
                                       f"{', '.join(sorted(ALGORITHMS))}")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from common.errors import PeerUnavailable, ProtocolError
 from common.parts import Payload, from_parts, write_step
 from coordinator.nodes import NodeClient
-from models.protocol import Algorithm, JobSpec, Step
+from models.protocol import Algorithm, JobSpec, Role, Step
 from proto.fedcredit.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -45,22 +45,33 @@ def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Seque
                           f"{header.epoch} after {attempts} attempts: {last.code().name}")
 
 
+class Peer(Protocol):
+    """A job's party as the network needs it: its name and its signed sealing key."""
+
+    @property
+    def party(self) -> str: ...
+
+    @property
+    def peer_key(self) -> common_pb2.PeerKey: ...
+
+
+Send = Callable[[str, common_pb2.StepHeader, Sequence[Payload]], dict[str, Payload]]
+
+
 class NodeNetwork:
-    """The parties of one job as registered nodes: runs declared steps over gRPC, in parallel.
+    """The parties of one job as nodes: runs declared steps through `send`, in parallel.
 
     It relays what the driver hands it; sealed payloads stay opaque. `open` steps carry the job
     description and the peers' signed sealing keys (the label node gets every feature node's,
-    a feature node the label node's).
+    a feature node the label node's). `send` is a gRPC call in production (`grpc_send`).
     """
 
-    def __init__(self, algorithm: Algorithm, job_id: str, spec: JobSpec, label: NodeClient,
-                 features: Sequence[NodeClient], *, deadline_s: float, attempts: int) -> None:
-        self.algorithm, self.job_id, self.spec = algorithm, job_id, spec
+    def __init__(self, algorithm: Algorithm, job_id: str, spec: JobSpec, label: Peer,
+                 features: Sequence[Peer], send: Send) -> None:
+        self.algorithm, self.job_id, self.spec, self.send = algorithm, job_id, spec, send
         self.label = label.party
         self.features = tuple(f.party for f in features)
-        self._clients = {c.party: c for c in (label, *features)}
-        self._label, self._feature_clients = label, list(features)
-        self.deadline_s, self.attempts = deadline_s, attempts
+        self._label, self._feature_peers = label, list(features)
         self.pool = ThreadPoolExecutor(max_workers=max(2, len(features) + 1))
 
     def _header(self, step: Step, epoch: int, batch: int,
@@ -70,7 +81,7 @@ class NodeNetwork:
         if step.opens:
             config = self.spec.model_copy(update={"resume": bool(config.get("resume"))}
                                           ).model_dump(mode="json")
-            peers = ([f.peer_key for f in self._feature_clients] if step.role == "label"
+            peers = ([f.peer_key for f in self._feature_peers] if step.role == "label"
                      else [self._label.peer_key])
         return common_pb2.StepHeader(
             job_id=self.job_id, algorithm=self.algorithm.name, step=step.name, epoch=epoch,
@@ -81,17 +92,27 @@ class NodeNetwork:
             parts: Sequence[Payload] = (), *, extra: Mapping[str, Any] | None = None,
             at: Sequence[str] | None = None) -> dict[str, dict[str, Payload]]:
         roles = self.algorithm.role_of(step)
-        callees = [p for p in (self.label, *self.features)
-                   if ("label" if p == self.label else "feature") in roles
-                   and (at is None or p in at)]
         futures = {}
-        for party in callees:
-            declared = self.algorithm.step(step, "label" if party == self.label else "feature")
+        for party in (self.label, *self.features):
+            role: Role = "label" if party == self.label else "feature"
+            if role not in roles or (at is not None and party not in at):
+                continue
+            header = self._header(self.algorithm.step(step, role), epoch, batch, extra)
             given = [p for p in parts if not p.recipient or p.recipient == party]
-            futures[party] = self.pool.submit(
-                call_step, self._clients[party], self._header(declared, epoch, batch, extra),
-                given, deadline_s=self.deadline_s, attempts=self.attempts)
+            futures[party] = self.pool.submit(self.send, party, header, given)
         return {party: future.result() for party, future in futures.items()}
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+def grpc_send(clients: Sequence[NodeClient], *, deadline_s: float, attempts: int) -> Send:
+    """`send` over gRPC to registered nodes, each call retried with backoff."""
+    by_party = {c.party: c for c in clients}
+
+    def send(party: str, header: common_pb2.StepHeader,
+             payloads: Sequence[Payload]) -> dict[str, Payload]:
+        return call_step(by_party[party], header, payloads, deadline_s=deadline_s,
+                         attempts=attempts)
+
+    return send

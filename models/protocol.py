@@ -180,6 +180,7 @@ class Algorithm:
     """One algorithm, declared once; see the module docstring."""
 
     name: str
+    summary: str  # one line for `fedcredit train NAME --help`
     purpose: str  # for audit entries: "vertical-lr training"
     settings: type[BaseModel]
     steps: tuple[Step, ...]

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import DataValidationError, ProtocolError
+from common.errors import DataValidationError, ProtocolError, describe_validation
 from common.files import atomic_write, load_state, state_bytes
 from common.payload import Payload
 from crypto.seal import PeerKey, Sealer
@@ -161,7 +161,8 @@ class StepHandler:
             job = JobSpec.model_validate(extra)
             settings = algo.settings.model_validate(job.settings)
         except ValidationError as err:
-            raise DataValidationError(f"job {header.job_id}: {err}") from err
+            raise DataValidationError(
+                describe_validation(err, f"job {header.job_id} [{algo.name}]")) from err
         settings = algo.apply_floors(settings, Floors(min_batch=state.config.min_batch))
         sealers = {}
         for peer in header.peers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,13 +25,12 @@ from fedcredit.cli.operator import (
 )
 from fedcredit.cli.shared import console, emit_json, guarded
 from fedcredit.follow import follow_job
+from models.jobs import parse_job
+from models.protocol import Algorithm
+from models.registry import ALGORITHMS
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 train_app = typer.Typer(help="Launch training jobs.", no_args_is_help=True)
-
-# (section of the job file, its length setting and default, the progress unit) per algorithm
-_LENGTH = {"vlr": ("max_epochs", 20, "epoch"), "sbt": ("trees", 30, "tree")}
-
 
 def read_job_file(path: Path) -> dict[str, Any]:
     try:
@@ -52,54 +52,47 @@ def finish_job(job: coordinator_pb2.JobStatus, as_json: bool) -> None:
         raise ProtocolError(f"job {job.job_id} {job.state}: {job.error}")
 
 
-def _launch(algorithm: str, config: Path, job_id: str, detach: bool,
+def _launch(algo: Algorithm, config: Path, job_id: str, detach: bool,
             stub: coordinator_pb2_grpc.CoordinatorServiceStub, as_json: bool) -> None:
-    """Submit a training job of `algorithm` and, unless detached, follow it to its end."""
+    """Check the job file here (every bad key named), submit it and, unless detached, follow it."""
 
     def run() -> None:
-        settings = read_job_file(config)
-        job = stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
-                                                      job_id=job_id, algorithm=algorithm),
+        raw = read_job_file(config)
+        _, settings = parse_job(algo, raw)  # the coordinator checks again; this fails sooner
+        job = stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(raw),
+                                                      job_id=job_id, algorithm=algo.name),
                          timeout=60)
         if not detach:
-            key, default, unit = _LENGTH[algorithm]
-            job = follow_job(stub, job.job_id, settings.get(algorithm, {}).get(key, default),
-                             quiet=as_json, unit=unit, console=console)
+            job = follow_job(stub, job.job_id, algo.rounds(settings), quiet=as_json,
+                             unit=algo.unit, console=console)
         finish_job(job, as_json)
 
     guarded(run)
 
 
-@train_app.command("vlr")
-def train_vlr(
-    config: Annotated[Path, typer.Option(help="Job TOML: label, features, align_job, [vlr].")],
-    job_id: Annotated[str, typer.Option(help="Job id; default a fresh one.")] = "",
-    detach: Annotated[bool, typer.Option(help="Start the job and return.")] = False,
-    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
-    pki: PkiOpt = Path("pki"),
-    identity: IdentityOpt = "operator",
-    insecure: InsecureOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Vertical logistic regression across the bank and every feature node (CKKS)."""
-    _launch("vlr", config, job_id, detach, coordinator_stub(coordinator, pki, identity, insecure),
-            as_json)
+def _train_command(algo: Algorithm) -> Callable[..., None]:
+    """`fedcredit train NAME` for one declared algorithm."""
+
+    def command(
+        config: Path = typer.Option(  # noqa: B008 - the help names this algorithm
+            ..., help=f"Job TOML: label, features, align_job, \\[{algo.name}]."),
+        job_id: str = typer.Option("", help="Job id; default a fresh one."),
+        detach: bool = typer.Option(False, help="Start the job and return."),
+        coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+        pki: PkiOpt = Path("pki"),
+        identity: IdentityOpt = "operator",
+        insecure: InsecureOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _launch(algo, config, job_id, detach,
+                coordinator_stub(coordinator, pki, identity, insecure), as_json)
+
+    command.__doc__ = algo.summary
+    return command
 
 
-@train_app.command("sbt")
-def train_sbt(
-    config: Annotated[Path, typer.Option(help="Job TOML: label, features, align_job, [sbt].")],
-    job_id: Annotated[str, typer.Option(help="Job id; default a fresh one.")] = "",
-    detach: Annotated[bool, typer.Option(help="Start the job and return.")] = False,
-    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
-    pki: PkiOpt = Path("pki"),
-    identity: IdentityOpt = "operator",
-    insecure: InsecureOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Vertical gradient-boosted trees (SecureBoost) with encrypted histograms."""
-    _launch("sbt", config, job_id, detach, coordinator_stub(coordinator, pki, identity, insecure),
-            as_json)
+for _algo in ALGORITHMS.values():
+    train_app.command(_algo.name)(_train_command(_algo))
 
 
 @train_app.command("hfl")

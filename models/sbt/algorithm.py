@@ -157,7 +157,9 @@ def last_tree(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 ALGORITHM = Algorithm(
-    name="sbt", purpose="secureboost training", settings=SbtConfig, steps=STEPS,
+    name="sbt",
+    summary="Vertical gradient-boosted trees (SecureBoost) with encrypted histograms.",
+    purpose="secureboost training", settings=SbtConfig, steps=STEPS,
     make_role=make_role, apply_floors=no_floors, drive=drive, scoring=SBT_SCORING,
     length_setting="trees", unit="tree", best=last_tree, resumable=False,
     step_deadline_seconds=600.0)

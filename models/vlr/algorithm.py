@@ -208,6 +208,8 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 ALGORITHM = Algorithm(
-    name="vlr", purpose="vertical-lr training", settings=VlrConfig, steps=STEPS,
+    name="vlr",
+    summary="Vertical logistic regression across the bank and every feature node (CKKS).",
+    purpose="vertical-lr training", settings=VlrConfig, steps=STEPS,
     make_role=make_role, apply_floors=apply_floors, drive=drive, scoring=VLR_SCORING,
     length_setting="max_epochs", unit="epoch", best=best_epoch)
