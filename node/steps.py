@@ -17,7 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import DataValidationError, ProtocolError, describe_validation
+from common.errors import (
+    DataValidationError,
+    ModelFormatError,
+    ProtocolError,
+    describe_validation,
+)
 from common.files import atomic_write, load_state, state_bytes
 from common.payload import Payload
 from crypto.seal import PeerKey, Sealer
@@ -190,6 +195,10 @@ class StepHandler:
                                                          own_rows=found.own_rows))
         role = algo.make_role(setup, settings)
         checkpoint = self.job_dir(header.job_id) / "checkpoint.npz"
+        if job.resume and algo.resumable and (checkpoint.with_suffix(".pkl").exists()
+                                              and not checkpoint.exists()):
+            raise ModelFormatError(f"{checkpoint.with_suffix('.pkl')} was written before "
+                                   "checkpoint schema 1 and cannot be read; start the job anew")
         if job.resume and algo.resumable and checkpoint.exists():
             role.load_state_dict(load_state(checkpoint.read_bytes(), str(checkpoint)))
             log.info("job %s: resumed from round %d", header.job_id, role.next_epoch)

@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import ProtocolError
+from common.errors import ModelFormatError, ProtocolError
 from models.vlr.preprocess import Standardizer
+
+MODEL_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,24 @@ class PartyModel:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({"party": self.party, "role": self.role, "job": self.job,
+        return json.dumps({"schema": MODEL_SCHEMA, "kind": "vlr-party",
+                           "party": self.party, "role": self.role, "job": self.job,
                            "features": list(self.features), "weights": self.weights.tolist(),
                            "mean": self.mean.tolist(), "scale": self.scale.tolist()})
 
     @classmethod
-    def from_json(cls, text: str) -> PartyModel:
-        raw: dict[str, Any] = json.loads(text)
+    def from_json(cls, text: str, source: str = "model") -> PartyModel:
+        """A saved part; an unversioned file (the format before schema 1, the same fields) is
+        read as it is, anything else is refused with what to do."""
+        try:
+            raw: dict[str, Any] = json.loads(text)
+        except ValueError as err:
+            raise ModelFormatError(f"{source}: not a fedcredit model file ({err})") from err
+        schema = raw.get("schema", MODEL_SCHEMA)
+        if schema != MODEL_SCHEMA or raw.get("kind", "vlr-party") != "vlr-party":
+            raise ModelFormatError(
+                f"{source}: a {raw.get('kind')!r} model of schema {schema!r}; this version "
+                f"reads vlr-party schema {MODEL_SCHEMA}: retrain it")
         return cls(party=raw["party"], role=raw["role"], job=raw["job"],
                    features=tuple(raw["features"]),
                    weights=np.asarray(raw["weights"], dtype=np.float64),
@@ -75,7 +88,7 @@ class PartyModel:
 
     @classmethod
     def load(cls, path: Path) -> PartyModel:
-        return cls.from_json(path.read_text())
+        return cls.from_json(path.read_text(), str(path))
 
 
 @dataclass(frozen=True)

@@ -224,3 +224,23 @@ def test_checkpoint_then_resume_matches_an_uninterrupted_run(suite_name: str) ->
     assert [r.loss for r in resumed[0].history] == pytest.approx(
         [r.loss for r in straight[0].history], abs=1e-5
     )
+
+
+def test_a_saved_party_model_carries_its_schema_and_old_files_are_read_or_refused() -> None:
+    import json
+
+    import pytest
+
+    from common.errors import ModelFormatError
+    from models.vlr.scoring import MODEL_SCHEMA, PartyModel
+
+    model = PartyModel(party="core", role="feature", job="j", features=("a",),
+                       weights=np.array([0.5, 0.1]), mean=np.zeros(1), scale=np.ones(1))
+    saved = json.loads(model.to_json())
+    assert saved["schema"] == MODEL_SCHEMA
+    unversioned = {k: v for k, v in saved.items() if k not in ("schema", "kind")}
+    assert PartyModel.from_json(json.dumps(unversioned)).features == ("a",)  # migrated as is
+    with pytest.raises(ModelFormatError, match="retrain it"):
+        PartyModel.from_json(json.dumps({**saved, "schema": 99}))
+    with pytest.raises(ModelFormatError, match="not a fedcredit model"):
+        PartyModel.from_json("\x80\x04pickle")
