@@ -26,6 +26,7 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy --strict common crypto models node coordinator fedcredit
 
 clean:
 	rm -rf $(VENV) demo-out report.json
