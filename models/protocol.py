@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import ProtocolError
 from common.payload import Payload
+from crypto.masks import DEFAULT_MASK_BOUND
 
 Role = Literal["label", "feature"]
 
@@ -107,11 +108,35 @@ class Step:
         raise ProtocolError(f"step {self.name} at a {self.role} node may not send {part!r}")
 
 
-@dataclass(frozen=True)
-class Floors:
-    """Security floors from a node's own configuration; a job may ask for more, never less."""
+class Floors(BaseModel):
+    """Security floors: the `[floors]` table of a node's own config. A job may ask for more
+    protection, never less; one that asks for less is refused at set-up, naming the setting."""
 
-    min_batch: int = 64
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_batch: int = Field(default=64, ge=2)
+    """Smallest training batch this node answers: tiny batches let a peer solve for values."""
+    min_mask_bound: float = Field(default=DEFAULT_MASK_BOUND, gt=0)
+    """Smallest bound of the masks that hide values the arbiter decrypts."""
+    min_validation_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Label node: smallest share of its rows held out for validation (0: train = test)."""
+    min_histogram_rows: int = Field(default=32, ge=1)
+    """Feature node: fewest rows in a tree node it builds histograms for (boosting)."""
+
+
+class BelowFloor(ProtocolError):
+    """A job asked for less protection than this node's own floor."""
+
+    def __init__(self, setting: str, asked: float, floor: float, floor_name: str) -> None:
+        super().__init__(f"{setting} = {asked:g} is below this node's minimum of {floor:g} "
+                         f"([floors] {floor_name} in its config); ask for at least that")
+        self.setting, self.asked, self.floor = setting, asked, floor
+
+
+def check_floor(setting: str, asked: float, floor: float, floor_name: str) -> None:
+    """Refuse (BelowFloor) when a job asks for less than a node's floor."""
+    if asked < floor:
+        raise BelowFloor(setting, asked, floor, floor_name)
 
 
 class JobSpec(BaseModel):

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
+from models.protocol import Floors
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
 ENV_NESTED_DELIMITER = "__"
@@ -135,9 +136,8 @@ class NodeConfig(BaseSettings):
     tls: TlsConfig
     state_dir: Path
     data: DataConfig
-    min_batch: int = Field(default=64, ge=2)
-    """The smallest training batch this node answers, whatever a job asks: a tiny batch would
-    let the label node infer this node's values from its partial logits."""
+    floors: Floors = Floors()
+    """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
 
     @field_validator("party")
     @classmethod

@@ -28,8 +28,8 @@ from common.payload import Payload
 from crypto.seal import PeerKey, Sealer
 from models.protocol import (
     Algorithm,
+    BelowFloor,
     Call,
-    Floors,
     JobSpec,
     RoleSetup,
     Step,
@@ -168,7 +168,13 @@ class StepHandler:
         except ValidationError as err:
             raise DataValidationError(
                 describe_validation(err, f"job {header.job_id} [{algo.name}]")) from err
-        settings = algo.apply_floors(settings, Floors(min_batch=state.config.min_batch))
+        try:
+            settings = algo.apply_floors(settings, state.config.floors)
+        except BelowFloor as err:
+            state.audit.append("train.refused", job=header.job_id, purpose=algo.purpose,
+                               details={"setting": err.setting, "asked": err.asked,
+                                        "floor": err.floor})
+            raise
         sealers = {}
         for peer in header.peers:
             public = state.verify_peer(PeerKey(party=peer.party, cert_pem=peer.cert_pem,

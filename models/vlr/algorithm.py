@@ -27,6 +27,7 @@ from models.protocol import (
     Step,
     StepKey,
     To,
+    check_floor,
     merged,
 )
 from models.vlr import FeatureAlignment, VlrConfig
@@ -48,13 +49,13 @@ def make_role(setup: RoleSetup, settings: VlrConfig) -> LabelParty | FeaturePart
 
 
 def apply_floors(settings: VlrConfig, floors: Floors) -> VlrConfig:
-    """The node's own minimum batch wins over the job's; a job batch below it is refused."""
-    if settings.min_batch >= floors.min_batch:
-        return settings
-    if settings.batch_size < floors.min_batch:
-        raise ProtocolError(f"batch size {settings.batch_size} is below this node's minimum "
-                            f"of {floors.min_batch} rows")
-    return settings.model_copy(update={"min_batch": floors.min_batch})
+    """A job below any of this node's floors is refused, naming the setting and both values."""
+    check_floor("[vlr] batch_size", settings.batch_size, floors.min_batch, "min_batch")
+    check_floor("[vlr] min_batch", settings.min_batch, floors.min_batch, "min_batch")
+    check_floor("[vlr] mask_bound", settings.mask_bound, floors.min_mask_bound, "min_mask_bound")
+    check_floor("[vlr] validation_fraction", settings.validation_fraction,
+                floors.min_validation_fraction, "min_validation_fraction")
+    return settings
 
 
 # --- label node steps ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,8 @@ class Node:
 
     def __init__(self, root: Path, party: str, role: str, table: NodeTable,
                  min_batch: int = 64) -> None:
-        config = NodeConfig(party=party, role=role, coordinator="127.0.0.1:1", min_batch=min_batch,
+        config = NodeConfig(party=party, role=role, coordinator="127.0.0.1:1",
+                            floors={"min_batch": min_batch},
                             tls={"ca": "ca", "cert": "c", "key": "k"}, state_dir=root / party,
                             data={"source": "csv", "path": f"{party}.csv",
                                   **({"label_column": "y"} if role == "label" else {})})
@@ -129,9 +131,28 @@ def test_a_step_of_another_role_or_algorithm_is_refused(tmp_path: Path) -> None:
 def test_a_job_below_the_nodes_own_batch_floor_is_refused(tmp_path: Path) -> None:
     bank, core = _nodes(tmp_path, feature_min_batch=100)
     settings = VLR.settings.model_validate(SETTINGS)  # batch 80 < core's floor of 100
-    with pytest.raises(ProtocolError, match="below this node's minimum of 100 rows"):
+    with pytest.raises(ProtocolError, match=r"\[vlr\] batch_size = 80 is below this node's "
+                       r"minimum of 100 \(\[floors\] min_batch"):
         list(drive(_network("job-4", bank, core, SETTINGS), settings,
                    arbiter=_arbiter("job-4")))
+
+
+@pytest.mark.parametrize(("floor", "value", "setting"), [
+    ("min_mask_bound", 2.0**40, "mask_bound"),
+    ("min_validation_fraction", 0.3, "validation_fraction"),
+])
+def test_every_floor_is_the_nodes_own(tmp_path: Path, floor: str, value: float,
+                                      setting: str) -> None:
+    bank, _ = _nodes(tmp_path)
+    config = bank.state.config.model_copy(update={"floors": bank.state.config.floors.model_copy(
+        update={floor: value})})
+    handler = StepHandler(NodeState(config, bank.state.table, insecure=True))
+    header = _header("open", label="bank", features=["core"], align_job=ALIGN, settings=SETTINGS)
+    with pytest.raises(ProtocolError, match=rf"\[vlr\] {setting} = .* is below this node's "
+                                            rf"minimum of {re.escape(f'{value:g}')}"):
+        handler.run(header, {})
+    audit = (bank.state.state_dir / "audit.jsonl").read_text()
+    assert '"train.refused"' in audit and setting in audit
 
 
 def test_a_typo_in_the_settings_is_named(tmp_path: Path) -> None:
