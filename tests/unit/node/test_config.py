@@ -157,7 +157,7 @@ def test_label_column_is_required_for_a_label_node(tmp_path: Path) -> None:
         ({"coordinator": "coord.example"}, "coordinator", "host:port"),
         ({"advertise": "10.0.0.5:70000"}, "advertise", "port 1-65535"),
         ({"tls": {"ca": None}}, "tls.ca", "Field required"),
-        ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
+        ({"colour": "blue"}, "colour", "unknown key (a typo?)"),
         ({"data": {"source": "excel"}}, "data.source", "'csv', 'parquet' or 'sql'"),
         ({"data": {"id_format": "lei"}}, "data.id_format", "'uscc' or 'any'"),
         ({"data": {"path": None}}, "data", "data.path is required"),
