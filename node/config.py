@@ -138,6 +138,9 @@ class NodeConfig(BaseSettings):
     min_batch: int = Field(default=64, ge=2)
     """The smallest training batch this node answers, whatever a job asks: a tiny batch would
     let the label node infer this node's values from its partial logits."""
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """How often the node checks that the coordinator still knows it, and registers again if
+    the coordinator lost its record (restarted on a new state folder)."""
 
     @field_validator("party")
     @classmethod

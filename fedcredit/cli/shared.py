@@ -16,6 +16,7 @@ from common.errors import (
     AuditError,
     DataValidationError,
     FedcreditError,
+    ListenError,
     PeerUnavailable,
     ProtocolError,
     TrustError,
@@ -30,6 +31,7 @@ EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [
     (DataValidationError, ExitCode.INVALID_DATA),
     (TrustError, ExitCode.TRUST),
     (PeerUnavailable, ExitCode.UNAVAILABLE),
+    (ListenError, ExitCode.CANNOT_LISTEN),
     (ProtocolError, ExitCode.PROTOCOL),
     (AuditError, ExitCode.AUDIT_BROKEN),
 ]
@@ -45,7 +47,7 @@ def guarded(action: Callable[[], T]) -> T:
     try:
         return action()
     except FedcreditError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(int(exit_code_of(err))) from None
     except grpc.RpcError as err:
         unavailable = err.code() in (grpc.StatusCode.UNAVAILABLE,
