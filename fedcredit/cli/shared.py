@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 import grpc
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from common.errors import (
@@ -47,7 +48,8 @@ def guarded(action: Callable[[], T]) -> T:
     try:
         return action()
     except FedcreditError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(int(exit_code_of(err))) from None
     except grpc.RpcError as err:
         unavailable = err.code() in (grpc.StatusCode.UNAVAILABLE,
