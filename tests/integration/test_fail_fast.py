@@ -18,7 +18,7 @@ import pytest
 from coordinator.store import Store
 from crypto.pki import init_pki
 from fedcredit.cli.exit_codes import ExitCode
-from fedcredit.launcher import LocalNetwork, write_toml
+from fedcredit.launcher import LocalNetwork, free_port, write_toml
 from tests.integration.conftest import Tables
 
 HEARTBEAT_S = 1.0
@@ -132,6 +132,43 @@ def test_a_node_with_another_networks_certificates_names_its_ca(net: LocalNetwor
     assert f'coordinator = "{net.coordinator_address}"' in line
     assert f"not signed by the CA in [tls] ca = {rogue / 'ca.crt'}" in line
     assert seconds < FAIL_FAST_S, f"took {seconds:.1f}s"
+
+
+def test_a_coordinator_address_of_another_party_is_a_name_mismatch(net: LocalNetwork,
+                                                                   tmp_path: Path) -> None:
+    config = _config(net, "bank")
+    config.update(listen="127.0.0.1:0", coordinator=_config(net, "core")["listen"])
+
+    code, seconds, output = _run(net, tmp_path, "node", config)
+
+    line = _error_line(output)
+    assert code == ExitCode.TRUST, output
+    assert f'coordinator = "{config["coordinator"]}"' in line
+    assert "its certificate names core" in line
+    assert seconds < FAIL_FAST_S, f"took {seconds:.1f}s"
+
+
+def test_a_node_waiting_for_its_coordinator_logs_every_attempt(net: LocalNetwork,
+                                                              tmp_path: Path) -> None:
+    config = _config(net, "bank")
+    config.update(listen="127.0.0.1:0", coordinator=f"127.0.0.1:{free_port()}",
+                  state_dir=str(tmp_path / "state"))
+    write_toml(config, tmp_path / "waiting.toml")
+    log = tmp_path / "waiting.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fedcredit.cli.main", "node", "serve",
+                                 "--config", str(tmp_path / "waiting.toml")],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        expected = f"waiting for coordinator {config['coordinator']} (3/60): connection refused"
+        deadline = time.monotonic() + 60
+        while expected not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert expected in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_a_certificate_not_issued_by_the_configured_ca_is_refused_before_listening(
