@@ -21,6 +21,10 @@ class PeerUnavailable(FedcreditError):
     """A peer could not be reached before its deadline."""
 
 
+class ListenError(FedcreditError):
+    """A server could not listen on its address (port in use, address not on this machine)."""
+
+
 class TrustError(FedcreditError):
     """A certificate, signature or peer identity could not be verified."""
 

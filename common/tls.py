@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from common.errors import TrustError
+from common.errors import ListenError, TrustError
 
 # Keep every message under gRPC's 4 MiB default: big payloads travel as streams of chunks.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -19,6 +24,8 @@ CHANNEL_OPTIONS: Sequence[tuple[str, int | str]] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
 )
+# No SO_REUSEPORT: a second process on a port in use must fail, not share the port.
+SERVER_OPTIONS: Sequence[tuple[str, int | str]] = (*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0))
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,43 @@ class TlsFiles:
             except OSError as err:
                 raise TrustError(f"cannot read {label} {path}: {err.strerror}") from err
         return out[0], out[1], out[2]
+
+    def check(self, where: str) -> None:
+        """Raise TrustError naming the `[tls]` settings unless the files are readable PEM, the
+        key belongs to the certificate and the certificate is issued by the CA."""
+        ca_pem, cert_pem, key_pem = (_read(path, f"{where}: [tls] {label} = {path}")
+                                     for label, path in (("ca", self.ca), ("cert", self.cert),
+                                                         ("key", self.key)))
+        ca = _pem_certificate(ca_pem, f"{where}: [tls] ca = {self.ca}")
+        cert = _pem_certificate(cert_pem, f"{where}: [tls] cert = {self.cert}")
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as err:
+            raise TrustError(f"{where}: [tls] key = {self.key} is not an unencrypted PEM "
+                             f"private key") from err
+        if key.public_key() != cert.public_key():
+            raise TrustError(f"{where}: [tls] cert = {self.cert} and [tls] key = {self.key} "
+                             f"are not a pair (the key does not belong to the certificate)")
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature) as err:
+            raise TrustError(f"{where}: [tls] cert = {self.cert} is not issued by the CA in "
+                             f"[tls] ca = {self.ca} (certificate and CA from different PKI "
+                             f"folders?)") from err
+
+
+def _read(path: Path, label: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise TrustError(f"{label}: cannot read it ({err.strerror})") from err
+
+
+def _pem_certificate(pem: bytes, label: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as err:
+        raise TrustError(f"{label} is not a PEM certificate") from err
 
 
 def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
@@ -78,20 +122,63 @@ def peer_party(context: grpc.ServicerContext) -> str | None:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def bind_problem(listen: str) -> str | None:
+    """Why a listener cannot bind ``listen`` (host:port), found with a plain socket the way gRPC
+    binds (SO_REUSEADDR, no SO_REUSEPORT); None when it can, or for port 0 (any free port)."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if port == "0":
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, ValueError) as err:
+        return f"the host does not resolve ({getattr(err, 'strerror', None) or err})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return "address already in use (another process listens on this port)"
+            if err.errno == errno.EADDRNOTAVAIL:
+                return "this address is not one of this machine's"
+            if err.errno == errno.EACCES:
+                return "permission denied (ports below 1024 need privileges)"
+            return err.strerror or str(err)
+    return None
+
+
 def new_server(add_service: Callable[[grpc.Server], None], service_name: str, listen: str,
                files: TlsFiles | None, *, workers: int,
-               interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:
+               interceptors: Sequence[grpc.ServerInterceptor] = (),
+               who: str = "server", setting: str = "listen") -> tuple[grpc.Server, int]:
     """A gRPC server (not yet started) with one service, the health service, and mutual TLS
-    unless `files` is None (the explicit insecure development mode). Returns it and its port."""
+    unless `files` is None (the explicit insecure development mode). Returns it and its port.
+
+    Raises ListenError "<who>: cannot listen on <listen> (<setting>): <why>" when the address
+    cannot be bound, e.g. because another process already listens on the port.
+    """
+    credentials = None if files is None else server_credentials(files)
+    problem = bind_problem(listen)
+    if problem is not None:
+        raise ListenError(f"{who}: cannot listen on {listen} ({setting}): {problem}")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                         interceptors=list(interceptors), options=list(CHANNEL_OPTIONS))
+                         interceptors=list(interceptors), options=list(SERVER_OPTIONS))
     add_service(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if files is None:
-        port = server.add_insecure_port(listen)
-    else:
-        port = server.add_secure_port(listen, server_credentials(files))
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:  # lost a race for the port, or a cause the probe did not see
+        why = bind_problem(listen) or "gRPC could not bind it (GRPC_VERBOSITY=debug says why)"
+        raise ListenError(f"{who}: cannot listen on {listen} ({setting}): {why}")
     for name in ("", service_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port

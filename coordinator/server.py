@@ -85,19 +85,20 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
 
 def build_server(core: Coordinator, listen: str, *, workers: int = 16,
-                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:
-    """The coordinator's server (not yet started) and its port."""
+                 interceptors: Sequence[grpc.ServerInterceptor] = (),
+                 source: str = "the coordinator config") -> tuple[grpc.Server, int]:
+    """The coordinator's server (not yet started) and its port; ListenError names the setting."""
     servicer = CoordinatorServicer(core)
     return new_server(
         lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(
             servicer, server),
         "fedcredit.v1.CoordinatorService", listen, core.tls, workers=workers,
-        interceptors=interceptors)
+        interceptors=interceptors, who="coordinator", setting=f"listen in {source}")
 
 
-def serve(core: Coordinator) -> None:
-    """Serve until SIGTERM or SIGINT."""
-    server, port = build_server(core, core.config.listen)
+def serve(core: Coordinator, source: str = "the coordinator config") -> None:
+    """Serve until SIGTERM or SIGINT; ``source`` names the config file in error messages."""
+    server, port = build_server(core, core.config.listen, source=source)
     server.start()
     log.info("coordinator listening on %s (port %d)%s", core.config.listen, port,
              " INSECURE" if core.insecure else " with mutual TLS")

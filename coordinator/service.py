@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -49,6 +50,7 @@ class Coordinator:
                 raise TrustError("the coordinator config has no [tls] section; pass --insecure "
                                  "only for development")
             self.tls = TlsFiles(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key)
+            self.tls.check("coordinator")
             self.ca_pem = self.tls.read()[0]
         self.store = Store(config.database)
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor=config.name)
@@ -82,11 +84,17 @@ class Coordinator:
             raise ProtocolError(f"endpoint {request.endpoint!r} is not host:port")
         now = time.time()
         schema = json_format.MessageToDict(info.schema, preserving_proto_field_name=True)
-        self.store.upsert_node(NodeRecord(
+        record = NodeRecord(
             party=party, role=ROLE_NAMES[info.role], endpoint=request.endpoint, rows=info.rows,
             schema=schema, cert_pem=info.key.cert_pem,
             sealing_public_key=info.key.sealing_public_key, signature=info.key.signature,
-            registered_at=now))
+            registered_at=now)
+        known = self.store.node(party)
+        if known is not None and replace(record, registered_at=known.registered_at) == known:
+            # A node's heartbeat: nothing changed, so nothing to store, audit or log.
+            return coordinator_pb2.RegisterNodeResponse(
+                party=party, registered_at_unix=int(known.registered_at))
+        self.store.upsert_node(record)
         self.audit.append("node.register", peer=party, purpose="registration", rows=info.rows,
                           details={"role": ROLE_NAMES[info.role], "endpoint": request.endpoint})
         log.info("registered %s (%s, %d rows) at %s", party, ROLE_NAMES[info.role], info.rows,

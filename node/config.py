@@ -138,6 +138,9 @@ class NodeConfig(BaseSettings):
     data: DataConfig
     floors: Floors = Floors()
     """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """How often the node checks that the coordinator still knows it, and registers again if
+    the coordinator lost its record (restarted on a new state folder)."""
 
     @field_validator("party")
     @classmethod

@@ -1,31 +1,28 @@
-"""The node's gRPC server: thin NodeService servicer, health, registration with the coordinator."""
+"""The node's gRPC server: thin NodeService servicer, health, and the serve loop."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
-from common.errors import PeerUnavailable, ProtocolError, TrustError
 from common.parts import read_step, write_step
 from common.rpc import rpc_method
-from common.tls import new_server, secure_channel
+from common.tls import new_server
 from node import psi_handlers
+from node.registration import COORDINATOR_NAME, Registration
 from node.scoring.feature import FeatureScoring
 from node.state import NodeState
 from node.steps import StepHandler
-from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2_grpc
+from proto.fedcredit.v1 import common_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-COORDINATOR_NAME = "coordinator"
-REGISTER_DEADLINE_S = 10.0
 
 
 def _coordinator_only(servicer: NodeServicer) -> set[str] | None:
@@ -93,52 +90,21 @@ def node_info(state: NodeState) -> common_pb2.NodeInfo:
     )
 
 
-def build_server(state: NodeState, listen: str, workers: int = 8) -> tuple[grpc.Server, int]:
-    """The node's server (not yet started) and its port."""
+def build_server(state: NodeState, listen: str, workers: int = 8,
+                 source: str = "the node config") -> tuple[grpc.Server, int]:
+    """The node's server (not yet started) and its port; ListenError names the setting."""
     servicer = NodeServicer(state)
     return new_server(
         lambda server: node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server),
-        "fedcredit.v1.NodeService", listen, state.tls, workers=workers)
+        "fedcredit.v1.NodeService", listen, state.tls, workers=workers,
+        who=f"node {state.party}", setting=f"listen in {source}")
 
 
-def register(state: NodeState, endpoint: str, *, attempts: int = 60,
-             stop: threading.Event | None = None) -> None:
-    """Announce this node to the coordinator, retrying with backoff while it is not up yet."""
-    request = coordinator_pb2.RegisterNodeRequest(endpoint=endpoint, info=node_info(state))
-    delay = 0.2
-    last: Exception | None = None
-    for _ in range(attempts):
-        if stop is not None and stop.is_set():
-            return
-        channel = secure_channel(state.config.coordinator, state.tls, COORDINATOR_NAME)
-        try:
-            stub = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
-            stub.RegisterNode(request, timeout=REGISTER_DEADLINE_S)
-            log.info("registered with the coordinator at %s as %s", state.config.coordinator,
-                     state.party)
-            state.audit.append("node.register", peer=COORDINATOR_NAME, purpose="registration",
-                               rows=state.table.rows)
-            return
-        except grpc.RpcError as err:
-            last = err
-            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                raise TrustError(f"the coordinator refused registration: {err.details()}") \
-                    from err
-            if err.code() in (grpc.StatusCode.INVALID_ARGUMENT,
-                              grpc.StatusCode.FAILED_PRECONDITION):
-                raise ProtocolError(f"the coordinator refused registration: {err.details()}") \
-                    from err
-        finally:
-            channel.close()
-        time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
-    raise PeerUnavailable(f"coordinator {state.config.coordinator} unreachable: {last}")
-
-
-def serve(state: NodeState) -> None:
-    """Serve until SIGTERM or SIGINT; register with the coordinator once listening."""
+def serve(state: NodeState, source: str = "the node config") -> None:
+    """Serve until SIGTERM or SIGINT; register with the coordinator once listening, then keep
+    the registration alive. ``source`` names the config file in error messages."""
     listen = state.config.listen
-    server, port = build_server(state, listen)
+    server, port = build_server(state, listen, source=source)
     server.start()
     host = listen.rsplit(":", 1)[0]
     endpoint = state.config.advertise or f"{host}:{port}"
@@ -152,8 +118,9 @@ def serve(state: NodeState) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        register(state, endpoint, stop=stop)
-        stop.wait()
+        registration = Registration(state, node_info(state), endpoint, stop, source)
+        if registration.register():
+            registration.keep_registered(state.config.heartbeat_seconds)
     finally:
         log.info("node %s shutting down", state.party)
         server.stop(grace=2).wait()

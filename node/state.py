@@ -50,6 +50,8 @@ class NodeState:
         self.tls: TlsFiles | None = None if insecure else TlsFiles(
             ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key
         )
+        if self.tls is not None:
+            self.tls.check(f"node {self.party}")
         self.sealing_key = seal.SealingKey.load_or_create(self.state_dir / "sealing.key")
         self.ca_pem: bytes | None = None
         self.peer_key = self._own_peer_key()

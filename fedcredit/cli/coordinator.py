@@ -30,6 +30,6 @@ def coordinator_serve(
         die_with_parent()
         cfg = load_coordinator_config(config)
         setup_logging("coordinator", json_mode=json_logs)
-        serve(Coordinator(cfg, insecure=insecure))
+        serve(Coordinator(cfg, insecure=insecure), source=str(config))
 
     guarded(run)

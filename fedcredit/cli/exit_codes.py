@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     INVALID_DATA = 10
     TRUST = 20
     UNAVAILABLE = 30
+    CANNOT_LISTEN = 31
     PROTOCOL = 40
     AUDIT_BROKEN = 50
     INTERRUPTED = 130
@@ -31,6 +32,9 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
                     "mismatch); check the PKI folder and the --as identity.",
     ExitCode.UNAVAILABLE: "A node, the coordinator or a Flower process could not be reached "
                           "or did not answer in time; check that it runs and its address.",
+    ExitCode.CANNOT_LISTEN: "A node or the coordinator could not listen on its address (port "
+                            "already in use, address not on this machine, no permission); the "
+                            "message names the `listen` setting to change.",
     ExitCode.PROTOCOL: "A peer refused a request or broke the protocol (wrong job, wrong "
                        "party, refused setting); the message carries the peer's reason.",
     ExitCode.AUDIT_BROKEN: "An audit log's hash chain is broken; `fedcredit audit verify` "

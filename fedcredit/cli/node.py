@@ -30,6 +30,6 @@ def node_serve(
         die_with_parent()
         cfg = load_node_config(config)
         setup_logging(f"node:{cfg.party}", json_mode=json_logs)
-        serve(NodeState.from_config(cfg, insecure=insecure))
+        serve(NodeState.from_config(cfg, insecure=insecure), source=str(config))
 
     guarded(run)

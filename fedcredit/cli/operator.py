@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from fedcredit.connect import coordinator_stub
+from fedcredit import connect
+from fedcredit.cli.shared import guarded
+from proto.fedcredit.v1 import coordinator_pb2_grpc
 
 __all__ = ["DEFAULT_COORDINATOR", "CoordinatorOpt", "IdentityOpt", "InsecureOpt", "JsonOpt",
            "PkiOpt", "coordinator_stub"]
@@ -25,3 +27,9 @@ InsecureOpt = Annotated[bool, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 DEFAULT_COORDINATOR = os.environ.get("FEDCREDIT_COORDINATOR", "127.0.0.1:50050")
+
+
+def coordinator_stub(address: str, pki: Path, identity: str = "operator",
+                     insecure: bool = False) -> coordinator_pb2_grpc.CoordinatorServiceStub:
+    """The operator's stub; a missing PKI folder or file is one line and the TRUST exit code."""
+    return guarded(lambda: connect.coordinator_stub(address, pki, identity, insecure))

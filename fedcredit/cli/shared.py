@@ -10,12 +10,14 @@ from typing import Annotated, Any, TypeVar
 import grpc
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from common.errors import (
     AuditError,
     DataValidationError,
     FedcreditError,
+    ListenError,
     PeerUnavailable,
     ProtocolError,
     TrustError,
@@ -30,6 +32,7 @@ EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [
     (DataValidationError, ExitCode.INVALID_DATA),
     (TrustError, ExitCode.TRUST),
     (PeerUnavailable, ExitCode.UNAVAILABLE),
+    (ListenError, ExitCode.CANNOT_LISTEN),
     (ProtocolError, ExitCode.PROTOCOL),
     (AuditError, ExitCode.AUDIT_BROKEN),
 ]
@@ -45,7 +48,8 @@ def guarded(action: Callable[[], T]) -> T:
     try:
         return action()
     except FedcreditError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(int(exit_code_of(err))) from None
     except grpc.RpcError as err:
         unavailable = err.code() in (grpc.StatusCode.UNAVAILABLE,
