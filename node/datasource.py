@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import DataValidationError
+from common.uscc import explain_invalid_uscc, uscc_valid_mask
 from node.config import DataConfig
-from node.uscc import ALPHABET, LENGTH, WEIGHTS, explain_invalid_uscc
 
 log = logging.getLogger("fedcredit.node")
 
@@ -340,24 +340,6 @@ def _check_ids(
         )
     if groups:
         f.more(groups[0][0] - len(groups), "duplicated ids")
-
-
-_USCC_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
-_USCC_VALUE = np.full(129, -1, dtype=np.int64)  # code point -> value; -1 outside the alphabet
-_USCC_VALUE[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
-
-
-def uscc_valid_mask(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
-    """Vectorised twin of ``explain_invalid_uscc(code) is None`` (length, alphabet, check)."""
-    # One spare character: longer ids are cut to LENGTH + 1 and still fail the length test.
-    width = LENGTH + 1
-    codes = np.asarray(ids, dtype=f"<U{width}").view(np.uint32).reshape(len(ids), width)
-    values = _USCC_VALUE[np.minimum(codes[:, :LENGTH], 128)]  # NUL padding maps to -1
-    check = (31 - (values[:, : LENGTH - 1] @ _USCC_WEIGHTS) % 31) % 31
-    ok: npt.NDArray[np.bool_] = (
-        (codes[:, LENGTH] == 0) & (values >= 0).all(axis=1) & (values[:, LENGTH - 1] == check)
-    )
-    return ok
 
 
 def _raw_values(con: duckdb.DuckDBPyConnection, column: str, rows: np.ndarray) -> list[str]:

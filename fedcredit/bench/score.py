@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from common.uscc import generate_uscc
 from fedcredit.demo.parties import FEATURE_PARTIES, LABEL_PARTY, party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
 from fedcredit.launcher import LocalNetwork
@@ -24,7 +25,6 @@ from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
-from node.uscc import generate_uscc
 from proto.fedcredit.v1 import coordinator_pb2
 
 
