@@ -19,12 +19,8 @@ from hypothesis import strategies as st
 from common.errors import DataValidationError
 from common.uscc import ALPHABET, generate_uscc
 from node.config import DataConfig
-from node.datasource import (
-    MAX_LISTED,
-    NodeTable,
-    TableValidationError,
-    load_table,
-)
+from node.datasource import NodeTable, load_table
+from node.findings import MAX_LISTED, TableValidationError
 
 IDS = generate_uscc(np.random.default_rng(7), 8)
 BAD_CHECK = IDS[1][:17] + next(c for c in ALPHABET if c != IDS[1][17])
