@@ -24,14 +24,14 @@ def auc(y: npt.ArrayLike, score: npt.ArrayLike, *, undefined: float = math.nan) 
 
     With one class only the AUC is undefined: ``undefined`` is returned (NaN unless asked).
     """
-    y = np.asarray(y) != 0
-    positives, negatives = _class_counts(y)
+    positive = np.asarray(y) != 0
+    positives, negatives = _class_counts(positive)
     if positives == 0 or negatives == 0:
         return undefined
     _, inverse, counts = np.unique(np.asarray(score), return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     average_rank = ends - (counts - 1) / 2.0
-    rank_sum = float(average_rank[inverse][y].sum())
+    rank_sum = float(average_rank[inverse][positive].sum())
     return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
 
 
