@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
-
-_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
+from common.names import check_party_name
 
 
 class CoordinatorTls(BaseModel):
@@ -47,10 +45,7 @@ class CoordinatorConfig(BaseSettings):
     @field_validator("parties", "operators")
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not _NAME.match(name):
-                raise ValueError(f"{name!r} is not lowercase letters, digits and '-'")
-        return names
+        return [check_party_name(name) for name in names]
 
     @property
     def database(self) -> Path:

@@ -19,11 +19,11 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
+from common.names import check_party_name
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
 ENV_NESTED_DELIMITER = "__"
 
-_PARTY_RE = re.compile(r"[a-z0-9-]{1,63}")
 _HOST_PORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
 
 
@@ -142,9 +142,7 @@ class NodeConfig(BaseSettings):
     @field_validator("party")
     @classmethod
     def _party_name(cls, value: str) -> str:
-        if not _PARTY_RE.fullmatch(value):
-            raise ValueError(f"expected 1-63 characters from a-z, 0-9 and '-', got {value!r}")
-        return value
+        return check_party_name(value)
 
     @field_validator("listen")
     @classmethod
