@@ -39,7 +39,6 @@ class CoordinatorConfig(BaseSettings):
     parties: list[str] = []
     # Certificate names allowed to run operator calls (align, train, list).
     operators: list[str] = ["operator"]
-    node_deadline_seconds: float = 30.0
     psi_deadline_seconds: float = 1800.0
 
     @field_validator("parties", "operators")

@@ -45,8 +45,6 @@ class TlsConfig(BaseModel):
     ca: Path
     cert: Path
     key: Path
-    insecure: bool = False
-    """Plaintext gRPC, for development only (the CLI's --insecure does the same)."""
 
 
 class DataConfig(BaseModel):

@@ -78,7 +78,7 @@ def test_loads_a_label_node_and_resolves_relative_paths_against_the_config_folde
     assert cfg.data.path == folder.absolute() / "data/bank.csv"
     assert cfg.data.base_dir == path.parent.absolute()
     assert cfg.data.id_column == "id" and cfg.data.id_format == "uscc"
-    assert cfg.data.features is None and cfg.tls.insecure is False
+    assert cfg.data.features is None
 
 
 def test_absolute_paths_are_kept(tmp_path: Path) -> None:
@@ -106,14 +106,15 @@ def test_env_overrides_top_level_and_nested_fields(
     path = _write(tmp_path, _config(listen="127.0.0.1:6000"))
     monkeypatch.setenv("FEDCREDIT_NODE_LISTEN", "0.0.0.0:7000")
     monkeypatch.setenv("FEDCREDIT_NODE_DATA__ID_FORMAT", "any")
-    monkeypatch.setenv("FEDCREDIT_NODE_TLS__INSECURE", "true")
+    monkeypatch.setenv("FEDCREDIT_NODE_TLS__CA", "/etc/fedcredit/ca.crt")
 
     cfg = load_node_config(path)
 
     assert cfg.listen == "0.0.0.0:7000"
     assert cfg.data.id_format == "any"
     assert cfg.data.label_column == "default"  # the rest of [data] still comes from the file
-    assert cfg.tls.insecure is True
+    assert cfg.tls.ca == Path("/etc/fedcredit/ca.crt")
+    assert cfg.tls.key == tmp_path.absolute() / "pki/bank-a.key"  # the rest of [tls] too
 
 
 def test_invalid_env_override_is_reported_with_the_variable(
