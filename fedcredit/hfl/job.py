@@ -19,7 +19,7 @@ from pydantic import (
 from common.errors import DataValidationError, ProtocolError
 from common.names import check_party_name
 from models.hfl.model import HyperParams
-from models.hfl.server_app import MIN_SECAGG_BANKS
+from models.hfl.settings import MIN_SECAGG_BANKS
 
 
 class BankSpec(BaseModel):

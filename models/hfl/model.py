@@ -18,10 +18,6 @@ FloatArray = npt.NDArray[np.float64]
 Weights = list[FloatArray]
 """Model parameters as Flower carries them: [coefficients (d,), intercept (1,)]."""
 
-TIMING_RECORD = "fedcredit.timing"
-"""Reply record with the seconds a bank spent computing and starting its ClientApp."""
-
-
 @dataclass(frozen=True)
 class HyperParams:
     """What one local update does: epochs of mini-batch SGD at a learning rate, with L2.

@@ -32,12 +32,8 @@ from models.hfl.model import (
     prepare,
     train_epochs,
 )
-from models.hfl.server_app import (
-    JobSettings,
-    SurvivingSecAggPlusWorkflow,
-    build_strategy,
-    epsilon_spent,
-)
+from models.hfl.server_app import SurvivingSecAggPlusWorkflow, build_strategy
+from models.hfl.settings import JobSettings, epsilon_spent
 from node.hfl_client import check_unmask_request
 
 # the numpy model ----------------------------------------------------------------------------
