@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import AuditError
+from common.uscc import ALPHABET as USCC_ALPHABET
+from common.uscc import LENGTH as USCC_LENGTH
+from common.uscc import is_valid_uscc
 
 GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time", "actor", "event", "job", "peer", "purpose", "consent", "rows",
            "details", "prev_hash", "hash")
 _TAIL_BLOCK = 64 * 1024
 # An 18-character token in the USCC alphabet standing alone; confirmed by its check character.
-_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9A-HJ-NPQRTUWXY]{18}(?![0-9A-Za-z])")
-_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_USCC_TOKEN = re.compile(rf"(?<![0-9A-Za-z])[{USCC_ALPHABET}]{{{USCC_LENGTH}}}(?![0-9A-Za-z])")
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ def _recover_tail(fd: int, path: Path) -> tuple[int, str, int]:
 def _refuse_raw_ids(fields: Mapping[str, Any]) -> None:
     for text in _strings(fields):
         for token in _USCC_TOKEN.findall(text):
-            if _is_uscc(token):
+            if is_valid_uscc(token):
                 raise AuditError("an audit field holds what looks like a raw enterprise id "
                                  "(Unified Social Credit Code); log hash_identifier(key, id) "
                                  "instead")
@@ -274,11 +275,3 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _strings(item)
-
-
-def _is_uscc(token: str) -> bool:
-    if any(c not in _USCC_ALPHABET for c in token):
-        return False
-    total = sum(_USCC_ALPHABET.index(c) * w for c, w in zip(token[:17], _USCC_WEIGHTS, strict=True))
-    return _USCC_ALPHABET[(31 - total % 31) % 31] == token[17]
-

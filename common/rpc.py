@@ -28,6 +28,11 @@ STATUS_OF: dict[type[FedcreditError], grpc.StatusCode] = {
     PeerUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
+"""Our exceptions as the status a servicer aborts with (anything else: INTERNAL)."""
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+"""Statuses meaning the peer did not answer in time: a retry may help (PeerUnavailable's)."""
+
 
 def _status(err: FedcreditError) -> grpc.StatusCode:
     for kind, code in STATUS_OF.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from common.errors import PeerUnavailable, ProtocolError
+from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClient
 from proto.fedcredit.v1 import common_pb2, node_pb2
 
@@ -42,7 +43,7 @@ def align_pair(label: NodeClient, feature: NodeClient, job_id: str,
         return _align_pair(label, feature, job_id, mode, deadline_s, start)
     except grpc.RpcError as err:
         party = label.party if err.code() == grpc.StatusCode.UNAVAILABLE else "a node"
-        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        if err.code() in RETRYABLE:
             raise PeerUnavailable(f"alignment {label.party}/{feature.party}: {party} did not "
                                   f"answer: {err.details()}") from err
         raise ProtocolError(f"alignment {label.party}/{feature.party} failed: "

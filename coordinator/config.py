@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
-
-_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
+from common.names import check_party_name
 
 
 class CoordinatorTls(BaseModel):
@@ -33,7 +31,6 @@ class CoordinatorConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEDCREDIT_COORDINATOR_",
                                       env_nested_delimiter="__", extra="forbid")
 
-    name: str = "coordinator"
     listen: str = "127.0.0.1:50050"
     state_dir: Path
     tls: CoordinatorTls | None = None
@@ -41,16 +38,12 @@ class CoordinatorConfig(BaseSettings):
     parties: list[str] = []
     # Certificate names allowed to run operator calls (align, train, list).
     operators: list[str] = ["operator"]
-    node_deadline_seconds: float = 30.0
     psi_deadline_seconds: float = 1800.0
 
     @field_validator("parties", "operators")
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not _NAME.match(name):
-                raise ValueError(f"{name!r} is not lowercase letters, digits and '-'")
-        return names
+        return [check_party_name(name) for name in names]
 
     @property
     def database(self) -> Path:

@@ -25,6 +25,7 @@ from common.audit import AuditLog
 from common.chunks import chunked, read_chunks, split_header
 from common.errors import PeerUnavailable, ProtocolError, TrustError
 from common.limits import HASHED_ID_BYTES, MAX_CONTEXT_BYTES, MAX_PART_BYTES, MAX_SCORE_IDS
+from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClients
 from coordinator.store import ModelRecord, NodeRecord, Store
 from crypto.he import pack_frames, unpack_frames
@@ -35,7 +36,6 @@ from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 log = logging.getLogger(__name__)
 
 SCORE_DEADLINE_S = 120.0
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 T = TypeVar("T")
 
 

@@ -53,11 +53,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def GetJob(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.get_job(request.job_id)
 
-    @rpc_method("Coordinator.TrainVlr", log, _operators)
-    def TrainVlr(self, request: Any, context: grpc.ServicerContext) -> Any:
-        request.algorithm = "vlr"
-        return self.core.train(request, peer_party(context))
-
     @rpc_method("Coordinator.Train", log, _operators)
     def Train(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.train(request, peer_party(context))

@@ -53,7 +53,7 @@ class Coordinator:
             self.tls.check("coordinator")
             self.ca_pem = self.tls.read()[0]
         self.store = Store(config.database)
-        self.audit = AuditLog(config.state_dir / "audit.jsonl", actor=config.name)
+        self.audit = AuditLog(config.state_dir / "audit.jsonl", actor="coordinator")
         self.clients = NodeClients(self.tls, client_interceptors)
         self.scoring = ScoringRelay(self.store, self.clients, self.audit)
         for job in self.store.jobs():

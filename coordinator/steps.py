@@ -13,13 +13,14 @@ import grpc
 
 from common.errors import PeerUnavailable, ProtocolError
 from common.parts import Payload, from_parts, write_step
+from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClient
 from models.protocol import Algorithm, JobSpec, Role, Step
 from proto.fedcredit.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
 
 
 def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Sequence[Payload],

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import TrustError
-from crypto.pki import CA_CERT, CA_KEY, load_certificate, validate_party_name
+from common.names import check_party_name
+from crypto.pki import CA_CERT, CA_KEY, load_certificate
 
 _BACKDATE = dt.timedelta(minutes=5)
 
@@ -35,7 +36,7 @@ def mint_supernode_key(out_dir: Path, name: str) -> SuperNodeKey:
     The SuperLink admits only SuperNodes whose public key was registered with
     ``flwr supernode register``; the SuperNode signs its requests with the private key.
     """
-    validate_party_name(name)
+    check_party_name(name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
@@ -60,7 +61,7 @@ def issue_server_certificate(
     Returns (certificate, private key) paths, written as ``<name>.crt``/``<name>.key`` in
     ``pki_dir``. Use it when the SuperLink listens on a host our party certificates do not name.
     """
-    validate_party_name(name)
+    check_party_name(name)
     pki_dir = Path(pki_dir)
     try:
         ca_cert = load_certificate((pki_dir / CA_CERT).read_bytes(), source=str(pki_dir / CA_CERT))

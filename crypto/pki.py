@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import DataValidationError, TrustError
+from common.names import check_party_name
 
 OPERATOR = "operator"
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 CA_COMMON_NAME = "fedcredit network CA"
-_NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
 # Tolerate this much clock difference between the minting host and the others.
 _BACKDATE = dt.timedelta(minutes=5)
 
@@ -49,18 +49,6 @@ class Identity:
     cert_path: Path
     key_path: Path
     ca_path: Path
-
-
-def validate_party_name(name: str) -> str:
-    """Return `name` if it is a valid party name (lowercase letters, digits, dash; 1-63 chars)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise DataValidationError(
-            f"invalid party name {name!r}: use 1-63 lowercase letters, digits or dashes "
-            "(it becomes a certificate common name and a DNS name)"
-        )
-    if name.startswith("-") or name.endswith("-"):
-        raise DataValidationError(f"invalid party name {name!r}: it must not start or end with '-'")
-    return name
 
 
 def init_pki(
@@ -111,7 +99,7 @@ def init_pki(
 def load_identity(pki_dir: Path, name: str) -> Identity:
     """Read `<name>.crt`, `<name>.key` and `ca.crt`, and check they belong together."""
     pki_dir = Path(pki_dir)
-    validate_party_name(name)
+    check_party_name(name)
     cert_path, key_path = pki_dir / f"{name}.crt", pki_dir / f"{name}.key"
     ca_path = pki_dir / CA_CERT
     cert_pem = _read(cert_path, f"certificate of {name}")
@@ -184,7 +172,7 @@ def _party_names(nodes: Sequence[str], coordinator: str) -> list[str]:
     problems = []
     for name in names:
         try:
-            validate_party_name(name)
+            check_party_name(name)
         except DataValidationError as err:
             problems.append(str(err))
     seen: set[str] = set()

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from models.metrics import auc
 from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.centralized import pooled_design, train_centralized
 from models.vlr.label import split_positions
-from models.vlr.metrics import auc
 from node.alignment import AlignmentStore
 from node.config import DataConfig
 from node.datasource import NodeTable, load_table

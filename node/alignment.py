@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ProtocolError
+from common.names import InvalidPartyName, check_party_name
 
 _JOB_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -89,9 +90,10 @@ class AlignmentStore:
 
 
 def _safe(name: str) -> str:
-    if not re.match(r"^[a-z0-9-]{1,63}$", name):
-        raise ProtocolError(f"party name {name!r} is not lowercase letters, digits and '-'")
-    return name
+    try:
+        return check_party_name(name)
+    except InvalidPartyName as err:
+        raise ProtocolError(str(err)) from err
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

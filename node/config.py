@@ -19,12 +19,12 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
+from common.names import check_party_name
 from models.protocol import Floors
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
 ENV_NESTED_DELIMITER = "__"
 
-_PARTY_RE = re.compile(r"[a-z0-9-]{1,63}")
 _HOST_PORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
 
 
@@ -46,8 +46,6 @@ class TlsConfig(BaseModel):
     ca: Path
     cert: Path
     key: Path
-    insecure: bool = False
-    """Plaintext gRPC, for development only (the CLI's --insecure does the same)."""
 
 
 class DataConfig(BaseModel):
@@ -145,9 +143,7 @@ class NodeConfig(BaseSettings):
     @field_validator("party")
     @classmethod
     def _party_name(cls, value: str) -> str:
-        if not _PARTY_RE.fullmatch(value):
-            raise ValueError(f"expected 1-63 characters from a-z, 0-9 and '-', got {value!r}")
-        return value
+        return check_party_name(value)
 
     @field_validator("listen")
     @classmethod

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal
 
 import duckdb
@@ -14,8 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import DataValidationError
+from common.uscc import explain_invalid_uscc, uscc_valid_mask
 from node.config import DataConfig
-from node.uscc import ALPHABET, LENGTH, WEIGHTS, explain_invalid_uscc
+from node.findings import MAX_PER_KIND, Findings, Problem, show_value, validation_error
 
 log = logging.getLogger("fedcredit.node")
 
@@ -24,10 +22,6 @@ Role = Literal["label", "feature"]
 MISSING_TOKENS = ("", "na", "nan", "null")
 """Feature cells meaning "missing" (after trimming, case-insensitive); SQL NULL is missing too."""
 MAX_ID_LENGTH = 128
-MAX_LISTED = 50
-"""Problems listed in one error message; the rest are counted."""
-MAX_PER_KIND = 10
-"""Rows listed for one kind of problem in one column before "... and N more"."""
 
 _WS = "chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
@@ -37,15 +31,6 @@ _INTEGER_TYPES = frozenset(
 )
 _ID_BAD_EMPTY, _ID_BAD_FORM = 1, 2
 _NUMBER_EXPECTED = "a number such as -12.5 or 3e-4 (empty, NA, NaN or null for missing)"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem in the table: where (column, 1-based data rows) and what is wrong."""
-
-    message: str
-    column: str | None = None
-    rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,43 +78,6 @@ class NodeTable:
         )
 
 
-class TableValidationError(DataValidationError):
-    """The table breaks DESIGN §2; ``problems`` holds the listed ones, ``total`` counts all."""
-
-    def __init__(self, source: str, problems: Sequence[Problem], total: int, message: str):
-        super().__init__(message)
-        self.source = source
-        self.problems = tuple(problems)
-        self.total = total
-
-
-@dataclass
-class _Findings:
-    """Problems collected while checking, with per-kind overflow counts."""
-
-    problems: list[Problem] = field(default_factory=list)
-    total: int = 0
-    overflow: list[tuple[int, int, str]] = field(default_factory=list)  # (after, count, note)
-
-    def add(self, problem: Problem, count: int = 1) -> None:
-        self.problems.append(problem)
-        self.total += count
-
-    def add_rows(
-        self, column: str, rows: npt.NDArray[np.int64], messages: Sequence[str], what: str
-    ) -> None:
-        """List the first MAX_PER_KIND rows (messages aligned with them), count the rest."""
-        for row, message in zip(rows[:MAX_PER_KIND], messages, strict=False):
-            self.add(Problem(message, column, (int(row),)))
-        self.more(len(rows) - min(len(rows), MAX_PER_KIND), f"rows {what}")
-
-    def more(self, count: int, what: str) -> None:
-        """Count ``count`` further problems of the kind just listed, without listing them."""
-        if count > 0:
-            self.total += count
-            self.overflow.append((len(self.problems), count, f"... and {count:,} more {what}"))
-
-
 def load_table(cfg: DataConfig, role: Role) -> NodeTable:
     """Read the table declared in ``cfg`` and validate it for a node of ``role``.
 
@@ -174,7 +122,7 @@ def _check_and_fetch(
 ) -> NodeTable:
     """Type every declared column in one pass, check the values, and build the NodeTable."""
     found = {name: kind for name, kind, *_ in con.execute("DESCRIBE temp.main.src").fetchall()}
-    findings = _Findings()
+    findings = Findings()
     features = (
         list(cfg.features)
         if cfg.features is not None
@@ -188,11 +136,11 @@ def _check_and_fetch(
     if findings.problems:
         if rows:
             _check_rows(con, cfg, label, [f for f in features if f in usable], found, findings)
-        raise _error(source, cfg, findings)
+        raise validation_error(source, cfg, findings)
 
     data = _check_rows(con, cfg, label, features, found, findings)
     if findings.problems:
-        raise _error(source, cfg, findings)
+        raise validation_error(source, cfg, findings)
     X = np.empty((rows, len(features)), dtype=np.float64)
     for i in range(len(features)):
         X[:, i] = data[f"x{i}"]
@@ -204,7 +152,7 @@ def _check_and_fetch(
 
 
 def _check_columns(
-    findings: _Findings,
+    findings: Findings,
     id_column: str,
     label: str | None,
     features: list[str],
@@ -238,7 +186,7 @@ def _check_rows(
     label: str | None,
     features: list[str],
     found: dict[str, str],
-    findings: _Findings,
+    findings: Findings,
 ) -> dict[str, np.ndarray]:
     """One pass over ``src``: typed values with markers for bad cells, then the checks."""
     id_ok = cfg.id_column in found and _kind(found[cfg.id_column]) in ("text", "integer")
@@ -293,7 +241,7 @@ def _check_rows(
 
 
 def _check_ids(
-    con: duckdb.DuckDBPyConnection, cfg: DataConfig, data: dict[str, np.ndarray], f: _Findings
+    con: duckdb.DuckDBPyConnection, cfg: DataConfig, data: dict[str, np.ndarray], f: Findings
 ) -> None:
     """Empty ids, malformed ids (USCC or the "any" rules) and duplicates."""
     column, flags = cfg.id_column, data["id_bad"]
@@ -314,7 +262,7 @@ def _check_ids(
         checked = np.flatnonzero(flags == 0)
         bad = checked[~uscc_valid_mask(ids[checked])]
         reasons = [
-            f"got {_show(str(ids[row]))}, expected a USCC (18 characters, GB 32100-2015): "
+            f"got {show_value(str(ids[row]))}, expected a USCC (18 characters, GB 32100-2015): "
             f"{explain_invalid_uscc(str(ids[row])) or 'not valid'}"
             for row in bad[:MAX_PER_KIND]
         ]
@@ -342,24 +290,6 @@ def _check_ids(
         f.more(groups[0][0] - len(groups), "duplicated ids")
 
 
-_USCC_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
-_USCC_VALUE = np.full(129, -1, dtype=np.int64)  # code point -> value; -1 outside the alphabet
-_USCC_VALUE[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
-
-
-def uscc_valid_mask(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
-    """Vectorised twin of ``explain_invalid_uscc(code) is None`` (length, alphabet, check)."""
-    # One spare character: longer ids are cut to LENGTH + 1 and still fail the length test.
-    width = LENGTH + 1
-    codes = np.asarray(ids, dtype=f"<U{width}").view(np.uint32).reshape(len(ids), width)
-    values = _USCC_VALUE[np.minimum(codes[:, :LENGTH], 128)]  # NUL padding maps to -1
-    check = (31 - (values[:, : LENGTH - 1] @ _USCC_WEIGHTS) % 31) % 31
-    ok: npt.NDArray[np.bool_] = (
-        (codes[:, LENGTH] == 0) & (values >= 0).all(axis=1) & (values[:, LENGTH - 1] == check)
-    )
-    return ok
-
-
 def _raw_values(con: duckdb.DuckDBPyConnection, column: str, rows: np.ndarray) -> list[str]:
     """The cells of ``column`` at 0-based ``rows``, quoted and shortened for a message."""
     if len(rows) == 0:
@@ -371,13 +301,7 @@ def _raw_values(con: duckdb.DuckDBPyConnection, column: str, rows: np.ndarray) -
             f"WHERE rowid IN ({wanted})"
         ).fetchall()
     )
-    return ["empty" if got.get(int(r)) is None else _show(got[int(r)]) for r in rows]
-
-
-def _show(value: str, limit: int = 60) -> str:
-    """A cell value quoted for a message, shortened past ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
+    return ["empty" if got.get(int(r)) is None else show_value(got[int(r)]) for r in rows]
 
 
 def _kind(duck_type: str) -> str:
@@ -422,62 +346,6 @@ def _feature_expr(v: str, kind: str) -> str:
         f"WHEN {v} IS NULL OR lower(trim({v}, {_WS})) IN ({tokens}) THEN 'NaN'::DOUBLE "
         "ELSE 'Infinity'::DOUBLE END"
     )
-
-
-def _error(source: str, cfg: DataConfig, findings: _Findings) -> TableValidationError:
-    """Format the findings (capped at MAX_LISTED lines) into one TableValidationError."""
-    listed = findings.problems[:MAX_LISTED]
-    lines_of = (
-        _csv_lines(cfg.path, [r for p in listed for r in p.rows])
-        if (cfg.source == "csv" and cfg.path is not None)
-        else {}
-    )
-    notes = {after: (count, note) for after, count, note in findings.overflow}
-    out = [f"{source}: {findings.total:,} problem(s); the node will not serve this table:"]
-    unlisted = findings.total - len(listed)
-    for index, problem in enumerate(listed):
-        out.append(f"  - {_where(problem, lines_of)}{problem.message}")
-        if index + 1 in notes:
-            count, note = notes[index + 1]
-            out.append(f"    {note}")
-            unlisted -= count
-    if unlisted > 0:
-        out.append(f"  ... and {unlisted:,} more problems")
-    return TableValidationError(source, listed, findings.total, "\n".join(out))
-
-
-def _where(problem: Problem, lines_of: dict[int, int]) -> str:
-    """``row 3 (line 4), column 'x': `` for a problem's location."""
-    parts = [f"row {r} (line {lines_of[r]})" if r in lines_of else f"row {r}" for r in problem.rows]
-    if problem.column is not None:
-        parts.append(f"column {problem.column!r}")
-    return ", ".join(parts) + ": " if parts else ""
-
-
-def _csv_lines(path: Path, rows: Sequence[int]) -> dict[int, int]:
-    """Map 1-based data rows to 1-based file lines (header = line 1), skipping blank lines.
-
-    Quoted fields spanning lines are followed by counting double quotes; unreadable files map
-    to nothing (messages then show rows only).
-    """
-    if not rows:
-        return {}
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            buf = np.frombuffer(handle.read(), dtype=np.uint8)
-    except OSError:
-        return {}
-    newlines = np.flatnonzero(buf == 10)
-    quotes = np.flatnonzero(buf == 34)
-    breaks = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-    starts = np.concatenate(([0], breaks + 1))
-    ends = np.concatenate((breaks, [len(buf)]))
-    length = ends - starts
-    carriage = (length == 1) & (buf[np.minimum(starts, len(buf) - 1)] == 13)
-    records = starts[(length > 0) & ~carriage]
-    line_of_record = np.searchsorted(newlines, records) + 1
-    return {r: int(line_of_record[r]) for r in rows if r < len(records)}
 
 
 def _ident(name: str) -> str:

@@ -26,12 +26,12 @@ from common.errors import DataValidationError, ProtocolError
 from models.hfl.model import (
     HyperParams,
     Split,
-    auc,
     log_loss,
     predict_proba,
     prepare,
     train_epochs,
 )
+from models.metrics import auc
 from node.config import DataConfig, load_node_config
 from node.datasource import load_table
 
@@ -105,7 +105,7 @@ class BankClient(NumPyClient):
         split = self.split
         scores = predict_proba(weights, split.X_test)
         return (log_loss(weights, split.X_test, split.y_test), len(split.y_test),
-                {"auc": auc(split.y_test, scores)})
+                {"auc": auc(split.y_test, scores, undefined=0.5)})
 
 
 def client_fn(context: Context) -> Client:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from common.uscc import generate_uscc
 from fedcredit.demo.parties import FEATURE_PARTIES, LABEL_PARTY, party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
 from fedcredit.launcher import LocalNetwork
@@ -24,7 +25,6 @@ from fedcredit.synth import synthesize
 from node.config import load_node_config
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
-from node.uscc import generate_uscc
 from proto.fedcredit.v1 import coordinator_pb2
 
 
@@ -38,7 +38,7 @@ def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000
             stub = net.stub()
             stub.Align(coordinator_pb2.AlignRequest(label_party=LABEL_PARTY, job_id="al"),
                        timeout=1800)
-            stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(
+            stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
                 {"label": LABEL_PARTY, "features": list(FEATURE_PARTIES), "align_job": "al",
                  "vlr": {"max_epochs": 2, "batch_size": 1024}}), job_id="tr"), timeout=60)
             while stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),

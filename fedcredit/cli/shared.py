@@ -22,6 +22,7 @@ from common.errors import (
     ProtocolError,
     TrustError,
 )
+from common.rpc import RETRYABLE
 from fedcredit.cli.exit_codes import ExitCode
 
 console = Console()
@@ -52,8 +53,7 @@ def guarded(action: Callable[[], T]) -> T:
                           soft_wrap=True)
         raise typer.Exit(int(exit_code_of(err))) from None
     except grpc.RpcError as err:
-        unavailable = err.code() in (grpc.StatusCode.UNAVAILABLE,
-                                     grpc.StatusCode.DEADLINE_EXCEEDED)
+        unavailable = err.code() in RETRYABLE
         err_console.print(f"[bold red]error:[/] {err.code().name}: {err.details()}",
                           highlight=False)
         raise typer.Exit(int(ExitCode.UNAVAILABLE if unavailable else ExitCode.PROTOCOL)) \

@@ -43,7 +43,7 @@ def train_vertical_lr(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
     started = time.perf_counter()
     settings = {"label": LABEL_PARTY, "features": list(FEATURE_PARTIES), "align_job": align_job,
                 "model_name": "demo-vlr", "vlr": DEMO_VLR}
-    job = stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
+    job = stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
                                                      job_id=f"{align_job}-vlr"), timeout=60)
     console.print("[bold]vertical logistic regression[/] (CKKS, coordinator as arbiter)")
     job = follow_job(stub, job.job_id, DEMO_VLR["max_epochs"], console=console)

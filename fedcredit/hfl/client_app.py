@@ -21,9 +21,10 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common import parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
-from models.hfl.model import TIMING_RECORD
 from node.hfl_client import client_fn, dp_clip_mod, secagg_policy_mod, unmask_guard_mod
 
+TIMING_RECORD = "fedcredit.timing"
+"""Reply record with the seconds a bank spent computing and starting its ClientApp."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

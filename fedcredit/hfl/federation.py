@@ -3,9 +3,10 @@
 One SuperLink (the coordinator) and one SuperNode per bank run as separate processes on loopback
 ports, over TLS with our CA (the SuperLink presents the coordinator's certificate), with SuperNode
 authentication on (an ECDSA P-384 key per bank, registered before the bank connects). `flwr run`
-submits the app in models/hfl/app with the launcher's ClientApp (fedcredit/hfl/client_app.py:
-the production one plus timing and test capture); the ServerApp writes progress and a JSON result
-file that this module follows. Processes are started and stopped by fedcredit/launcher.py.
+submits the app in models/hfl/app with the launcher's ServerApp and ClientApp
+(fedcredit/hfl/server_app.py and client_app.py: the production ones plus timing and test
+capture); the ServerApp writes progress and a JSON result file that this module follows.
+Processes are started and stopped by fedcredit/launcher.py.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from common.errors import PeerUnavailable, ProtocolError
 from crypto.flower_keys import SuperNodeKey, mint_supernode_key
 from crypto.pki import init_pki
 from fedcredit.hfl.job import BankSpec, HflJob
+from fedcredit.hfl.server_app import CAPTURE_KEY
 from fedcredit.launcher import ChildProcesses, free_port
 
 APP_DIR = Path(__file__).resolve().parents[2] / "models" / "hfl" / "app"
 CLIENT_APP = "fedcredit.hfl.client_app:app"
 """The ClientApp the local federation runs: the bank's, plus benchmark timing and test capture."""
+SERVER_APP = "fedcredit.hfl.server_app:app"
+"""The ServerApp the local federation runs: the coordinator's, plus timing and test capture."""
 CONNECTION = "fedcredit"
 Progress = Callable[[dict[str, Any]], None]
 
@@ -192,13 +196,15 @@ class Federation:
 
     # runs -----------------------------------------------------------------------------------
     def _app_dir(self) -> Path:
-        """The app folder `flwr run` submits: models/hfl/app with the launcher's ClientApp."""
+        """The app folder `flwr run` submits: models/hfl/app with the launcher's apps."""
         app_dir = self.workdir / "app"
         if not app_dir.exists():
             shutil.copytree(APP_DIR, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
             manifest = app_dir / "pyproject.toml"
             project = tomllib.loads(manifest.read_text())
-            project["tool"]["flwr"]["app"]["components"]["clientapp"] = CLIENT_APP
+            flwr_app = project["tool"]["flwr"]["app"]
+            flwr_app["components"] = {"serverapp": SERVER_APP, "clientapp": CLIENT_APP}
+            flwr_app["config"][CAPTURE_KEY] = ""  # Flower drops run-config keys not listed here
             manifest.write_text(tomli_w.dumps(project))
         return app_dir
 
@@ -217,7 +223,7 @@ class Federation:
             "stage-timeout": job.stage_timeout, "job-id": job.job_id,
             "result-path": str(result), "progress-path": str(run_dir / "progress.jsonl"),
             "audit-path": str(audit_path or ""),
-            "capture-dir": str(self.capture_dir) if capture and self.capture_dir else "",
+            CAPTURE_KEY: str(self.capture_dir) if capture and self.capture_dir else "",
         }
         if job.dp is not None:
             run_config.update({"dp-noise": job.dp.noise_multiplier,

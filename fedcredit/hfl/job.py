@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from common.errors import DataValidationError, ProtocolError
+from common.names import check_party_name
 from models.hfl.model import HyperParams
-from models.hfl.server_app import MIN_SECAGG_BANKS
+from models.hfl.settings import MIN_SECAGG_BANKS
 
 
 class BankSpec(BaseModel):
@@ -19,12 +27,17 @@ class BankSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    name: str
     node_config: Path | None = None
     table: Path | None = None
     id_column: str = "id"
     label_column: str = "default"
     id_format: Literal["uscc", "any"] = "uscc"
+
+    @field_validator("name")
+    @classmethod
+    def _party_name(cls, value: str) -> str:
+        return check_party_name(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> BankSpec:

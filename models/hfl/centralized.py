@@ -18,13 +18,13 @@ from models.hfl.model import (
     FloatArray,
     HyperParams,
     Weights,
-    auc,
     holdout_mask,
     init_weights,
     predict_proba,
     standardise,
     train_epochs,
 )
+from models.metrics import auc
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ def train_centralized(
     y_test_all = np.concatenate([y for _, y in tests])
     per_bank, start = [], 0
     for _, y in tests:
-        per_bank.append((len(y), auc(y, scores[start:start + len(y)])))
+        per_bank.append((len(y), auc(y, scores[start:start + len(y)], undefined=0.5)))
         start += len(y)
     rows = sum(n for n, _ in per_bank)
     weighted = sum(n * a for n, a in per_bank) / rows if rows else 0.5
     return CentralResult(weights=weights, auc=float(weighted),
-                         auc_pooled=auc(y_test_all, scores))
+                         auc_pooled=auc(y_test_all, scores, undefined=0.5))

@@ -1,4 +1,4 @@
-"""Numpy logistic regression for horizontal training: local data prep, SGD epochs, weights, AUC.
+"""Numpy logistic regression for horizontal training: local data prep, SGD epochs, weights.
 
 Standardisation: every bank standardises its features with the mean and standard deviation of its
 own training rows and imputes a missing value with that mean (0 after standardising). Nothing about
@@ -17,10 +17,6 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 Weights = list[FloatArray]
 """Model parameters as Flower carries them: [coefficients (d,), intercept (1,)]."""
-
-TIMING_RECORD = "fedcredit.timing"
-"""Reply record with the seconds a bank spent computing and starting its ClientApp."""
-
 
 @dataclass(frozen=True)
 class HyperParams:
@@ -116,27 +112,6 @@ def train_epochs(
             w -= hp.lr * (Xb.T @ residual / len(idx) + hp.l2 * w)
             b -= hp.lr * float(residual.mean())
     return [w, np.array([b], dtype=np.float64)]
-
-
-def auc(y: npt.ArrayLike, scores: npt.ArrayLike) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); 0.5 if one class is absent."""
-    labels = np.asarray(y, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        return 0.5
-    order = np.argsort(s, kind="mergesort")
-    sorted_s = s[order]
-    ranks = np.empty(len(s), dtype=np.float64)
-    # average ranks over ties, vectorised: first/last index of each run of equal scores
-    boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(s)]))
-    run_rank = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    rank_sum = float(ranks[labels == 1].sum())
-    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
 
 
 def flatten(weights: Weights) -> FloatArray:

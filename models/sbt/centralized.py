@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from crypto.he import PlainTwin
+from models.metrics import auc
 from models.sbt import SbtConfig
 from models.sbt.label import LabelParty
 from models.sbt.local import run_local
-from models.vlr.metrics import auc
 
 
 def xgboost_params(config: SbtConfig, base_score: float) -> dict[str, Any]:

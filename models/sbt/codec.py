@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.errors import ModelFormatError
 from models.sbt.feature import FeatureParty, SplitRecord
-from models.sbt.label import LabelParty, Tree
+from models.sbt.label import LabelParty
+from models.sbt.tree import Tree
 
 FORMAT_VERSION = 1
 LABEL_FORMAT = "fedcredit.sbt.label"

@@ -10,6 +10,7 @@ import numpy as np
 
 from common.errors import ProtocolError
 from crypto.he import BFV_SUITE, LabelHe, SbtSuite, pack_frames, unpack_frames
+from models.metrics import auc, log_loss
 from models.sbt import (
     SbtConfig,
     StepKey,
@@ -22,7 +23,6 @@ from models.sbt import (
     quantile_bins,
 )
 from models.sbt.feature import (
-    ABSENT,
     HIST_REQUEST,
     HIST_RESPONSE,
     LEAF,
@@ -31,58 +31,16 @@ from models.sbt.feature import (
     SPLIT_RESPONSE,
     TOPOLOGY,
 )
+from models.sbt.tree import (
+    MIN_GAIN,
+    Tree,
+    TreeReport,
+    quantize,
+    sample_rows,
+    split_gains,
+    unpack_sums,
+)
 from models.vlr import StepCache, digest
-from models.vlr.metrics import auc, log_loss
-
-MIN_GAIN = 1e-6  # XGBoost's kRtEps: a split must reduce the loss by more than this
-PACKED_BITS = 58  # |sum G| + 2^k sum H stays below 2^58 = t/2
-
-
-@dataclass
-class Tree:
-    """One boosted tree in heap order (children of i: 2i+1, 2i+2). owner: ABSENT, LEAF,
-    0 for L's own splits, p >= 1 for feature party p-1 (sorted names). F's thresholds are not here:
-    its nodes hold F's record id only."""
-
-    owner: np.ndarray
-    feature: np.ndarray
-    bin: np.ndarray
-    threshold: np.ndarray  # L's own splits only
-    missing_left: np.ndarray
-    record: np.ndarray
-    value: np.ndarray  # leaf weights, learning rate applied
-
-    @classmethod
-    def empty(cls, depth: int) -> Tree:
-        size = 2 ** (depth + 1) - 1
-        return cls(
-            np.full(size, ABSENT, np.int64),
-            np.full(size, -1, np.int64),
-            np.full(size, -1, np.int64),
-            np.full(size, np.nan),
-            np.zeros(size, bool),
-            np.full(size, -1, np.int64),
-            np.zeros(size),
-        )
-
-    def leaves(self) -> np.ndarray:
-        return np.flatnonzero(self.owner == LEAF)
-
-    def equal(self, other: Tree) -> bool:
-        return all(
-            np.array_equal(getattr(self, f), getattr(other, f), equal_nan=f == "threshold")
-            for f in ("owner", "feature", "bin", "threshold", "missing_left", "record", "value")
-        )
-
-
-@dataclass
-class TreeReport:
-    """What L tells the driver after a tree: training loss and AUC (train = test)."""
-
-    tree: int
-    loss: float
-    auc: float
-    splits: int
 
 
 @dataclass
@@ -105,67 +63,6 @@ class _Build:
     node_hist: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     pending: dict[str, list[int]] = field(default_factory=dict)
     split_rows: dict[int, np.ndarray] = field(default_factory=dict)
-
-
-def quantize(
-    g: np.ndarray, h: np.ndarray, plain_modulus: int
-) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed-point G, H with the most bits that keep every packed sum G + 2^k H below t/2."""
-    for bits in range(30, 0, -1):
-        gq = np.rint(g * 2.0**bits).astype(np.int64)
-        hq = np.rint(h * 2.0**bits).astype(np.int64)
-        shift = int(np.abs(gq).sum()).bit_length() + 1
-        if (int(hq.sum()) << shift) + (1 << (shift - 1)) < (1 << PACKED_BITS):
-            packed = ((gq + (hq << np.int64(shift))) % plain_modulus).astype(np.uint64)
-            return bits, shift, gq, hq, packed
-    raise ValueError("gradients do not fit the packed plaintext even at 1 bit")
-
-
-def unpack_sums(
-    residues: np.ndarray, shift: int, plain_modulus: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact (sum G, sum H) from packed residues mod t."""
-    v = residues.astype(np.int64)
-    v = np.where(v >= plain_modulus // 2, v - plain_modulus, v)
-    hs = (v + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
-    return v - (hs << np.int64(shift)), hs
-
-
-def split_gains(
-    g: np.ndarray, h: np.ndarray, g_total: float, h_total: float, config: SbtConfig
-) -> np.ndarray:
-    """Loss reduction (features, bins, 2) for 'bin <= b goes left', missing right (0) / left (1)."""
-    bins = config.bins
-    cg, ch = np.cumsum(g[:, :bins], axis=1), np.cumsum(h[:, :bins], axis=1)
-    gl = np.stack([cg, cg + g[:, bins, None]], axis=-1)
-    hl = np.stack([ch, ch + h[:, bins, None]], axis=-1)
-    gr, hr, lam = g_total - gl, h_total - hl, config.reg_lambda
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gain = gl**2 / (hl + lam) + gr**2 / (hr + lam) - g_total**2 / (h_total + lam)
-    ok = (hl >= config.min_child_weight) & (hr >= config.min_child_weight) & np.isfinite(gain)
-    return np.where(ok, gain, -np.inf)
-
-
-def sample_rows(g: np.ndarray, config: SbtConfig, tree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows used by a tree and their weights (GOSS amplifies the sampled small gradients)."""
-    n = g.size
-    rng = np.random.default_rng([config.seed, 7, tree])
-    weights = np.ones(n)
-    if config.goss is not None:
-        top, other = config.goss
-        order = np.argsort(-np.abs(g), kind="stable")
-        n_top, n_other = int(top * n), int(other * n)
-        rest = rng.permutation(order[n_top:])[:n_other]
-        sampled = np.zeros(n, bool)
-        sampled[order[:n_top]] = True
-        sampled[rest] = True
-        weights[rest] = (1.0 - top) / other
-        return sampled, weights
-    if config.subsample >= 1.0:
-        return np.ones(n, bool), weights
-    sampled = np.zeros(n, bool)
-    sampled[rng.permutation(n)[: max(1, int(round(config.subsample * n)))]] = True
-    return sampled, weights
 
 
 class LabelParty:

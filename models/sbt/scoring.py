@@ -41,7 +41,8 @@ from crypto.he import (
 from models.sbt import FeatureAlignment, StepKey, decode_head, encode_head, encode_positions
 from models.sbt.codec import FeatureModel, LabelModel, load_feature_model, load_label_model
 from models.sbt.feature import LEAF, FeatureParty
-from models.sbt.label import LabelParty, Tree
+from models.sbt.label import LabelParty
+from models.sbt.tree import Tree
 from models.vlr import decode_positions
 
 SCORE_REQUEST, SCORE_PART = b"SCRQ", b"SCPT"

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.metrics import auc, ks, log_loss
 from models.vlr import EpochReport, FeatureAlignment, VlrConfig
 from models.vlr.label import epoch_order, fixed_batches, split_positions
-from models.vlr.metrics import auc, ks, log_loss
 from models.vlr.preprocess import feature_design, label_design
 
 

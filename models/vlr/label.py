@@ -10,9 +10,9 @@ import numpy as np
 
 from common.errors import ProtocolError
 from crypto.he import CKKS_SUITE, HeBackend, HeSuite, pack_frames
+from models.metrics import auc, ks, log_loss
 from models.vlr import EpochReport, StepKey, VlrConfig, encode_plan, encode_positions
 from models.vlr.layout import GradientParty
-from models.vlr.metrics import auc, ks, log_loss
 from models.vlr.preprocess import Standardizer, label_design
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.uscc import generate_uscc
 from coordinator.config import load_coordinator_config
 from coordinator.server import build_server
 from coordinator.service import Coordinator
 from fedcredit.launcher import LocalNetwork, PartySpec
-from node.uscc import generate_uscc
 from tests.integration.wiretap import WireTap
 
 

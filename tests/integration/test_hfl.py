@@ -18,7 +18,7 @@ from fedcredit.hfl.job import BankSpec, HflJob
 from fedcredit.hfl.run import load_bank_tables, run_hfl
 from fedcredit.synth import synthesize
 from models.hfl.centralized import train_centralized
-from models.hfl.server_app import epsilon_spent
+from models.hfl.settings import epsilon_spent
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tomli_w
 
+from common.uscc import generate_uscc
 from crypto.pki import init_pki
 from fedcredit.cli.exit_codes import ExitCode
-from node.uscc import generate_uscc
 
 
 @pytest.fixture(scope="module")

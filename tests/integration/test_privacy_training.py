@@ -40,7 +40,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory,
                                                 job_id="al"), timeout=300)
         settings = {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
                     "vlr": {"batch_size": 256, "max_epochs": 2, "validation_fraction": 0.25}}
-        stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
+        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
                                                    job_id="tr"), timeout=60)
         deadline = time.monotonic() + 300
         while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),

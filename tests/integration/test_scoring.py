@@ -36,7 +36,7 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with tapped_network(root, specs) as (net, tap):
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(
+        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
             {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
              "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id="tr"), timeout=60)
         while stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),

@@ -39,7 +39,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 def _train(net: LocalNetwork, job_id: str, **overrides: Any) -> coordinator_pb2.JobStatus:
     settings = {"label": "bank", "features": FEATURES, "align_job": "align",
                 "step_attempts": 2, "vlr": {**HYPER, **overrides}}
-    return net.stub().TrainVlr(coordinator_pb2.TrainRequest(
+    return net.stub().Train(coordinator_pb2.TrainRequest(algorithm="vlr",
         config_json=json.dumps(settings), job_id=job_id), timeout=60)
 
 
@@ -140,7 +140,7 @@ def test_give_credit_matches_centralised_lr(tmp_path: Path) -> None:
         gc.start(timeout=120)
         gc.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="gc"),
                         timeout=600)
-        gc.stub().TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(
+        gc.stub().Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
             {"label": "bank", "features": ["host"], "align_job": "gc", "vlr": hyper}),
             job_id="gc-vlr"), timeout=60)
         job = _wait(gc, "gc-vlr", _done, timeout=600)

@@ -60,11 +60,6 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
                 _registered_method=True)
-        self.TrainVlr = channel.unary_unary(
-                '/fedcredit.v1.CoordinatorService/TrainVlr',
-                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
-                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
-                _registered_method=True)
         self.Train = channel.unary_unary(
                 '/fedcredit.v1.CoordinatorService/Train',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
@@ -130,13 +125,6 @@ class CoordinatorServiceServicer:
 
     def GetJob(self, request, context):
         """One job's state and figures.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def TrainVlr(self, request, context):
-        """Start a vertical logistic-regression training job; returns at once, the job runs on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,11 +199,6 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.FromString,
-                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
-            ),
-            'TrainVlr': grpc.unary_unary_rpc_method_handler(
-                    servicer.TrainVlr,
-                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
             ),
             'Train': grpc.unary_unary_rpc_method_handler(
@@ -383,33 +366,6 @@ class CoordinatorService:
             target,
             '/fedcredit.v1.CoordinatorService/GetJob',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
-            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def TrainVlr(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/fedcredit.v1.CoordinatorService/TrainVlr',
-            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.TrainRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
             options,
             channel_credentials,

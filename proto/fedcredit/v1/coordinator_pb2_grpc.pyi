@@ -42,8 +42,6 @@ class CoordinatorServiceStub:
     """Jobs with their state and figures."""
     GetJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]
     """One job's state and figures."""
-    TrainVlr: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]
-    """Start a vertical logistic-regression training job; returns at once, the job runs on."""
     Train: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]
     """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
     ResumeJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]
@@ -72,8 +70,6 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """Jobs with their state and figures."""
     GetJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
     """One job's state and figures."""
-    TrainVlr: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
-    """Start a vertical logistic-regression training job; returns at once, the job runs on."""
     Train: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.TrainRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
     """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
     ResumeJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
@@ -129,14 +125,6 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.JobStatus, _abc.Awaitable[_coordinator_pb2.JobStatus]]:
         """One job's state and figures."""
-
-    @_abc_1.abstractmethod
-    def TrainVlr(
-        self,
-        request: _coordinator_pb2.TrainRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_coordinator_pb2.JobStatus, _abc.Awaitable[_coordinator_pb2.JobStatus]]:
-        """Start a vertical logistic-regression training job; returns at once, the job runs on."""
 
     @_abc_1.abstractmethod
     def Train(

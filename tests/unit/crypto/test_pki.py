@@ -87,7 +87,7 @@ def test_refuses_to_replace_an_existing_ca_unless_forced(tmp_path: Path) -> None
         (["Bank_A"], "invalid party name 'Bank_A'"),
         ([""], "invalid party name ''"),
         (["a" * 64], "invalid party name"),
-        (["-bank"], "must not start or end"),
+        (["-bank"], "not starting or ending"),
         (["operator"], "used twice"),
         (["bank", "bank"], "used twice"),
     ],

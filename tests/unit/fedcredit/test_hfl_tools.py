@@ -1,26 +1,33 @@
-"""The local federation's tools: its ClientApp adds timing and capture, the bank's does not; the
-app folder it submits names that ClientApp; a job file's errors name their fields."""
+"""The local federation's tools: its ClientApp and ServerApp add timing and capture, the bank's and
+the coordinator's do not; the app folder it submits names them; a job file's errors name fields."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.clientapp import ClientApp
-from flwr.common import FitIns, ndarrays_to_parameters
+from flwr.common import FitIns, ndarray_to_bytes, ndarrays_to_parameters
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
 from flwr.supercore.task_identity import TaskIdentity
 
 from common.errors import DataValidationError
+from fedcredit.hfl.client_app import TIMING_RECORD
 from fedcredit.hfl.client_app import app as launcher_app
-from fedcredit.hfl.federation import CLIENT_APP, Federation
+from fedcredit.hfl.federation import CLIENT_APP, SERVER_APP, Federation
 from fedcredit.hfl.job import BankSpec, load_job
-from models.hfl.model import TIMING_RECORD, init_weights
+from fedcredit.hfl.server_app import MaskedCapture, read_timing
+from models.hfl import recording
+from models.hfl import server_app as production_server_app
+from models.hfl.model import init_weights
+from models.hfl.recording import StageLog
 from node.hfl_client import app as bank_app
 
 
@@ -67,6 +74,29 @@ def test_the_launchers_clientapp_adds_timing_and_test_capture(tmp_path: Path) ->
     assert [p.name for p in (tmp_path / "capture").iterdir()] == ["bank-1-round1.json"]
 
 
+def test_the_launchers_serverapp_reads_timing_and_captures_masked_vectors(
+        tmp_path: Path) -> None:
+    masked = [np.arange(4, dtype=np.int64)]
+    reply = Message(RecordDict({
+        TIMING_RECORD: ConfigRecord({"compute-s": 1.5, "startup-s": 0.25}),
+        RECORD_KEY_CONFIGS: ConfigRecord({Key.MASKED_PARAMETERS: [ndarray_to_bytes(masked[0])]}),
+    }), dst_node_id=0, message_type=MessageType.TRAIN, group_id="2")
+    log = StageLog(round=2, stage=Stage.COLLECT_MASKED_VECTORS, sent=1)
+
+    read_timing(log, reply)
+    MaskedCapture(tmp_path)(log, reply)
+
+    assert (log.compute_s, log.startup_s) == (1.5, 0.25)
+    [path] = tmp_path.glob("masked-*-round2.json")
+    assert json.loads(path.read_text())["masked"] == [[0, 1, 2, 3]]
+
+
+def test_the_coordinators_serverapp_has_no_test_hooks() -> None:
+    source = Path(production_server_app.__file__).read_text() + Path(recording.__file__).read_text()
+
+    assert "capture" not in source.lower() and TIMING_RECORD not in source
+
+
 def test_the_submitted_app_runs_the_launchers_clientapp(tmp_path: Path) -> None:
     fed = Federation(tmp_path, [BankSpec(name="bank-1", table=tmp_path / "b.csv"),
                                 BankSpec(name="bank-2", table=tmp_path / "c.csv")])
@@ -74,7 +104,8 @@ def test_the_submitted_app_runs_the_launchers_clientapp(tmp_path: Path) -> None:
     manifest = tomllib.loads((fed._app_dir() / "pyproject.toml").read_text())
 
     components = manifest["tool"]["flwr"]["app"]["components"]
-    assert components == {"serverapp": "models.hfl.server_app:app", "clientapp": CLIENT_APP}
+    assert components == {"serverapp": SERVER_APP, "clientapp": CLIENT_APP}
+    assert manifest["tool"]["flwr"]["app"]["config"]["capture-dir"] == ""
 
 
 def test_a_bad_job_file_names_every_bad_field(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from common.uscc import is_valid_uscc
 from fedcredit.synth import COLUMNS, SynthResult, synthesize
-from node.uscc import is_valid_uscc
 
 Table = dict[str, npt.NDArray[np.generic]]
 N = 20000

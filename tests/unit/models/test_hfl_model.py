@@ -22,36 +22,21 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
-from sklearn.metrics import roc_auc_score
 
 from common.errors import ProtocolError
 from fedcredit.hfl.client_app import app as client_app
 from models.hfl.model import (
     HyperParams,
-    auc,
     init_weights,
     log_loss,
     prepare,
     train_epochs,
 )
-from models.hfl.server_app import (
-    JobSettings,
-    SurvivingSecAggPlusWorkflow,
-    build_strategy,
-    epsilon_spent,
-)
+from models.hfl.server_app import SurvivingSecAggPlusWorkflow, build_strategy
+from models.hfl.settings import JobSettings, epsilon_spent
 from node.hfl_client import check_unmask_request
 
 # the numpy model ----------------------------------------------------------------------------
-
-
-def test_auc_matches_sklearn_with_ties() -> None:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 500)
-    scores = np.round(rng.random(500) + 0.3 * y, 1)  # many ties
-
-    assert auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
-    assert auc(np.ones(4), np.arange(4)) == 0.5
 
 
 def test_training_lowers_the_loss() -> None:

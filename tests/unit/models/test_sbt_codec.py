@@ -17,7 +17,7 @@ from models.sbt.codec import (
     load_label_model,
 )
 from models.sbt.feature import ABSENT, LEAF, SplitRecord
-from models.sbt.label import Tree
+from models.sbt.tree import Tree
 
 
 def _tree(seed: int) -> Tree:

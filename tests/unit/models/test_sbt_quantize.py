@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto.he.bfv_ring import HIST_PLAIN_BITS
-from models.sbt.label import quantize, unpack_sums
+from models.sbt.tree import quantize, unpack_sums
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,13 +9,13 @@ import pytest
 
 from crypto.he import CKKS_SUITE, HeSuite, PlainBackend
 from fedcredit.bench.vlr import run_vlr_benchmark, synthetic_vertical
+from models.metrics import auc
 from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.arbiter import Arbiter
 from models.vlr.centralized import pooled_design, train_centralized
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty
 from models.vlr.local import run_local
-from models.vlr.metrics import auc
 
 DATA = Path("/work/shared/data")
 # train = test, as the data's README reference (plaintext SGD LR, AUC 0.699) does

@@ -17,15 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import DataValidationError
+from common.uscc import ALPHABET, generate_uscc
 from node.config import DataConfig
-from node.datasource import (
-    MAX_LISTED,
-    NodeTable,
-    TableValidationError,
-    load_table,
-    uscc_valid_mask,
-)
-from node.uscc import ALPHABET, explain_invalid_uscc, generate_uscc
+from node.datasource import NodeTable, load_table
+from node.findings import MAX_LISTED, TableValidationError
 
 IDS = generate_uscc(np.random.default_rng(7), 8)
 BAD_CHECK = IDS[1][:17] + next(c for c in ALPHABET if c != IDS[1][17])
@@ -436,19 +431,3 @@ def test_any_format_ids(tmp_path: Path, ids: list[str]) -> None:
     else:
         assert not refused
         assert table.ids == stripped
-
-
-_USCC_LIKE = st.text(alphabet=ALPHABET + "aIOSVZ?é", min_size=17, max_size=19) | st.builds(
-    lambda code, pos, ch: code[:pos] + ch + code[pos + 1 :],
-    st.sampled_from(IDS),
-    st.integers(0, 17),
-    st.sampled_from(ALPHABET),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(codes=st.lists(_USCC_LIKE, min_size=1, max_size=20))
-def test_vectorised_uscc_check_agrees_with_explain_invalid_uscc(codes: list[str]) -> None:
-    mask = uscc_valid_mask(np.array(codes + IDS[:1], dtype=object))
-
-    assert mask.tolist() == [explain_invalid_uscc(c) is None for c in codes] + [True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 """The 31 characters a USCC may contain; a character's value is its index here."""
@@ -47,17 +48,21 @@ _DIGIT_INDEXES = np.arange(10)
 _ANY_INDEXES = np.arange(31)
 
 
+def check_values(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The mod-31 check rule, once: check-character values for rows of 17 alphabet values."""
+    out: npt.NDArray[np.int64] = (31 - (values @ _WEIGHTS) % 31) % 31
+    return out
+
+
 def uscc_check_char(first17: str) -> str:
     """Return the check character (position 18) for the first 17 characters of a USCC."""
     if len(first17) != 17:
         raise ValueError(f"expected 17 characters, got {len(first17)}")
-    total = 0
-    for position, (ch, weight) in enumerate(zip(first17, WEIGHTS, strict=True), start=1):
-        value = _VALUE.get(ch)
-        if value is None:
+    for position, ch in enumerate(first17, start=1):
+        if ch not in _VALUE:
             raise ValueError(f"character {ch!r} at position {position} not in the alphabet")
-        total += value * weight
-    return ALPHABET[(31 - total % 31) % 31]
+    values = np.array([[_VALUE[ch] for ch in first17]], dtype=np.int64)
+    return ALPHABET[int(check_values(values)[0])]
 
 
 def org_code_check_char(body8: str) -> str:
@@ -102,6 +107,24 @@ def is_valid_uscc(code: str, *, check_org_code: bool = False) -> bool:
     return explain_invalid_uscc(code, check_org_code=check_org_code) is None
 
 
+_VALUE_OF_CODE_POINT = np.full(129, -1, dtype=np.int64)  # -1 outside the alphabet
+_VALUE_OF_CODE_POINT[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
+
+
+def uscc_valid_mask(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    """Vectorised twin of ``is_valid_uscc(code)`` (length, alphabet, check character)."""
+    # One spare character: longer ids are cut to LENGTH + 1 and still fail the length test.
+    width = LENGTH + 1
+    codes = np.asarray(ids, dtype=f"<U{width}").view(np.uint32).reshape(len(ids), width)
+    values = _VALUE_OF_CODE_POINT[np.minimum(codes[:, :LENGTH], 128)]  # NUL padding maps to -1
+    ok: npt.NDArray[np.bool_] = (
+        (codes[:, LENGTH] == 0)
+        & (values >= 0).all(axis=1)
+        & (values[:, LENGTH - 1] == check_values(values[:, : LENGTH - 1]))
+    )
+    return ok
+
+
 def _draw_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     """Draw ``n`` codes as an (n, 18) array of alphabet indexes; duplicates are possible."""
     idx = np.empty((n, LENGTH), dtype=np.int64)
@@ -119,7 +142,7 @@ def _draw_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     idx[:, 8:16] = body
     org_check = 11 - (_ORG_VALUE_OF_INDEX[body] @ _ORG_WEIGHTS) % 11
     idx[:, 16] = np.where(org_check == 10, _VALUE["X"], np.where(org_check == 11, 0, org_check))
-    idx[:, 17] = (31 - (idx[:, :17] @ _WEIGHTS) % 31) % 31
+    idx[:, 17] = check_values(idx[:, :17])
     return idx
 
 

@@ -1,8 +1,11 @@
-"""Binary-classification metrics on scores: log loss, AUC via ranks, Kolmogorov-Smirnov."""
+"""Binary-classification metrics on scores, for every algorithm: log loss, AUC, KS."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 
 
 def _class_counts(y: np.ndarray) -> tuple[int, int]:
@@ -16,16 +19,19 @@ def log_loss(y: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve: Mann-Whitney U from average ranks (ties count one half)."""
-    y = np.asarray(y) != 0
-    positives, negatives = _class_counts(y)
+def auc(y: npt.ArrayLike, score: npt.ArrayLike, *, undefined: float = math.nan) -> float:
+    """Area under the ROC curve: Mann-Whitney U from average ranks (ties count one half).
+
+    With one class only the AUC is undefined: ``undefined`` is returned (NaN unless asked).
+    """
+    positive = np.asarray(y) != 0
+    positives, negatives = _class_counts(positive)
     if positives == 0 or negatives == 0:
-        return float("nan")
+        return undefined
     _, inverse, counts = np.unique(np.asarray(score), return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     average_rank = ends - (counts - 1) / 2.0
-    rank_sum = float(average_rank[inverse][y].sum())
+    rank_sum = float(average_rank[inverse][positive].sum())
     return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.uscc import (
+from common.uscc import (
     ALPHABET,
     WEIGHTS,
     explain_invalid_uscc,
@@ -13,6 +13,7 @@ from node.uscc import (
     is_valid_uscc,
     org_code_check_char,
     uscc_check_char,
+    uscc_valid_mask,
 )
 
 # Published codes of well-known enterprises (Huawei, Tencent, Alibaba) and the standard's example.
@@ -137,3 +138,20 @@ def test_explain_never_raises_and_agrees_with_is_valid(text: str) -> None:
     assert (explanation is None) == is_valid_uscc(text)
     if explanation is None:
         assert len(text) == 18
+
+
+_SOME = generate_uscc(np.random.default_rng(7), 8)
+_USCC_LIKE = st.text(alphabet=ALPHABET + "aIOSVZ?é", min_size=17, max_size=19) | st.builds(
+    lambda code, pos, ch: code[:pos] + ch + code[pos + 1 :],
+    st.sampled_from(_SOME),
+    st.integers(0, 17),
+    st.sampled_from(ALPHABET),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(codes=st.lists(_USCC_LIKE, min_size=1, max_size=20))
+def test_vectorised_uscc_check_agrees_with_explain_invalid_uscc(codes: list[str]) -> None:
+    mask = uscc_valid_mask(np.array(codes + _SOME[:1], dtype=object))
+
+    assert mask.tolist() == [explain_invalid_uscc(c) is None for c in codes] + [True]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from models.vlr.metrics import auc, ks, log_loss
+from models.metrics import auc, ks, log_loss
 
 
 def _ks_brute(y: np.ndarray, s: np.ndarray) -> float:
@@ -36,3 +37,12 @@ def test_log_loss_is_stable_for_large_logits() -> None:
     z = np.array([800.0, -800.0, 0.0])
     assert np.isclose(log_loss(y, z), math.log(2) / 3)
     assert np.isfinite(log_loss(np.array([0.0]), np.array([800.0])))
+
+
+def test_auc_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    scores = np.round(rng.random(500) + 0.3 * y, 1)  # many ties
+
+    assert auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert auc(np.ones(4), np.arange(4), undefined=0.5) == 0.5
