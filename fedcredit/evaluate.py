@@ -20,6 +20,7 @@ from models.vlr.centralized import pooled_design, train_centralized
 from models.vlr.label import split_positions
 from models.vlr.metrics import auc
 from node.alignment import AlignmentStore
+from node.columns import model_columns
 from node.config import DataConfig
 from node.datasource import NodeTable, load_table
 
@@ -95,7 +96,8 @@ def plaintext_probabilities(state_root: Path, tables: Mapping[str, NodeTable], j
         row_of = {ident: row for row, ident in enumerate(table.ids)}
         rows = np.fromiter((row_of.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
         present = rows >= 0
-        total += model.partial_logits(table.X[np.where(present, rows, 0)], present)
+        own = model_columns(table, model.features, party=name, model=f"the model of job {job}")
+        total += model.partial_logits(own[np.where(present, rows, 0)], present)
     out: np.ndarray = 1.0 / (1.0 + np.exp(-total))
     return out
 
