@@ -46,7 +46,7 @@ def compare_vlr(state_root: Path, tables: Mapping[str, NodeTable], label: str,
     validation rows the federated job used; per segment when `segments` is given."""
     bank = tables[label]
     assert bank.y is not None
-    order = AlignmentStore(state_root / label).job_order(align_job, bank.rows)
+    order = AlignmentStore(state_root / label).load_order(align_job)
     x_label, y = bank.X[order], bank.y[order].astype(np.float64)
     aligned = []
     for name in features:
@@ -108,7 +108,7 @@ def pooled_rows(state_root: Path, tables: Mapping[str, NodeTable], label: str,
     row), in the job's training order, with the labels: the pooled data nobody really has."""
     bank = tables[label]
     assert bank.y is not None
-    order = AlignmentStore(state_root / label).job_order(align_job, bank.rows)
+    order = AlignmentStore(state_root / label).load_order(align_job)
     blocks = [bank.X[order]]
     for name in features:
         found = AlignmentStore(state_root / name).load_feature(align_job)
