@@ -20,6 +20,7 @@ from models.vlr import FeatureAlignment, VlrConfig
 from models.vlr.centralized import pooled_design, train_centralized
 from models.vlr.label import split_positions
 from node.alignment import AlignmentStore
+from node.columns import model_columns
 from node.config import DataConfig
 from node.datasource import NodeTable, load_table
 
@@ -45,7 +46,7 @@ def compare_vlr(state_root: Path, tables: Mapping[str, NodeTable], label: str,
     validation rows the federated job used; per segment when `segments` is given."""
     bank = tables[label]
     assert bank.y is not None
-    order = AlignmentStore(state_root / label).job_order(align_job, bank.rows)
+    order = AlignmentStore(state_root / label).load_order(align_job)
     x_label, y = bank.X[order], bank.y[order].astype(np.float64)
     aligned = []
     for name in features:
@@ -95,7 +96,8 @@ def plaintext_probabilities(state_root: Path, tables: Mapping[str, NodeTable], j
         row_of = {ident: row for row, ident in enumerate(table.ids)}
         rows = np.fromiter((row_of.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
         present = rows >= 0
-        total += model.partial_logits(table.X[np.where(present, rows, 0)], present)
+        own = model_columns(table, model.features, party=name, model=f"the model of job {job}")
+        total += model.partial_logits(own[np.where(present, rows, 0)], present)
     out: np.ndarray = 1.0 / (1.0 + np.exp(-total))
     return out
 
@@ -106,7 +108,7 @@ def pooled_rows(state_root: Path, tables: Mapping[str, NodeTable], label: str,
     row), in the job's training order, with the labels: the pooled data nobody really has."""
     bank = tables[label]
     assert bank.y is not None
-    order = AlignmentStore(state_root / label).job_order(align_job, bank.rows)
+    order = AlignmentStore(state_root / label).load_order(align_job)
     blocks = [bank.X[order]]
     for name in features:
         found = AlignmentStore(state_root / name).load_feature(align_job)

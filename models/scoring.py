@@ -5,7 +5,9 @@ A request for n enterprises runs the same four operations whatever the model:
   feature   FeaturePart.partial(no, values, present, request)     (partial logits, model part)
   relay     RelayPart.combine(no, {node: model part}) -> bytes    sum under the bank's key
   bank      BankPart.finish(no, own rows, present, others, sum)   joint logits, reason weights
-Rows a party does not hold are flagged by `present` False (their values are meaningless). The
+`own rows` and `values` are the party's columns named by the part's `features`, in that order
+(the node takes them from its table by name, so a reordered table scores the same); rows a
+party does not hold are flagged by `present` False (their values are meaningless). The
 partial logits travel as CKKS sums (node/coordinator do that, the same for every model); the model
 part is the algorithm's own ciphertext (SecureBoost: BFV leaf selectors; LR: nothing).
 Implementations satisfy these protocols structurally (they do not import this module).
@@ -27,7 +29,8 @@ class BankPart(Protocol):
 
     @property
     def features(self) -> tuple[str, ...]:
-        """The bank's own features, the columns of `finish`'s reason weights."""
+        """The bank's own columns the model reads, in its order: of `own_rows` and of
+        `finish`'s reason weights."""
         ...
 
     @property
@@ -56,6 +59,11 @@ class BankPart(Protocol):
 class FeaturePart(Protocol):
     """A feature node's part of a trained model, under the requesting bank's public key."""
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """This node's columns the model reads, in its order: the columns of `values`."""
+        ...
+
     def partial(self, number: int, values: np.ndarray, present: np.ndarray,
                 request: bytes) -> tuple[np.ndarray, bytes]: ...
 
@@ -79,8 +87,7 @@ class ScoringKind(Protocol):
         """The bank's own scoring key file in `state/scoring/<job>/` ("": none)."""
         ...
 
-    def load_bank(self, folder: Path, job: str, features: tuple[str, ...],
-                  private_key: bytes) -> BankPart:
+    def load_bank(self, folder: Path, job: str, private_key: bytes) -> BankPart:
         """The bank's part from `folder`; private_key b"": make a fresh scoring key."""
         ...
 

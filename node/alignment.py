@@ -1,16 +1,26 @@
-"""Per-job alignment results in the node's state directory (the PSI cache)."""
+"""Per-job alignment results in the node's state directory (the PSI cache).
+
+Beside each alignment the node keeps a fingerprint of its own id column as it was then (SHA-256
+over the ids in table order, and the row count): alignments store row numbers, so a table whose
+rows were reordered, added or removed since must not be trained on. The fingerprint never leaves
+the node (a hash of a known id list could be matched) and is never logged.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.errors import ProtocolError
+from common.errors import DataValidationError, ProtocolError
 from common.names import InvalidPartyName, check_party_name
 
 _JOB_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -21,6 +31,29 @@ def check_job_id(job_id: str) -> str:
     if not _JOB_RE.match(job_id):
         raise ProtocolError(f"job id {job_id!r} is not 1-64 letters, digits, '_', '.' or '-'")
     return job_id
+
+
+class AlignmentStale(DataValidationError):
+    """A stored alignment does not belong to the node's current table (or predates fingerprints)."""
+
+
+class TableFingerprint(BaseModel):
+    """A table's id column in order, as one hash: what an alignment's row numbers refer to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = 1
+    rows: int
+    sha256: str
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> TableFingerprint:
+        """SHA-256 over the ids, each prefixed by its UTF-8 length, so any reorder changes it."""
+        encoded = [ident.encode() for ident in ids]
+        digest = hashlib.sha256(b"fedcredit.table-ids.v1\0")
+        digest.update(np.asarray([len(e) for e in encoded], dtype="<u4").tobytes())
+        digest.update(b"".join(encoded))
+        return cls(rows=len(encoded), sha256=digest.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -55,12 +88,18 @@ class AlignmentStore:
         return self.root / check_job_id(job_id)
 
     def job_order(self, job_id: str, n_rows: int) -> np.ndarray:
-        """The label node's random row order for a job, drawn with OS randomness on first use."""
+        """The label node's random row order for a job, drawn with OS randomness on first use.
+
+        A stored order for another number of rows is refused, never silently redrawn: the
+        job's other files refer to it."""
         path = self._dir(job_id) / "order.npy"
         if path.exists():
             stored: np.ndarray = np.load(path)
-            if len(stored) == n_rows:
-                return stored
+            if len(stored) != n_rows:
+                raise AlignmentStale(
+                    f"alignment {job_id} was made for a table of {len(stored)} rows, the table "
+                    f"now has {n_rows}; align again under a new job id")
+            return stored
         rows = list(range(n_rows))
         secrets.SystemRandom().shuffle(rows)
         order = np.asarray(rows, dtype=np.int64)
@@ -69,6 +108,53 @@ class AlignmentStore:
 
     def save_label(self, job_id: str, peer: str, peer_rows: np.ndarray) -> None:
         _atomic_save(self._dir(job_id) / f"peer-{_safe(peer)}.npy", peer_rows.astype(np.int64))
+
+    def save_fingerprint(self, job_id: str, ids: Sequence[str]) -> None:
+        """Record which table (ids in order) this job's alignment refers to; a job id reused
+        for another table is refused, since its other files refer to the first."""
+        path = self._dir(job_id) / "table.json"
+        found = TableFingerprint.of(ids)
+        if path.exists() and self._fingerprint(path) != found:
+            raise AlignmentStale(f"alignment {job_id} was made on another version of this "
+                                 "table; align again under a new job id")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(found.model_dump_json())
+        os.replace(tmp, path)
+
+    def verify(self, job_id: str, ids: Sequence[str], who: str, source: str,
+               label: str) -> None:
+        """Refuse to train on an alignment that is missing, predates fingerprints, or was
+        made on another version of the table (`who`/`source`/`label` name it for the fix)."""
+        folder = self._dir(job_id)
+        fix = (f"re-run `fedcredit align --label {label} --job-id NEW` and train on the new "
+               "alignment")
+        if not folder.is_dir():
+            raise AlignmentStale(f"{who}: no alignment {job_id} here; {fix}")
+        path = folder / "table.json"
+        if not path.exists():
+            raise AlignmentStale(f"{who}: alignment {job_id} was saved without a fingerprint "
+                                 f"of table {source} (before this version), so it cannot be "
+                                 f"checked against the table; {fix}")
+        if self._fingerprint(path) != TableFingerprint.of(ids):
+            raise AlignmentStale(f"{who}: table {source} changed since alignment {job_id} "
+                                 f"(rows reordered, added, removed or re-exported); {fix}")
+
+    @staticmethod
+    def _fingerprint(path: Path) -> TableFingerprint:
+        try:
+            return TableFingerprint.model_validate(json.loads(path.read_text()))
+        except (ValueError, ValidationError) as err:
+            raise AlignmentStale(f"{path}: unreadable table fingerprint ({err}); align again "
+                                 "under a new job id") from err
+
+    def load_order(self, job_id: str) -> np.ndarray:
+        """The label node's stored row order for a job (never drawn here)."""
+        path = self._dir(job_id) / "order.npy"
+        if not path.exists():
+            raise AlignmentStale(f"alignment {job_id} holds no row order here: align again")
+        order: np.ndarray = np.load(path)
+        return order
 
     def load_label(self, job_id: str, peer: str) -> LabelAlignment:
         folder = self._dir(job_id)
@@ -84,7 +170,11 @@ class AlignmentStore:
         os.replace(tmp, path)
 
     def load_feature(self, job_id: str) -> FeatureAlignment:
-        with np.load(self._dir(job_id) / "feature.npz") as f:
+        path = self._dir(job_id) / "feature.npz"
+        if not path.exists():
+            raise AlignmentStale(f"alignment {job_id} holds no rows here (a cardinality-only "
+                                 "run?): align again in full mode")
+        with np.load(path) as f:
             data = f["data"]
             return FeatureAlignment(n_rows=int(f["n_rows"]), positions=data[0], own_rows=data[1])
 

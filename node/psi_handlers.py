@@ -107,6 +107,7 @@ def intersect(chunks: Iterable[common_pb2.SealedChunk],
         raise ProtocolError(f"received {next_index[DOUBLE]} double-blinded chunks, "
                             f"sent {session.sent_chunks}")
     own_rows, peer_indices = session.engine.matches()
+    state.alignments.save_fingerprint(session.job_id, state.table.ids)
     order = state.alignments.job_order(session.job_id, state.table.rows)
     state.alignments.save_label(session.job_id, session.peer, np.sort(own_rows))
     size = len(own_rows)
@@ -179,6 +180,7 @@ def accept(requests: Iterable[node_pb2.PsiAcceptRequest], state: NodeState) -> n
         if len(pos) and (pos.min() < 0 or pos.max() >= n_rows or len(np.unique(pos)) != len(pos)):
             raise ProtocolError("reply positions are out of range or repeated")
         own_rows = session.engine.resolve_rows(peer_indices)
+        state.alignments.save_fingerprint(session.job_id, state.table.ids)
         state.alignments.save_feature(session.job_id, FeatureAlignment(
             n_rows=n_rows, positions=pos, own_rows=own_rows))
     state.audit.append("psi.accept", job=session.job_id, peer=session.peer, purpose="alignment",

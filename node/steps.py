@@ -182,8 +182,10 @@ class StepHandler:
                                                signature=peer.signature))
             sealers[peer.party] = state.sealer_for(public)
         align_job = check_job_id(job.align_job)
+        state.alignments.verify(align_job, state.table.ids, state.party, state.table.source,
+                                job.label)
         if state.role == "label":
-            order = state.alignments.job_order(align_job, state.table.rows)
+            order = state.alignments.load_order(align_job)
             labels = state.table.y
             if labels is None:
                 raise ProtocolError(f"{state.party} holds no labels")

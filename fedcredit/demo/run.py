@@ -57,7 +57,7 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
             with console.status("aligning customers by ECDH-PSI"):
                 aligned = stub.Align(coordinator_pb2.AlignRequest(
                     label_party=LABEL_PARTY, mode=node_pb2.PSI_MODE_FULL,
-                    job_id=f"demo-{seed}"), timeout=1800)
+                    job_id=f"demo-{seed}-{enterprises}"), timeout=1800)
             report["alignment"] = {p.party: p.intersection_size for p in aligned.pairs}
             _print_alignment(console, aligned)
             report["vertical_lr"] = train_vertical_lr(net, stub, synth, aligned.job_id, console)

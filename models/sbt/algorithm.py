@@ -76,7 +76,7 @@ def _label_end_tree(role: LabelParty, call: Call) -> Mapping[str, Output]:
 
 def _label_finish(role: LabelParty, call: Call) -> Mapping[str, Output]:
     return {"model": label_model_bytes(role.base_margin, role.trees, role.feature_parties,
-                                       [asdict(r) for r in role.reports])}
+                                       [asdict(r) for r in role.reports], columns=call.columns)}
 
 
 # --- feature node -------------------------------------------------------------------------------
@@ -103,7 +103,8 @@ def _feature_end_tree(role: FeatureParty, call: Call) -> Mapping[str, Output]:
 def _feature_finish(role: FeatureParty, call: Call) -> Mapping[str, Output]:
     """The lookup table and topologies stay at this node; never the keys."""
     return {"model": feature_model_bytes(
-        call.me, role.records(), [role.topology(t) for t in range(role.trees_done)])}
+        call.me, role.records(), [role.topology(t) for t in range(role.trees_done)],
+        columns=call.columns)}
 
 
 STEPS = (

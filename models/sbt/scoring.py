@@ -273,10 +273,9 @@ def _unknown_as_nan(rows: np.ndarray, present: np.ndarray) -> np.ndarray:
 class _BankSbt:
     """The bank's SecureBoost part: its trees under a BFV scoring key of its own."""
 
-    def __init__(self, model: LabelModel, he: BfvPrivate, job: str,
-                 features: tuple[str, ...]) -> None:
+    def __init__(self, model: LabelModel, he: BfvPrivate, job: str) -> None:
         self.scorer, self.key_pair = LabelScorer(model, he), he
-        self.job, self._features = job, features
+        self.job, self._features = job, model.columns
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -326,6 +325,7 @@ class _FeatureSbt:
 
     def __init__(self, model: FeatureModel, he: FeatureHe, job: str) -> None:
         self.scorer, self.job = FeatureScorer(model, he=he), job
+        self.features = model.columns
 
     def partial(self, number: int, values: np.ndarray, present: np.ndarray,
                 request: bytes) -> tuple[np.ndarray, bytes]:
@@ -358,13 +358,12 @@ class SbtScoring:
                 return (folder / name).read_bytes()
         raise ProtocolError(f"no SecureBoost model of job {job} here ({folder / self.model_file})")
 
-    def load_bank(self, folder: Path, job: str, features: tuple[str, ...],
-                  private_key: bytes) -> _BankSbt:
+    def load_bank(self, folder: Path, job: str, private_key: bytes) -> _BankSbt:
         model = load_label_model(self._read(folder, job))
         he = BfvPrivate.from_private_bytes(private_key) if private_key else BFV_SUITE.make_private()
         if not isinstance(he, BfvPrivate):
             raise ProtocolError("the SecureBoost suite made no persistable BFV key")
-        return _BankSbt(model, he, job, features)
+        return _BankSbt(model, he, job)
 
     def load_feature(self, folder: Path, job: str, public_context: bytes) -> _FeatureSbt:
         if not public_context:

@@ -14,6 +14,7 @@ from common.errors import ModelFormatError, ProtocolError
 from models.vlr.preprocess import Standardizer
 
 MODEL_SCHEMA = 1
+DTYPE = "float64"  # every column of a node's table
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class PartyModel:
     def to_json(self) -> str:
         return json.dumps({"schema": MODEL_SCHEMA, "kind": "vlr-party",
                            "party": self.party, "role": self.role, "job": self.job,
-                           "features": list(self.features), "weights": self.weights.tolist(),
+                           "features": list(self.features),
+                           "dtypes": [DTYPE] * len(self.features),
+                           "weights": self.weights.tolist(),
                            "mean": self.mean.tolist(), "scale": self.scale.tolist()})
 
     @classmethod
@@ -80,6 +83,10 @@ class PartyModel:
             raise ModelFormatError(
                 f"{source}: a {raw.get('kind')!r} model of schema {schema!r}; this version "
                 f"reads vlr-party schema {MODEL_SCHEMA}: retrain it")
+        dtypes = raw.get("dtypes", [DTYPE] * len(raw.get("features", [])))
+        if list(dtypes) != [DTYPE] * len(raw.get("features", [])):
+            raise ModelFormatError(f"{source}: columns of types {dtypes}; this version reads "
+                                   f"one {DTYPE} per feature")
         return cls(party=raw["party"], role=raw["role"], job=raw["job"],
                    features=tuple(raw["features"]),
                    weights=np.asarray(raw["weights"], dtype=np.float64),
@@ -121,6 +128,10 @@ class _FeatureLr:
 
     model: PartyModel
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.model.features
+
     def partial(self, number: int, values: np.ndarray, present: np.ndarray,
                 request: bytes) -> tuple[np.ndarray, bytes]:
         return self.model.partial_logits(values, present), b""
@@ -146,8 +157,7 @@ class VlrScoring:
             raise ProtocolError(f"no logistic regression model of job {job} here ({path})")
         return PartyModel.load(path)
 
-    def load_bank(self, folder: Path, job: str, features: tuple[str, ...],
-                  private_key: bytes) -> _BankLr:
+    def load_bank(self, folder: Path, job: str, private_key: bytes) -> _BankLr:
         return _BankLr(self._load(folder, job))
 
     def load_feature(self, folder: Path, job: str, public_context: bytes) -> _FeatureLr:

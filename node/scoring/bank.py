@@ -33,6 +33,7 @@ from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
 from models.scoring import SCORING_KINDS, BankPart
 from node.alignment import check_job_id
+from node.columns import model_columns
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.policy import CreditPolicy
@@ -94,7 +95,9 @@ class BankScorer:
         key_path = self.state_dir / "scoring" / self.job / kind.key_file if kind.key_file else None
         own_key = key_path.read_bytes() if key_path is not None and key_path.exists() else b""
         self.part: BankPart = kind.load_bank(self.state_dir / "models" / self.job, self.job,
-                                             tuple(self.table.features), own_key)
+                                             own_key)
+        self.own = model_columns(self.table, self.part.features, party=self.party,
+                                 model=f"model {self.model_id} (job {self.job})")
         if key_path is not None and not own_key:
             _write_private(key_path, self.part.private_key)
             fresh = True
@@ -175,7 +178,7 @@ class BankScorer:
         rows = np.fromiter((self.row_of.get(i, -1) for i in ids), dtype=np.int64,
                            count=len(ids))
         present = rows >= 0
-        own_rows = self.table.X[np.where(present, rows, 0)]
+        own_rows = self.own[np.where(present, rows, 0)]
         number = next(self._requests) % 2**32
         model_request = self.part.request(number, own_rows, present)
         header = coordinator_pb2.ScoreRequestHeader(

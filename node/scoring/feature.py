@@ -27,6 +27,7 @@ from crypto.he import scoring as score_he
 from crypto.seal import PeerKey
 from models.scoring import SCORING_KINDS, FeaturePart, ScoringKind
 from node.alignment import check_job_id
+from node.columns import model_columns
 from node.scoring.budget import DEFAULT_DAILY_BUDGET, BudgetBook
 from node.scoring.wire import (
     ScoringSetup,
@@ -47,6 +48,7 @@ class BankSetup:
     part: FeaturePart
     context: ts.Context
     index: dict[bytes, int]
+    columns: np.ndarray  # this node's table, the model's columns in the model's order
 
 
 def scoring_kind(algorithm: str) -> ScoringKind:
@@ -104,10 +106,12 @@ class FeatureScoring:
             raise ProtocolError(f"{self.state.party} holds no part of a model trained by job "
                                 f"{job}")
         part = kind.load_feature(folder, job, setup.model_context)
+        columns = model_columns(self.state.table, part.features, party=self.state.party,
+                                model=f"the model of job {job}")
         hashed = hash_ids(setup.id_key, self.state.table.ids)
         index = {hashed[i * HASHED_ID_BYTES:(i + 1) * HASHED_ID_BYTES]: i
                  for i in range(self.state.table.rows)}
-        found = BankSetup(bank=bank, part=part, index=index,
+        found = BankSetup(bank=bank, part=part, index=index, columns=columns,
                           context=score_he.load_context(setup.context, private=False))
         with self._lock:
             self.setups[(bank, job)] = found
@@ -162,7 +166,7 @@ class FeatureScoring:
         rows = np.fromiter((setup.index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
         present = rows >= 0
-        values = self.state.table.X[np.where(present, rows, 0)]
+        values = setup.columns[np.where(present, rows, 0)]
         logits, part = setup.part.partial(header.request_no, values, present,
                                           fields["model_request"])
         partials = pack_frames(score_he.encrypt_partials(setup.context, logits,

@@ -250,7 +250,8 @@ def test_scoring_from_saved_parts_over_an_explicit_row_list(
     each party resolves itself; an id a party lacks takes its splits' missing direction."""
     label, parties = encrypted.label, encrypted.parties
     saved_l = load_label_model(label_model_bytes(
-        label.base_margin, label.trees, label.feature_parties, []))
+        label.base_margin, label.trees, label.feature_parties, [],
+        columns=[f"l{j}" for j in range(data.label.shape[1])]))
     key_l = BFV_SUITE.make_private()
     scorer = LabelScorer(saved_l, key_l)
     unknown, only_f = 7, 11  # nobody knows row 7; only the Fs know row 11
@@ -262,7 +263,8 @@ def test_scoring_from_saved_parts_over_an_explicit_row_list(
     parts = {}
     for p in parties:
         model = load_feature_model(feature_model_bytes(
-            p.name, p.records(), [p.topology(t) for t in range(p.trees_done)]))
+            p.name, p.records(), [p.topology(t) for t in range(p.trees_done)],
+            columns=[f"{p.name}{j}" for j in range(p.n_features)]))
         values = p.aligned_values()[rows]
         values[1] = np.nan
         scorer_f = FeatureScorer(model, he=BFV_SUITE.load_public(key_l.public_bytes()))

@@ -21,7 +21,7 @@ def test_a_pickled_sbt_model_is_refused_at_both_ends(tmp_path: Path) -> None:
     (tmp_path / "model.sbt").write_bytes(pickle.dumps({"base_margin": 0.0, "trees": []}))
     kind = SCORING_KINDS["sbt"]
     with pytest.raises(ModelFormatError, match="before format v1.*retrain"):
-        kind.load_bank(tmp_path, "job", ("a",), b"")
+        kind.load_bank(tmp_path, "job", b"")
     with pytest.raises(ModelFormatError, match="before format v1.*retrain"):
         kind.load_feature(tmp_path, "job", b"public")
 

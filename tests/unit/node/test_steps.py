@@ -64,7 +64,9 @@ def _nodes(root: Path, *, feature_min_batch: int = 32) -> tuple[Node, Node]:
     core = Node(root, "core", "feature",
                 NodeTable(ids=ids, features=["c0", "c1", "c2"], X=x_core, y=None, source="core"),
                 feature_min_batch)
+    bank.state.alignments.save_fingerprint(ALIGN, ids)
     order = bank.state.alignments.job_order(ALIGN, ROWS)  # the same entities, row for row
+    core.state.alignments.save_fingerprint(ALIGN, ids)
     core.state.alignments.save_feature(ALIGN, FeatureAlignment(
         n_rows=ROWS, positions=np.argsort(order), own_rows=np.arange(ROWS)))
     return bank, core
