@@ -11,15 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ProtocolError
+from common.ids import check_job_id
 
-_JOB_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def check_job_id(job_id: str) -> str:
-    """Job ids name folders in the state directory: refuse anything that could escape it."""
-    if not _JOB_RE.match(job_id):
-        raise ProtocolError(f"job id {job_id!r} is not 1-64 letters, digits, '_', '.' or '-'")
-    return job_id
+__all__ = ["AlignmentStore", "FeatureAlignment", "LabelAlignment", "check_job_id"]
 
 
 @dataclass(frozen=True)
