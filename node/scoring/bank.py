@@ -256,7 +256,7 @@ def _decision(ident: str, probability: float, score: float, grade: str, line: fl
                         reason=REFUSED_BUDGET)
     if coverage == 0:
         return Decision(id=ident, probability=probability, score=None, grade=None,
-                        credit_line=None, parties_covering=0, reasons=(), outcome="refer",
+                        credit_line=None, parties_covering=0, reasons=reasons, outcome="refer",
                         reason=NOBODY_HOLDS)
     return Decision(id=ident, probability=probability, score=score, grade=grade,
                     credit_line=line, parties_covering=coverage, reasons=reasons)
