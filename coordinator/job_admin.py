@@ -29,6 +29,9 @@ def check_alignment(store: Store, job: TrainingJob) -> None:
     if found.state != "done":
         raise DataValidationError(f"alignment job {name!r} is {found.state}, not done; align "
                                   f"again with {fresh}")
+    if found.config.get("mode", "PSI_MODE_FULL") != "PSI_MODE_FULL":
+        raise DataValidationError(f"alignment job {name!r} is cardinality-only (sizes, no rows); "
+                                  f"training needs a full alignment: align with {fresh}")
     if found.parties[:1] != [job.label]:
         raise DataValidationError(f"alignment job {name!r} aligned label party "
                                   f"{found.parties[0]!r}, not {job.label!r}; align with {fresh}")

@@ -74,8 +74,8 @@ def test_a_job_needs_registered_parties_in_their_roles(core: Coordinator) -> Non
 
 
 def _aligned(core: Coordinator, job_id: str = "align-1", state: str = "done",
-             parties: tuple[str, ...] = ("bank", "core")) -> None:
-    core.store.create_job(job_id, "align", list(parties))
+             parties: tuple[str, ...] = ("bank", "core"), mode: str = "PSI_MODE_FULL") -> None:
+    core.store.create_job(job_id, "align", list(parties), {"mode": mode})
     core.store.update_job(job_id, state=state)
 
 
@@ -88,13 +88,15 @@ def test_training_on_a_missing_alignment_is_refused_with_the_command_to_make_it(
     assert core.store.jobs() == []
 
 
-@pytest.mark.parametrize(("state", "parties", "expected"), [
-    ("failed", ("bank", "core"), "is failed, not done"),
-    ("done", ("bank",), "did not align core"),
+@pytest.mark.parametrize(("state", "parties", "mode", "expected"), [
+    ("failed", ("bank", "core"), "PSI_MODE_FULL", "is failed, not done"),
+    ("done", ("bank",), "PSI_MODE_FULL", "did not align core"),
+    ("done", ("bank", "core"), "PSI_MODE_CARDINALITY", "cardinality-only"),
 ])
 def test_an_unusable_alignment_is_refused(core: Coordinator, state: str,
-                                          parties: tuple[str, ...], expected: str) -> None:
-    _aligned(core, state=state, parties=parties)
+                                          parties: tuple[str, ...], mode: str,
+                                          expected: str) -> None:
+    _aligned(core, state=state, parties=parties, mode=mode)
     with pytest.raises(DataValidationError, match=expected):
         _train(core, "vlr", job_id="tr-1")
     assert core.store.job("tr-1") is None
