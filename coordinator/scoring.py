@@ -233,11 +233,26 @@ class ScoringRelay:
 
 
 def _refused_union(bitmaps: list[bytes], ids: int) -> bytes:
-    """Ids any node refused, as one bitmap naming no node; empty when none was refused."""
-    union = np.zeros((ids + 7) // 8, dtype=np.uint8)
+    """Ids the nodes refused, as one bitmap naming no node; empty when none was refused.
+
+    Every node must refuse the same ids (each counts every asked id, held or not): then a refused
+    id gets no part from anyone and its sums are 0. Were one node to answer an id another refused
+    (different budgets, or a request that failed half-way), the sums would show the answering
+    nodes' parts and coverage alone, so nothing is answered at all.
+    """
+    size = (ids + 7) // 8
+    union, common = np.zeros(size, dtype=np.uint8), np.full(size, 0xFF, dtype=np.uint8)
     for bitmap in bitmaps:
-        if bitmap:
-            if len(bitmap) != len(union):
-                raise ProtocolError(f"a refusal bitmap of {len(bitmap)} bytes for {ids} ids")
-            union |= np.frombuffer(bitmap, dtype=np.uint8)
-    return union.tobytes() if union.any() else b""
+        if bitmap and len(bitmap) != size:
+            raise ProtocolError(f"a refusal bitmap of {len(bitmap)} bytes for {ids} ids")
+        bits = np.frombuffer(bitmap, dtype=np.uint8) if bitmap else np.zeros(size, np.uint8)
+        union |= bits
+        common &= bits
+    if not union.any():
+        return b""
+    if (union != common).any():
+        disputed = int(np.unpackbits(union ^ common, count=ids).sum())
+        raise ProtocolError(f"the feature nodes disagree on the query budget of {disputed} "
+                            f"enterprise(s) (their daily budgets differ, or a request failed "
+                            f"half-way); nothing was answered: ask again")
+    return union.tobytes()

@@ -703,9 +703,10 @@ class ScoreReply(_message.Message):
     model_sum: _builtins.bytes
     """Chunks of the model's combined part (SecureBoost: the sum of the masked selectors)."""
     refused_budget: _builtins.bytes
-    """Chunks of a bitmap, one bit per requested id (numpy packbits): set where some feature
-    node refused the id because its daily budget is spent (the node is not named). The sums
-    at such an id are not a score. Sent only when a bit is set.
+    """Chunks of a bitmap, one bit per requested id (numpy packbits): set where the feature
+    nodes refused the id because its daily budget is spent (every node refuses alike, or the
+    request fails; no node is named). The sums at such an id are 0, not a score. Sent only
+    when a bit is set.
     """
     def __init__(
         self,
