@@ -5,7 +5,8 @@ feature nodes' signed sealing keys; `setup` keeps the bank's public CKKS context
 relay (`models.scoring.SCORING_KINDS[algorithm].relay`, from the model's public context; a
 context carrying a secret key is refused) and forwards each sealed set-up to its node; `score`
 forwards the keyed-hash ids and the model's request to every feature node, adds their CKKS parts
-and combines their model parts. No gRPC server code here: coordinator.server calls these.
+and combines their model parts; ids a node refused (budget) go back as one bitmap naming no
+node. No gRPC server code here: coordinator.server calls these.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+import numpy as np
 import tenseal as ts
 
 from common.audit import AuditLog
@@ -200,11 +202,13 @@ class ScoringRelay:
                                         [unpack_frames(a["partials"]) for a in answers.values()])
         combined = session.relay.combine(header.request_no,
                                          {name: a["model_part"] for name, a in answers.items()})
+        refused = _refused_union([a["refused_budget"] for a in answers.values()], header.ids)
         self.audit.append("score", job=model.job_id, peer=bank, consent=consent,
                           purpose=purpose, rows=header.ids,
                           details={"model": model.model_id, "parties": len(features) + 1})
         yield from chunked(pack_frames(sums), lambda c: coordinator_pb2.ScoreReply(sums=c))
         yield from chunked(combined, lambda c: coordinator_pb2.ScoreReply(model_sum=c))
+        yield from chunked(refused, lambda c: coordinator_pb2.ScoreReply(refused_budget=c))
 
     def _partial_call(self, name: str, header: node_pb2.ScorePartialHeader,
                       fields: dict[str, bytes]) -> Callable[[], dict[str, bytes]]:
@@ -220,7 +224,35 @@ class ScoringRelay:
         def call() -> dict[str, bytes]:
             replies = stub.ScorePartial(messages(), timeout=SCORE_DEADLINE_S)
             answer, _ = read_chunks(replies, {"partials": MAX_PART_BYTES,
-                                              "model_part": MAX_PART_BYTES}, exact=False)
+                                              "model_part": MAX_PART_BYTES,
+                                              "refused_budget": (header.ids + 7) // 8},
+                                    exact=False)
             return answer
 
         return call
+
+
+def _refused_union(bitmaps: list[bytes], ids: int) -> bytes:
+    """Ids the nodes refused, as one bitmap naming no node; empty when none was refused.
+
+    Every node must refuse the same ids (each counts every asked id, held or not): then a refused
+    id gets no part from anyone and its sums are 0. Were one node to answer an id another refused
+    (different budgets, or a request that failed half-way), the sums would show the answering
+    nodes' parts and coverage alone, so nothing is answered at all.
+    """
+    size = (ids + 7) // 8
+    union, common = np.zeros(size, dtype=np.uint8), np.full(size, 0xFF, dtype=np.uint8)
+    for bitmap in bitmaps:
+        if bitmap and len(bitmap) != size:
+            raise ProtocolError(f"a refusal bitmap of {len(bitmap)} bytes for {ids} ids")
+        bits = np.frombuffer(bitmap, dtype=np.uint8) if bitmap else np.zeros(size, np.uint8)
+        union |= bits
+        common &= bits
+    if not union.any():
+        return b""
+    if (union != common).any():
+        disputed = int(np.unpackbits(union ^ common, count=ids).sum())
+        raise ProtocolError(f"the feature nodes disagree on the query budget of {disputed} "
+                            f"enterprise(s) (their daily budgets differ, or a request failed "
+                            f"half-way); nothing was answered: ask again")
+    return union.tobytes()

@@ -61,6 +61,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def ResumeJob(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.resume_job(request.job_id)
 
+    @rpc_method("Coordinator.CancelJob", log, _operators)
+    def CancelJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.cancel_job(request.job_id, peer_party(context))
+
+    @rpc_method("Coordinator.DeleteJob", log, _operators)
+    def DeleteJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.delete_job(request, peer_party(context))
+
     @rpc_method("Coordinator.ListModels", log, _operators)
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.list_models()

@@ -17,12 +17,15 @@ from pydantic import BaseModel
 
 from common.audit import AuditLog
 from common.errors import DataValidationError, ProtocolError, TrustError
+from common.ids import check_job_id
 from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
+from coordinator.job_admin import check_alignment, delete_job, job_status
 from coordinator.jobs import run_job
 from coordinator.nodes import NodeClients
 from coordinator.scoring import ScoringRelay
+from coordinator.steps import JobCancelled
 from coordinator.store import JobRecord, NodeRecord, Store
 from crypto.pki import verify_peer_certificate
 from models.jobs import TrainingJob, job_record, parse_job
@@ -56,6 +59,7 @@ class Coordinator:
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor="coordinator")
         self.clients = NodeClients(self.tls, client_interceptors)
         self.scoring = ScoringRelay(self.store, self.clients, self.audit)
+        self._cancels: dict[str, threading.Event] = {}  # running training jobs' cancel flags
         for job in self.store.jobs():
             if job.state == "running":  # the coordinator stopped while the job ran
                 self.store.update_job(job.job_id, state="interrupted",
@@ -123,8 +127,8 @@ class Coordinator:
         if not features:
             raise ProtocolError("no feature node is registered")
         mode = request.mode or node_pb2.PSI_MODE_FULL
-        job_id = request.job_id or f"align-{time.strftime('%Y%m%d-%H%M%S')}-" \
-                                   f"{secrets.token_hex(3)}"
+        job_id = check_job_id(request.job_id, DataValidationError) if request.job_id else \
+            f"align-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         parties = [label_record.party, *[f.party for f in features]]
         self.store.create_job(job_id, "align", parties,
                               {"mode": node_pb2.PsiMode.Name(mode), "operator": caller or ""})
@@ -155,13 +159,36 @@ class Coordinator:
         return coordinator_pb2.AlignResponse(job_id=job_id, pairs=pairs, seconds=seconds)
 
     def list_jobs(self) -> coordinator_pb2.ListJobsResponse:
-        return coordinator_pb2.ListJobsResponse(jobs=[_job_status(j) for j in self.store.jobs()])
+        return coordinator_pb2.ListJobsResponse(jobs=[job_status(j) for j in self.store.jobs()])
 
     def get_job(self, job_id: str) -> coordinator_pb2.JobStatus:
         job = self.store.job(job_id)
         if job is None:
             raise ProtocolError(f"no job {job_id!r}")
-        return _job_status(job)
+        return job_status(job, with_config=True)
+
+    def cancel_job(self, job_id: str, caller: str | None) -> coordinator_pb2.JobStatus:
+        """Ask a running training job to stop at its next step boundary (it ends cancelled)."""
+        job = self.store.job(job_id)
+        if job is None:
+            raise ProtocolError(f"no job {job_id!r}")
+        if job.kind not in ALGORITHMS:
+            raise ProtocolError(f"job {job_id} is a {job.kind} job; only training jobs cancel")
+        flag = self._cancels.get(job_id)
+        if job.state != "running" or flag is None:
+            raise ProtocolError(f"job {job_id} is {job.state}, not running; nothing to cancel")
+        flag.set()
+        self.audit.append("train.cancel", job=job_id, peer=caller or "",
+                          purpose=algorithm(job.kind).purpose)
+        return self.get_job(job_id)
+
+    def delete_job(self, request: coordinator_pb2.DeleteJobRequest,
+                   caller: str | None) -> coordinator_pb2.DeleteJobResponse:
+        reply = delete_job(self.store, request.job_id, force=request.force)
+        self.audit.append("job.delete", job=reply.job_id, peer=caller or "", purpose="operation",
+                          details={"kind": reply.kind, "state": reply.state,
+                                   "force": request.force})
+        return reply
 
     # training -------------------------------------------------------------------------------
     def train(self, request: coordinator_pb2.TrainRequest,
@@ -177,11 +204,9 @@ class Coordinator:
             raise DataValidationError(f"training job is not JSON: {err}") from err
         job, settings = parse_job(algo, raw)
         self._training_parties(job)
-        job_id = request.job_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-" \
-                                   f"{secrets.token_hex(3)}"
-        existing = self.store.job(job_id)
-        if existing is not None:
-            raise ProtocolError(f"job {job_id} exists ({existing.state}); resume it instead")
+        job_id = check_job_id(request.job_id, DataValidationError) if request.job_id else \
+            f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        check_alignment(self.store, job)
         self.store.create_job(job_id, kind, [job.label, *job.features],
                               {**job_record(algo, job, settings), "operator": caller or ""})
         self.audit.append("train.start", job=job_id, peer=",".join(job.features),
@@ -224,6 +249,7 @@ class Coordinator:
 
     def _start(self, job_id: str, algo: Algorithm, job: TrainingJob, settings: BaseModel, *,
                resume: bool) -> None:
+        self._cancels[job_id] = threading.Event()
         thread = threading.Thread(target=self._run_job,
                                   args=(job_id, algo, job, settings, resume),
                                   name=f"job-{job_id}", daemon=True)
@@ -248,7 +274,8 @@ class Coordinator:
         try:
             label, features = self._training_parties(job)
             run_job(algo, job_id, job, settings, self.clients.get(label),
-                    [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch)
+                    [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch,
+                    cancelled=self._cancels[job_id].is_set)
             best = algo.best(history)
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}
@@ -259,11 +286,18 @@ class Coordinator:
                                   metrics={"model_id": model.model_id, "epochs": len(history)})
             self.audit.append("train.done", job=job_id, purpose=algo.purpose,
                               details={"model": model.model_id, "epochs": len(history)})
+        except JobCancelled as err:
+            log.info("job %s cancelled", job_id)
+            self.store.update_job(job_id, state="cancelled",
+                                  error=f"{err}; resume it with `fedcredit jobs resume {job_id}`")
+            self.audit.append("train.cancelled", job=job_id, purpose=algo.purpose)
         except Exception as err:  # noqa: BLE001 - the job records why it failed
             log.warning("job %s failed: %s", job_id, err)
             self.store.update_job(job_id, state="failed", error=str(err)[:2000])
             self.audit.append("train.failed", job=job_id, purpose=algo.purpose,
                               details={"error": str(err)[:500]})
+        finally:
+            self._cancels.pop(job_id, None)
 
     def list_models(self) -> coordinator_pb2.ListModelsResponse:
         return coordinator_pb2.ListModelsResponse(models=[
@@ -276,10 +310,3 @@ class Coordinator:
 
 _EMPTY_JOB = JobRecord(job_id="", kind="", state="", parties=[], config={}, metrics={}, error="",
                        created_at=0.0, updated_at=0.0)
-
-
-def _job_status(j: JobRecord) -> coordinator_pb2.JobStatus:
-    return coordinator_pb2.JobStatus(job_id=j.job_id, kind=j.kind, state=j.state,
-                                     parties=j.parties, metrics_json=json.dumps(j.metrics),
-                                     created_at_unix=int(j.created_at),
-                                     updated_at_unix=int(j.updated_at), error=j.error)

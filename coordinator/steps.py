@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from common.errors import PeerUnavailable, ProtocolError
+from common.errors import FedcreditError, PeerUnavailable, ProtocolError
 from common.parts import Payload, from_parts, write_step
 from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClient
@@ -46,6 +46,10 @@ def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Seque
                           f"{header.epoch} after {attempts} attempts: {last.code().name}")
 
 
+class JobCancelled(FedcreditError):
+    """The operator cancelled the job; it stopped before its next step."""
+
+
 class Peer(Protocol):
     """A job's party as the network needs it: its name and its signed sealing key."""
 
@@ -65,11 +69,14 @@ class NodeNetwork:
     It relays what the driver hands it; sealed payloads stay opaque. `open` steps carry the job
     description and the peers' signed sealing keys (the label node gets every feature node's,
     a feature node the label node's). `send` is a gRPC call in production (`grpc_send`).
+    `cancelled` is asked before each step: once it says so, the job stops with JobCancelled.
     """
 
     def __init__(self, algorithm: Algorithm, job_id: str, spec: JobSpec, label: Peer,
-                 features: Sequence[Peer], send: Send) -> None:
+                 features: Sequence[Peer], send: Send,
+                 cancelled: Callable[[], bool] | None = None) -> None:
         self.algorithm, self.job_id, self.spec, self.send = algorithm, job_id, spec, send
+        self.cancelled = cancelled
         self.label = label.party
         self.features = tuple(f.party for f in features)
         self._label, self._feature_peers = label, list(features)
@@ -92,6 +99,9 @@ class NodeNetwork:
     def run(self, step: str, epoch: int = 0, batch: int = 0,
             parts: Sequence[Payload] = (), *, extra: Mapping[str, Any] | None = None,
             at: Sequence[str] | None = None) -> dict[str, dict[str, Payload]]:
+        if self.cancelled is not None and self.cancelled():  # a step boundary: stop here
+            raise JobCancelled(f"job {self.job_id} cancelled before step {step} "
+                               f"({self.algorithm.unit} {epoch})")
         roles = self.algorithm.role_of(step)
         futures = {}
         for party in (self.label, *self.features):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import DataValidationError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
     party TEXT PRIMARY KEY,
@@ -93,6 +95,10 @@ class ModelRecord:
     created_at: float
 
 
+class JobExists(DataValidationError):
+    """A job id is taken (by a job of any kind, or by a registered model's job)."""
+
+
 class Store:
     """Thread-safe access to the coordinator's SQLite database (WAL mode)."""
 
@@ -151,14 +157,28 @@ class Store:
     # jobs -----------------------------------------------------------------------------------
     def create_job(self, job_id: str, kind: str, parties: list[str],
                    config: dict[str, Any] | None = None) -> None:
+        """Add a running job; an id already taken (by any job or model) is never replaced."""
         now = time.time()
         with self._tx() as cur:
+            row = cur.execute("SELECT kind, state FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row is not None:
+                article = "an" if row[0][:1] in tuple("aeiou") else "a"
+                raise JobExists(f"job {job_id} exists ({article} {row[0]} job, {row[1]}); choose "
+                                "another --job-id")
+            model = cur.execute("SELECT model_id FROM models WHERE job_id=?",
+                                (job_id,)).fetchone()
+            if model is not None:
+                raise JobExists(f"job id {job_id} trained model {model[0]}; choose another "
+                                "--job-id")
             cur.execute("INSERT INTO jobs (job_id, kind, state, parties_json, config_json, "
-                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?) "
-                        "ON CONFLICT(job_id) DO UPDATE SET state=excluded.state, "
-                        "updated_at=excluded.updated_at, error=''",
+                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
                         (job_id, kind, "running", json.dumps(parties),
                          json.dumps(config or {}), now, now))
+
+    def delete_job(self, job_id: str) -> bool:
+        """Remove a job's record (its model, if any, stays registered); False if none."""
+        with self._tx() as cur:
+            return cur.execute("DELETE FROM jobs WHERE job_id=?", (job_id,)).rowcount > 0
 
     def update_job(self, job_id: str, *, state: str | None = None,
                    metrics: dict[str, Any] | None = None, error: str | None = None) -> None:
@@ -203,6 +223,10 @@ class Store:
                             (model_id, name, version, algorithm, job_id, json.dumps(parties),
                              json.dumps(metrics), time.time()))
         return next(m for m in self.models() if m.job_id == job_id)
+
+    def model_of_job(self, job_id: str) -> ModelRecord | None:
+        """The model a training job registered, if any."""
+        return next((m for m in self.models() if m.job_id == job_id), None)
 
     def models(self) -> list[ModelRecord]:
         with self._lock:

@@ -14,8 +14,30 @@ from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
                max_epochs: int | None = None, quiet: bool = False,
                poll_s: float = 0.5, unit: str = "epoch",
-               console: Console | None = None) -> coordinator_pb2.JobStatus:
-    """Poll a job until it ends, showing loss and validation AUC per epoch."""
+               console: Console | None = None, *,
+               runs_on: bool = True) -> coordinator_pb2.JobStatus:
+    """Poll a job until it ends, showing loss and validation AUC per epoch.
+
+    Ctrl-C stops following, not the job: it says so (with how to follow or cancel it, when the
+    coordinator `runs_on` after we stop) on stderr and raises KeyboardInterrupt again.
+    """
+    try:
+        return _follow(stub, job_id, max_epochs, quiet, poll_s, unit, console)
+    except KeyboardInterrupt:
+        notice = Console(stderr=True)
+        if runs_on:
+            notice.print(f"stopped following; job {job_id} continues at the coordinator. "
+                         f"Follow it with `fedcredit jobs show {job_id}`, cancel it with "
+                         f"`fedcredit jobs cancel {job_id}`.", highlight=False)
+        else:
+            notice.print(f"stopped following job {job_id}; it stops with this network.",
+                         highlight=False)
+        raise
+
+
+def _follow(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
+            max_epochs: int | None, quiet: bool, poll_s: float, unit: str,
+            console: Console | None) -> coordinator_pb2.JobStatus:
     job: coordinator_pb2.JobStatus
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),

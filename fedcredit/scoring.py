@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from common.errors import DataValidationError
 from node.scoring.bank import Decision
@@ -35,11 +37,26 @@ def read_ids(path: Path) -> list[str]:
     return lines
 
 
+def decision_row(d: Decision) -> dict[str, Any]:
+    """A decision as JSON-safe fields (no NaN: a figure a decision does not have is None)."""
+    return {"id": d.id, "outcome": d.outcome,
+            "probability_of_default": None if math.isnan(d.probability) else d.probability,
+            "score": d.score, "grade": d.grade, "credit_line": d.credit_line,
+            "parties_covering": d.parties_covering, "reasons": list(d.reasons),
+            "reason": d.reason}
+
+
 def write_decisions(path: Path, decisions: Sequence[Decision]) -> None:
+    """One row per id; a "refer" or "refused" outcome leaves score, grade and line empty."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "probability_of_default", "score", "grade", "credit_line",
-                         "parties_covering", "reasons"])
+        writer.writerow(["id", "outcome", "probability_of_default", "score", "grade",
+                         "credit_line", "parties_covering", "reasons", "reason"])
         for d in decisions:
-            writer.writerow([d.id, f"{d.probability:.6f}", f"{d.score:.1f}", d.grade,
-                             f"{d.credit_line:.0f}", d.parties_covering, ";".join(d.reasons)])
+            writer.writerow([d.id, d.outcome, _fmt(d.probability, ".6f"), _fmt(d.score, ".1f"),
+                             d.grade or "", _fmt(d.credit_line, ".0f"), d.parties_covering,
+                             ";".join(d.reasons), d.reason])
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None or math.isnan(value) else format(value, spec)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,16 +20,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.errors import DataValidationError, ProtocolError
+from common.ids import check_job_id
 from common.names import InvalidPartyName, check_party_name
 
-_JOB_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def check_job_id(job_id: str) -> str:
-    """Job ids name folders in the state directory: refuse anything that could escape it."""
-    if not _JOB_RE.match(job_id):
-        raise ProtocolError(f"job id {job_id!r} is not 1-64 letters, digits, '_', '.' or '-'")
-    return job_id
+__all__ = ["AlignmentStore", "FeatureAlignment", "LabelAlignment", "check_job_id"]
 
 
 class AlignmentStale(DataValidationError):

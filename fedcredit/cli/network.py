@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from google.protobuf import json_format
 from rich.table import Table
 
+from common.errors import ProtocolError
 from fedcredit.cli.operator import (
     DEFAULT_COORDINATOR,
     CoordinatorOpt,
@@ -24,7 +26,8 @@ from fedcredit.cli.train import finish_job
 from fedcredit.follow import follow_job
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
-jobs_app = typer.Typer(help="Jobs: list, resume.", invoke_without_command=True)
+jobs_app = typer.Typer(help="Jobs: list, show, resume, cancel, delete.",
+                       invoke_without_command=True)
 
 
 def nodes_cmd(
@@ -131,6 +134,111 @@ def jobs_resume(
         finish_job(follow_job(stub, job.job_id, quiet=as_json), as_json)
 
     guarded(run)
+
+
+def _job_dict(job: coordinator_pb2.JobStatus) -> dict[str, object]:
+    out = json_format.MessageToDict(job, preserving_proto_field_name=True,
+                                    always_print_fields_with_no_presence=True)
+    out["metrics"] = json.loads(out.pop("metrics_json") or "{}")
+    out["config"] = json.loads(out.pop("config_json") or "{}")
+    return out
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="The job to show.")],
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One job: state, kind, parties, settings (no secrets), figures per round and error."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    job = guarded(lambda: stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30))
+    shown = _job_dict(job)
+    if as_json:
+        emit_json(shown)
+        return
+    metrics = dict(shown["metrics"])  # type: ignore[call-overload]
+    history = metrics.pop("history", [])
+    table = Table(title=f"job {job.job_id}", show_header=False)
+    for key, value in (("kind", job.kind), ("state", job.state),
+                       ("parties", ", ".join(job.parties)),
+                       ("created", time.strftime("%Y-%m-%d %H:%M:%S",
+                                                 time.localtime(job.created_at_unix))),
+                       ("updated", time.strftime("%Y-%m-%d %H:%M:%S",
+                                                 time.localtime(job.updated_at_unix))),
+                       ("settings", json.dumps(shown["config"], indent=1)),
+                       ("figures", json.dumps(metrics, indent=1)), ("error", job.error)):
+        if value:
+            table.add_row(key, value)
+    console.print(table)
+    if history:
+        rounds = Table(title="rounds")
+        for column in ("round", "loss", "AUC", "KS", "seconds"):
+            rounds.add_column(column)
+        for h in history:
+            rounds.add_row(*[str(h.get(k, "")) if not isinstance(h.get(k), float)
+                             else f"{h[k]:.4f}" for k in ("epoch", "loss", "auc", "ks",
+                                                          "seconds")])
+        console.print(rounds)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="The running training job to stop.")],
+    wait: Annotated[float, typer.Option(
+        help="Seconds to wait for the job to stop (0: return at once).")] = 300.0,
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a running training job at its next step; resume it later with `jobs resume`."""
+    def run() -> coordinator_pb2.JobStatus:
+        stub = coordinator_stub(coordinator, pki, identity, insecure)
+        job: coordinator_pb2.JobStatus = stub.CancelJob(
+            coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
+        deadline = time.monotonic() + wait
+        while job.state == "running" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            job = stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
+        if wait > 0 and job.state == "running":
+            raise ProtocolError(f"job {job_id} is still running {wait:.0f}s after the cancel; "
+                                f"it stops at its next step (`fedcredit jobs show {job_id}`)")
+        return job
+
+    job = guarded(run)
+    if as_json:
+        emit_json(_job_dict(job))
+        return
+    console.print(f"job {job.job_id}: {job.state}" + (
+        f" (resume it with `fedcredit jobs resume {job.job_id}`)"
+        if job.state == "cancelled" else " (cancel requested)"), highlight=False)
+
+
+@jobs_app.command("delete")
+def jobs_delete(
+    job_id: Annotated[str, typer.Argument(help="The job to delete (not a running one).")],
+    force: Annotated[bool, typer.Option(
+        help="Delete a training job whose model is registered (the model stays).")] = False,
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a job's record at the coordinator (files at the nodes stay)."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.DeleteJob(coordinator_pb2.DeleteJobRequest(
+        job_id=job_id, force=force), timeout=30))
+    if as_json:
+        emit_json(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+        return
+    console.print(f"deleted job {reply.job_id} (a {reply.kind} job, {reply.state})",
+                  highlight=False)
 
 
 def models_cmd(

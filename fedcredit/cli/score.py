@@ -30,7 +30,7 @@ def score_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Joint credit decision: PD, score, grade, credit line; other parties' parts stay encrypted."""
-    from fedcredit.scoring import read_ids, write_decisions
+    from fedcredit.scoring import decision_row, read_ids, write_decisions
     from node.config import load_node_config
     from node.policy import load_policy
     from node.scoring.bank import BankScorer
@@ -50,16 +50,28 @@ def score_cmd(
         if out is not None:
             write_decisions(out, decisions)
         if as_json:
-            emit_json([d.__dict__ for d in decisions[:1000]])
+            emit_json([decision_row(d) for d in decisions[:1000]])
             return
         table = Table(title=f"joint decisions ({scorer.model_id})")
-        for column in ("id", "PD", "score", "grade", "credit line", "parties", "reasons"):
+        for column in ("id", "outcome", "PD", "score", "grade", "credit line", "parties",
+                       "reasons"):
             table.add_column(column)
         for d in decisions[:20]:
-            table.add_row(d.id, f"{d.probability:.4f}", f"{d.score:.0f}", d.grade,
-                          f"{d.credit_line:,.0f}", str(d.parties_covering), ", ".join(d.reasons))
+            decided = d.outcome == "decided"
+            table.add_row(d.id, d.outcome if decided else f"[yellow]{d.outcome}[/]",
+                          f"{d.probability:.4f}" if decided else "-",
+                          "-" if d.score is None else f"{d.score:.0f}", d.grade or "-",
+                          "-" if d.credit_line is None else f"{d.credit_line:,.0f}",
+                          str(d.parties_covering), d.reason or ", ".join(d.reasons))
         console.print(table)
         if len(decisions) > 20:
             console.print(f"... {len(decisions) - 20:,} more" + (f" in {out}" if out else ""))
+        for outcome in ("refer", "refused"):
+            named = [d for d in decisions if d.outcome == outcome]
+            if named:
+                shown = ", ".join(d.id for d in named[:50])
+                more = f" and {len(named) - 50:,} more" if len(named) > 50 else ""
+                console.print(f"[yellow]{outcome}[/] ({named[0].reason}): {shown}{more}",
+                              highlight=False)
 
     guarded(run)

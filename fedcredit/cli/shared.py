@@ -38,6 +38,9 @@ EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [
     (AuditError, ExitCode.AUDIT_BROKEN),
 ]
 
+# A coordinator's refusal of our input (a DataValidationError there) is invalid data here.
+RPC_EXIT = {grpc.StatusCode.INVALID_ARGUMENT: ExitCode.INVALID_DATA}
+
 
 def exit_code_of(err: FedcreditError) -> ExitCode:
     """The exit code of one of our errors (the first matching kind, else FAILED)."""
@@ -56,8 +59,8 @@ def guarded(action: Callable[[], T]) -> T:
         unavailable = err.code() in RETRYABLE
         err_console.print(f"[bold red]error:[/] {err.code().name}: {err.details()}",
                           highlight=False)
-        raise typer.Exit(int(ExitCode.UNAVAILABLE if unavailable else ExitCode.PROTOCOL)) \
-            from None
+        code = ExitCode.UNAVAILABLE if unavailable else RPC_EXIT.get(err.code(), ExitCode.PROTOCOL)
+        raise typer.Exit(int(code)) from None
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 

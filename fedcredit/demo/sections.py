@@ -46,7 +46,7 @@ def train_vertical_lr(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
     job = stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
                                                      job_id=f"{align_job}-vlr"), timeout=60)
     console.print("[bold]vertical logistic regression[/] (CKKS, coordinator as arbiter)")
-    job = follow_job(stub, job.job_id, DEMO_VLR["max_epochs"], console=console)
+    job = follow_job(stub, job.job_id, DEMO_VLR["max_epochs"], console=console, runs_on=False)
     if job.state != "done":
         raise RuntimeError(f"training job {job.job_id} {job.state}: {job.error}")
     seconds = time.perf_counter() - started
@@ -148,7 +148,8 @@ def train_secureboost(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
                                                   job_id=f"{align_job}-sbt", algorithm="sbt"),
                      timeout=60)
     console.print("[bold]SecureBoost[/] (encrypted gradients, private split thresholds)")
-    job = follow_job(stub, job.job_id, DEMO_SBT["trees"], unit="tree", console=console)
+    job = follow_job(stub, job.job_id, DEMO_SBT["trees"], unit="tree", console=console,
+                     runs_on=False)
     if job.state != "done":
         raise RuntimeError(f"training job {job.job_id} {job.state}: {job.error}")
     seconds = time.perf_counter() - started

@@ -7,7 +7,8 @@ feature nodes' summed partial logits and coverage (`bank.key`, SEAL serialisatio
 key (`id.key`) and the model's own scoring key if it has one (SecureBoost: `bank.bfv`, a BFV key
 of the bank's own, never the training key). What differs between models is behind
 `models.scoring.SCORING_KINDS`; reason codes are the bank's own features with the largest weight
-towards default; an enterprise the bank does not know gets "no history at this bank".
+towards default; an enterprise the bank does not know gets "no history at this bank", one no
+party holds gets outcome "refer" (no grade), one the network refused gets outcome "refused".
 """
 
 from __future__ import annotations
@@ -49,17 +50,29 @@ SCORE_DEADLINE_S = 300.0
 NO_HISTORY = ("no history at this bank",)
 
 
+NOBODY_HOLDS = "no party holds this enterprise"
+REFUSED_BUDGET = "refused by the network (daily query budget for this enterprise spent)"
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What the bank learns about one enterprise."""
+    """What the bank learns about one enterprise.
+
+    outcome "decided": score, grade and line from the policy. "refer": no party holds the
+    enterprise (the model saw nothing of it; `probability` is the model's neutral output), so no
+    score, grade or line: a person decides. "refused": the network would not score it (`reason`
+    says why, naming no node); `probability` is NaN.
+    """
 
     id: str
     probability: float
-    score: float
-    grade: str
-    credit_line: float
+    score: float | None
+    grade: str | None
+    credit_line: float | None
     parties_covering: int
     reasons: tuple[str, ...]
+    outcome: str = "decided"
+    reason: str = ""
 
 
 class BankScorer:
@@ -163,8 +176,8 @@ class BankScorer:
                                lambda c: coordinator_pb2.ScoreRequest(model_request=c))
 
         replies = self.stub.Score(messages(), timeout=SCORE_DEADLINE_S)
-        fields, _ = read_chunks(replies, {"sums": MAX_PART_BYTES, "model_sum": MAX_PART_BYTES},
-                                exact=False)
+        fields, _ = read_chunks(replies, {"sums": MAX_PART_BYTES, "model_sum": MAX_PART_BYTES,
+                                          "refused_budget": (header.ids + 7) // 8}, exact=False)
         return fields
 
     def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
@@ -209,9 +222,11 @@ class BankScorer:
         self.audit.append("score", job=self.job, consent=consent, purpose=purpose,
                           rows=len(ids), details={"model": self.model_id,
                                                   "ids_digest": ids_digest(hashed)})
-        return [Decision(id=ids[k], probability=float(probability[k]), score=float(scores[k]),
-                         grade=self.policy.grades[grades[k]].grade, credit_line=float(lines[k]),
-                         parties_covering=int(covered[k] + present[k]), reasons=reasons[k])
+        refused = _bits(reply["refused_budget"], len(ids))
+        coverage = (covered + present).astype(int)
+        return [_decision(ids[k], float(probability[k]), float(scores[k]),
+                          self.policy.grades[grades[k]].grade, float(lines[k]),
+                          int(coverage[k]), reasons[k], bool(refused[k]))
                 for k in range(len(ids))]
 
     def _reasons(self, weights: np.ndarray, present: np.ndarray) -> list[tuple[str, ...]]:
@@ -223,6 +238,31 @@ class BankScorer:
         names = self.part.features
         return [tuple(names[j] for j in order[i] if weights[i, j] > 0) if present[i]
                 else NO_HISTORY for i in range(len(present))]
+
+
+def _bits(bitmap: bytes, n: int) -> np.ndarray:
+    """The ids a bitmap marks (none when it is empty)."""
+    if not bitmap:
+        return np.zeros(n, dtype=bool)
+    if len(bitmap) != (n + 7) // 8:
+        raise ProtocolError(f"a refusal bitmap of {len(bitmap)} bytes for {n} ids")
+    marked: np.ndarray = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=n)
+    return marked.astype(bool)
+
+
+def _decision(ident: str, probability: float, score: float, grade: str, line: float,
+              coverage: int, reasons: tuple[str, ...], refused: bool) -> Decision:
+    """One enterprise's decision: a grade only when some party holds it and nobody refused."""
+    if refused:
+        return Decision(id=ident, probability=float("nan"), score=None, grade=None,
+                        credit_line=None, parties_covering=0, reasons=(), outcome="refused",
+                        reason=REFUSED_BUDGET)
+    if coverage == 0:
+        return Decision(id=ident, probability=probability, score=None, grade=None,
+                        credit_line=None, parties_covering=0, reasons=reasons, outcome="refer",
+                        reason=NOBODY_HOLDS)
+    return Decision(id=ident, probability=probability, score=score, grade=grade,
+                    credit_line=line, parties_covering=coverage, reasons=reasons)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -7,8 +7,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from common.errors import ProtocolError
-
 DEFAULT_DAILY_BUDGET = 20
 
 
@@ -25,8 +23,9 @@ class BudgetBook:
                          "n INTEGER, PRIMARY KEY (bank, hid, day))")
         self._lock = threading.Lock()
 
-    def charge(self, bank: str, hashed: list[bytes]) -> None:
-        """Count one query for each enterprise, or refuse all of them if any is over budget."""
+    def charge(self, bank: str, hashed: list[bytes]) -> set[bytes]:
+        """Count one query for each enterprise still within its budget; return the others
+        (refused, not charged). Every asked id is counted, held here or not."""
         day = dt.datetime.now(dt.UTC).date().isoformat()
         with self._lock:
             used: dict[bytes, int] = {}
@@ -36,13 +35,10 @@ class BudgetBook:
                 used.update(self._db.execute(
                     f"SELECT hid, n FROM queries WHERE bank=? AND day=? AND hid IN ({marks})",  # noqa: S608
                     (bank, day, *chunk)).fetchall())
-            over = sum(1 for h in set(hashed) if used.get(h, 0) >= self.daily_budget)
-            if over:
-                raise ProtocolError(f"query budget spent: {over} of {len(set(hashed))} "
-                                    f"enterprises were already scored {self.daily_budget} "
-                                    f"times today by {bank}")
+            over = {h for h in set(hashed) if used.get(h, 0) >= self.daily_budget}
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO queries VALUES (?,?,?,1) ON CONFLICT(bank, hid, day) "
-                "DO UPDATE SET n = n + 1", [(bank, h, day) for h in set(hashed)])
+                "DO UPDATE SET n = n + 1", [(bank, h, day) for h in set(hashed) - over])
             self._db.execute("COMMIT")
+            return over

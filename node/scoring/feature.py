@@ -3,7 +3,8 @@ encrypted parts.
 
 `setup` opens a bank's set-up (sealed to this node, bound to the model job and direction) and
 indexes this node's ids under the bank's id key; `partial` answers one request: consent required
-and logged, the bank's daily budget per enterprise charged, then the model's part
+and logged, the bank's daily budget per enterprise charged (an id over it is refused on its
+own: neutral parts and a bit in `refused_budget`), then the model's part
 (`models.scoring.SCORING_KINDS[algorithm]`) beside CKKS (partial logit, coverage) ciphertexts
 under the bank's key. No gRPC here: node.server calls these handlers.
 """
@@ -156,15 +157,17 @@ class FeatureScoring:
                                        "model_request": header.model_request_bytes}, exact=True)
         blob = fields["hashed_ids"]
         hashed = split_ids(blob)
-        try:
-            self.budget.charge(bank, hashed)
-        except ProtocolError as err:
-            self.state.audit.append("score.refused", job=job, peer=bank, consent=consent,
-                                    purpose=purpose, rows=len(hashed),
-                                    details={"reason": str(err)})
-            raise
+        over = self.budget.charge(bank, hashed)
+        refused = np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
+        if refused.any():
+            self.state.audit.append(
+                "score.refused", job=job, peer=bank, consent=consent, purpose=purpose,
+                rows=int(refused.sum()),
+                details={"reason": f"query budget spent ({self.budget.daily_budget} a day)",
+                         "ids_digest": ids_digest(blob)})
         rows = np.fromiter((setup.index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
+        rows[refused] = -1  # a refused id gets neutral parts: nothing of ours for it
         present = rows >= 0
         values = setup.columns[np.where(present, rows, 0)]
         logits, part = setup.part.partial(header.request_no, values, present,
@@ -177,3 +180,6 @@ class FeatureScoring:
                      **({"hashed_id": hashed[0].hex()} if len(hashed) == 1 else {})})
         yield from chunked(partials, lambda c: node_pb2.ScorePartialReply(partials=c))
         yield from chunked(part, lambda c: node_pb2.ScorePartialReply(model_part=c))
+        if refused.any():
+            yield from chunked(np.packbits(refused).tobytes(),
+                               lambda c: node_pb2.ScorePartialReply(refused_budget=c))

@@ -69,7 +69,8 @@ def test_decrypted_probabilities_equal_the_plaintext_model(scoring: Setup) -> No
     for d in decisions:
         assert d.parties_covering == sum(d.id in h for h in holders.values())
     assert decisions[-1].parties_covering == 0  # an enterprise nobody knows: neutral parts only
-    assert {d.grade for d in decisions} <= {g.grade for g in scorer.policy.grades}
+    assert decisions[-1].outcome == "refer" and decisions[-1].grade is None  # a person decides
+    assert {d.grade for d in decisions[:-1]} <= {g.grade for g in scorer.policy.grades}
 
 
 def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -> None:
@@ -116,14 +117,15 @@ def test_request_without_consent_is_refused_and_logged(scoring: Setup) -> None:
     assert '"event": "score.refused"' in audit.replace('":"', '": "')
 
 
-def test_query_budget_is_enforced_and_logged(scoring: Setup) -> None:
+def test_query_budget_is_enforced_per_enterprise_and_logged(scoring: Setup) -> None:
     net, _, tables, scorer = scoring
     ident = next(i for i in tables["core"].ids if i in set(tables["bank"].ids[400:]))
+    other = tables["bank"].ids[399]
     for n in range(20):
         scorer.score([ident], consent=f"consent-{n}")
-    with pytest.raises(grpc.RpcError) as err:
-        scorer.score([ident], consent="consent-21")
-    assert "budget" in (err.value.details() or "")
+    refused, answered = scorer.score([ident, other], consent="consent-21")
+    assert (refused.outcome, refused.grade) == ("refused", None)
+    assert "budget" in refused.reason and answered.outcome == "decided"
     audit = (net.workdir / "state" / "core" / "audit.jsonl").read_text()
     assert "score.refused" in audit and "budget" in audit
 

@@ -26,7 +26,7 @@ from proto.fedcredit.v1 import common_pb2 as proto_dot_fedcredit_dot_v1_dot_comm
 from proto.fedcredit.v1 import node_pb2 as proto_dot_fedcredit_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$proto/fedcredit/v1/coordinator.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1fproto/fedcredit/v1/common.proto\x1a\x1dproto/fedcredit/v1/node.proto\"M\n\x13RegisterNodeRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12$\n\x04info\x18\x02 \x01(\x0b\x32\x16.fedcredit.v1.NodeInfo\"A\n\x14RegisterNodeResponse\x12\r\n\x05party\x18\x01 \x01(\t\x12\x1a\n\x12registered_at_unix\x18\x02 \x01(\x04\"\x12\n\x10ListNodesRequest\"\xb4\x01\n\nNodeStatus\x12\r\n\x05party\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.fedcredit.v1.Role\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0e\n\x06health\x18\x04 \x01(\t\x12\x0c\n\x04rows\x18\x05 \x01(\x04\x12)\n\x06schema\x18\x06 \x01(\x0b\x32\x19.fedcredit.v1.TableSchema\x12\x1a\n\x12registered_at_unix\x18\x07 \x01(\x04\"<\n\x11ListNodesResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.fedcredit.v1.NodeStatus\"q\n\x0c\x41lignRequest\x12\x13\n\x0blabel_party\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_parties\x18\x02 \x03(\t\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.fedcredit.v1.PsiMode\x12\x0e\n\x06job_id\x18\x04 \x01(\t\"r\n\rPairAlignment\x12\r\n\x05party\x18\x01 \x01(\t\x12\x12\n\nlabel_rows\x18\x02 \x01(\x04\x12\x12\n\nparty_rows\x18\x03 \x01(\x04\x12\x19\n\x11intersection_size\x18\x04 \x01(\x04\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\\\n\rAlignResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x05pairs\x18\x02 \x03(\x0b\x32\x1b.fedcredit.v1.PairAlignment\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\x11\n\x0fListJobsRequest\"\xa0\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07parties\x18\x04 \x03(\t\x12\x14\n\x0cmetrics_json\x18\x05 \x01(\t\x12\x17\n\x0f\x63reated_at_unix\x18\x06 \x01(\x04\x12\x17\n\x0fupdated_at_unix\x18\x07 \x01(\x04\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.JobStatus\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"F\n\x0cTrainRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"\x9f\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\x0f\n\x07parties\x18\x06 \x03(\t\x12\x14\n\x0cmetrics_json\x18\x07 \x01(\t\x12\x17\n\x0f\x63reated_at_unix\x18\x08 \x01(\x04\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.ModelInfo\"<\n\x1aResolveScoringModelRequest\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"t\n\x0cScoringModel\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tmodel_job\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\x12,\n\rfeature_nodes\x18\x04 \x03(\x0b\x32\x15.fedcredit.v1.PeerKey\"y\n\x10ScoreSetupHeader\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x15\n\rcontext_bytes\x18\x04 \x01(\x04\x12\x1b\n\x13model_context_bytes\x18\x05 \x01(\x04\"+\n\x0bSealedSetup\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06sealed\x18\x02 \x01(\x0c\"\xab\x01\n\x10ScoreSetupUpload\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.fedcredit.v1.ScoreSetupHeaderH\x00\x12\x11\n\x07\x63ontext\x18\x02 \x01(\x0cH\x00\x12\x17\n\rmodel_context\x18\x03 \x01(\x0cH\x00\x12\x31\n\x0csealed_setup\x18\x04 \x01(\x0b\x32\x19.fedcredit.v1.SealedSetupH\x00\x42\x06\n\x04\x62ody\"\xa7\x01\n\x12ScoreRequestHeader\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x0f\n\x07\x63onsent\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nrequest_no\x18\x06 \x01(\r\x12\x0b\n\x03ids\x18\x07 \x01(\x04\x12\x1b\n\x13model_request_bytes\x18\x08 \x01(\x04\"y\n\x0cScoreRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .fedcredit.v1.ScoreRequestHeaderH\x00\x12\x14\n\nhashed_ids\x18\x02 \x01(\x0cH\x00\x12\x17\n\rmodel_request\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"9\n\nScoreReply\x12\x0e\n\x04sums\x18\x01 \x01(\x0cH\x00\x12\x13\n\tmodel_sum\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody2\xc7\x06\n\x12\x43oordinatorService\x12U\n\x0cRegisterNode\x12!.fedcredit.v1.RegisterNodeRequest\x1a\".fedcredit.v1.RegisterNodeResponse\x12L\n\tListNodes\x12\x1e.fedcredit.v1.ListNodesRequest\x1a\x1f.fedcredit.v1.ListNodesResponse\x12@\n\x05\x41lign\x12\x1a.fedcredit.v1.AlignRequest\x1a\x1b.fedcredit.v1.AlignResponse\x12I\n\x08ListJobs\x12\x1d.fedcredit.v1.ListJobsRequest\x1a\x1e.fedcredit.v1.ListJobsResponse\x12>\n\x06GetJob\x12\x1b.fedcredit.v1.GetJobRequest\x1a\x17.fedcredit.v1.JobStatus\x12<\n\x05Train\x12\x1a.fedcredit.v1.TrainRequest\x1a\x17.fedcredit.v1.JobStatus\x12\x41\n\tResumeJob\x12\x1b.fedcredit.v1.GetJobRequest\x1a\x17.fedcredit.v1.JobStatus\x12O\n\nListModels\x12\x1f.fedcredit.v1.ListModelsRequest\x1a .fedcredit.v1.ListModelsResponse\x12[\n\x13ResolveScoringModel\x12(.fedcredit.v1.ResolveScoringModelRequest\x1a\x1a.fedcredit.v1.ScoringModel\x12M\n\nScoreSetup\x12\x1e.fedcredit.v1.ScoreSetupUpload\x1a\x1d.fedcredit.v1.ScoreSetupReply(\x01\x12\x41\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReply(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$proto/fedcredit/v1/coordinator.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1fproto/fedcredit/v1/common.proto\x1a\x1dproto/fedcredit/v1/node.proto\"M\n\x13RegisterNodeRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12$\n\x04info\x18\x02 \x01(\x0b\x32\x16.fedcredit.v1.NodeInfo\"A\n\x14RegisterNodeResponse\x12\r\n\x05party\x18\x01 \x01(\t\x12\x1a\n\x12registered_at_unix\x18\x02 \x01(\x04\"\x12\n\x10ListNodesRequest\"\xb4\x01\n\nNodeStatus\x12\r\n\x05party\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.fedcredit.v1.Role\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0e\n\x06health\x18\x04 \x01(\t\x12\x0c\n\x04rows\x18\x05 \x01(\x04\x12)\n\x06schema\x18\x06 \x01(\x0b\x32\x19.fedcredit.v1.TableSchema\x12\x1a\n\x12registered_at_unix\x18\x07 \x01(\x04\"<\n\x11ListNodesResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.fedcredit.v1.NodeStatus\"q\n\x0c\x41lignRequest\x12\x13\n\x0blabel_party\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_parties\x18\x02 \x03(\t\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.fedcredit.v1.PsiMode\x12\x0e\n\x06job_id\x18\x04 \x01(\t\"r\n\rPairAlignment\x12\r\n\x05party\x18\x01 \x01(\t\x12\x12\n\nlabel_rows\x18\x02 \x01(\x04\x12\x12\n\nparty_rows\x18\x03 \x01(\x04\x12\x19\n\x11intersection_size\x18\x04 \x01(\x04\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\\\n\rAlignResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x05pairs\x18\x02 \x03(\x0b\x32\x1b.fedcredit.v1.PairAlignment\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\x11\n\x0fListJobsRequest\"\xb5\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07parties\x18\x04 \x03(\t\x12\x14\n\x0cmetrics_json\x18\x05 \x01(\t\x12\x17\n\x0f\x63reated_at_unix\x18\x06 \x01(\x04\x12\x17\n\x0fupdated_at_unix\x18\x07 \x01(\x04\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.JobStatus\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"1\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x11\x44\x65leteJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\"F\n\x0cTrainRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"\x9f\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\x0f\n\x07parties\x18\x06 \x03(\t\x12\x14\n\x0cmetrics_json\x18\x07 \x01(\t\x12\x17\n\x0f\x63reated_at_unix\x18\x08 \x01(\x04\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.ModelInfo\"<\n\x1aResolveScoringModelRequest\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"t\n\x0cScoringModel\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tmodel_job\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\x12,\n\rfeature_nodes\x18\x04 \x03(\x0b\x32\x15.fedcredit.v1.PeerKey\"y\n\x10ScoreSetupHeader\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x15\n\rcontext_bytes\x18\x04 \x01(\x04\x12\x1b\n\x13model_context_bytes\x18\x05 \x01(\x04\"+\n\x0bSealedSetup\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06sealed\x18\x02 \x01(\x0c\"\xab\x01\n\x10ScoreSetupUpload\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.fedcredit.v1.ScoreSetupHeaderH\x00\x12\x11\n\x07\x63ontext\x18\x02 \x01(\x0cH\x00\x12\x17\n\rmodel_context\x18\x03 \x01(\x0cH\x00\x12\x31\n\x0csealed_setup\x18\x04 \x01(\x0b\x32\x19.fedcredit.v1.SealedSetupH\x00\x42\x06\n\x04\x62ody\"\xa7\x01\n\x12ScoreRequestHeader\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x0f\n\x07\x63onsent\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nrequest_no\x18\x06 \x01(\r\x12\x0b\n\x03ids\x18\x07 \x01(\x04\x12\x1b\n\x13model_request_bytes\x18\x08 \x01(\x04\"y\n\x0cScoreRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .fedcredit.v1.ScoreRequestHeaderH\x00\x12\x14\n\nhashed_ids\x18\x02 \x01(\x0cH\x00\x12\x17\n\rmodel_request\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"S\n\nScoreReply\x12\x0e\n\x04sums\x18\x01 \x01(\x0cH\x00\x12\x13\n\tmodel_sum\x18\x02 \x01(\x0cH\x00\x12\x18\n\x0erefused_budget\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04\x62ody2\xd8\x07\n\x12\x43oordinatorService\x12U\n\x0cRegisterNode\x12!.fedcredit.v1.RegisterNodeRequest\x1a\".fedcredit.v1.RegisterNodeResponse\x12L\n\tListNodes\x12\x1e.fedcredit.v1.ListNodesRequest\x1a\x1f.fedcredit.v1.ListNodesResponse\x12@\n\x05\x41lign\x12\x1a.fedcredit.v1.AlignRequest\x1a\x1b.fedcredit.v1.AlignResponse\x12I\n\x08ListJobs\x12\x1d.fedcredit.v1.ListJobsRequest\x1a\x1e.fedcredit.v1.ListJobsResponse\x12>\n\x06GetJob\x12\x1b.fedcredit.v1.GetJobRequest\x1a\x17.fedcredit.v1.JobStatus\x12<\n\x05Train\x12\x1a.fedcredit.v1.TrainRequest\x1a\x17.fedcredit.v1.JobStatus\x12\x41\n\tResumeJob\x12\x1b.fedcredit.v1.GetJobRequest\x1a\x17.fedcredit.v1.JobStatus\x12\x41\n\tCancelJob\x12\x1b.fedcredit.v1.GetJobRequest\x1a\x17.fedcredit.v1.JobStatus\x12L\n\tDeleteJob\x12\x1e.fedcredit.v1.DeleteJobRequest\x1a\x1f.fedcredit.v1.DeleteJobResponse\x12O\n\nListModels\x12\x1f.fedcredit.v1.ListModelsRequest\x1a .fedcredit.v1.ListModelsResponse\x12[\n\x13ResolveScoringModel\x12(.fedcredit.v1.ResolveScoringModelRequest\x1a\x1a.fedcredit.v1.ScoringModel\x12M\n\nScoreSetup\x12\x1e.fedcredit.v1.ScoreSetupUpload\x1a\x1d.fedcredit.v1.ScoreSetupReply(\x01\x12\x41\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReply(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,35 +52,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSREQUEST']._serialized_start=854
   _globals['_LISTJOBSREQUEST']._serialized_end=871
   _globals['_JOBSTATUS']._serialized_start=874
-  _globals['_JOBSTATUS']._serialized_end=1034
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1036
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1093
-  _globals['_GETJOBREQUEST']._serialized_start=1095
-  _globals['_GETJOBREQUEST']._serialized_end=1126
-  _globals['_TRAINREQUEST']._serialized_start=1128
-  _globals['_TRAINREQUEST']._serialized_end=1198
-  _globals['_LISTMODELSREQUEST']._serialized_start=1200
-  _globals['_LISTMODELSREQUEST']._serialized_end=1219
-  _globals['_MODELINFO']._serialized_start=1222
-  _globals['_MODELINFO']._serialized_end=1381
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1383
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1444
-  _globals['_RESOLVESCORINGMODELREQUEST']._serialized_start=1446
-  _globals['_RESOLVESCORINGMODELREQUEST']._serialized_end=1506
-  _globals['_SCORINGMODEL']._serialized_start=1508
-  _globals['_SCORINGMODEL']._serialized_end=1624
-  _globals['_SCORESETUPHEADER']._serialized_start=1626
-  _globals['_SCORESETUPHEADER']._serialized_end=1747
-  _globals['_SEALEDSETUP']._serialized_start=1749
-  _globals['_SEALEDSETUP']._serialized_end=1792
-  _globals['_SCORESETUPUPLOAD']._serialized_start=1795
-  _globals['_SCORESETUPUPLOAD']._serialized_end=1966
-  _globals['_SCOREREQUESTHEADER']._serialized_start=1969
-  _globals['_SCOREREQUESTHEADER']._serialized_end=2136
-  _globals['_SCOREREQUEST']._serialized_start=2138
-  _globals['_SCOREREQUEST']._serialized_end=2259
-  _globals['_SCOREREPLY']._serialized_start=2261
-  _globals['_SCOREREPLY']._serialized_end=2318
-  _globals['_COORDINATORSERVICE']._serialized_start=2321
-  _globals['_COORDINATORSERVICE']._serialized_end=3160
+  _globals['_JOBSTATUS']._serialized_end=1055
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1057
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1114
+  _globals['_GETJOBREQUEST']._serialized_start=1116
+  _globals['_GETJOBREQUEST']._serialized_end=1147
+  _globals['_DELETEJOBREQUEST']._serialized_start=1149
+  _globals['_DELETEJOBREQUEST']._serialized_end=1198
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1200
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1264
+  _globals['_TRAINREQUEST']._serialized_start=1266
+  _globals['_TRAINREQUEST']._serialized_end=1336
+  _globals['_LISTMODELSREQUEST']._serialized_start=1338
+  _globals['_LISTMODELSREQUEST']._serialized_end=1357
+  _globals['_MODELINFO']._serialized_start=1360
+  _globals['_MODELINFO']._serialized_end=1519
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1521
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1582
+  _globals['_RESOLVESCORINGMODELREQUEST']._serialized_start=1584
+  _globals['_RESOLVESCORINGMODELREQUEST']._serialized_end=1644
+  _globals['_SCORINGMODEL']._serialized_start=1646
+  _globals['_SCORINGMODEL']._serialized_end=1762
+  _globals['_SCORESETUPHEADER']._serialized_start=1764
+  _globals['_SCORESETUPHEADER']._serialized_end=1885
+  _globals['_SEALEDSETUP']._serialized_start=1887
+  _globals['_SEALEDSETUP']._serialized_end=1930
+  _globals['_SCORESETUPUPLOAD']._serialized_start=1933
+  _globals['_SCORESETUPUPLOAD']._serialized_end=2104
+  _globals['_SCOREREQUESTHEADER']._serialized_start=2107
+  _globals['_SCOREREQUESTHEADER']._serialized_end=2274
+  _globals['_SCOREREQUEST']._serialized_start=2276
+  _globals['_SCOREREQUEST']._serialized_end=2397
+  _globals['_SCOREREPLY']._serialized_start=2399
+  _globals['_SCOREREPLY']._serialized_end=2482
+  _globals['_COORDINATORSERVICE']._serialized_start=2485
+  _globals['_COORDINATORSERVICE']._serialized_end=3469
 # @@protoc_insertion_point(module_scope)

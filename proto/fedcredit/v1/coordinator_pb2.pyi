@@ -256,6 +256,7 @@ class JobStatus(_message.Message):
     CREATED_AT_UNIX_FIELD_NUMBER: _builtins.int
     UPDATED_AT_UNIX_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    CONFIG_JSON_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     kind: _builtins.str
     state: _builtins.str
@@ -263,6 +264,8 @@ class JobStatus(_message.Message):
     created_at_unix: _builtins.int
     updated_at_unix: _builtins.int
     error: _builtins.str
+    config_json: _builtins.str
+    """The job's settings as stored (secrets left out); GetJob only."""
     @_builtins.property
     def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -276,10 +279,11 @@ class JobStatus(_message.Message):
         created_at_unix: _builtins.int = ...,
         updated_at_unix: _builtins.int = ...,
         error: _builtins.str = ...,
+        config_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_unix", b"created_at_unix", "error", b"error", "job_id", b"job_id", "kind", b"kind", "metrics_json", b"metrics_json", "parties", b"parties", "state", b"state", "updated_at_unix", b"updated_at_unix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "created_at_unix", b"created_at_unix", "error", b"error", "job_id", b"job_id", "kind", b"kind", "metrics_json", b"metrics_json", "parties", b"parties", "state", b"state", "updated_at_unix", b"updated_at_unix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,6 +327,54 @@ class GetJobRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetJobRequest: _TypeAlias = GetJobRequest  # noqa: Y015
+
+@_typing.final
+class DeleteJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    force: _builtins.bool
+    """Delete a training job whose model is registered (the model stays registered)."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteJobRequest: _TypeAlias = DeleteJobRequest  # noqa: Y015
+
+@_typing.final
+class DeleteJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    kind: _builtins.str
+    state: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "kind", b"kind", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteJobResponse: _TypeAlias = DeleteJobResponse  # noqa: Y015
 
 @_typing.final
 class TrainRequest(_message.Message):
@@ -645,21 +697,29 @@ class ScoreReply(_message.Message):
 
     SUMS_FIELD_NUMBER: _builtins.int
     MODEL_SUM_FIELD_NUMBER: _builtins.int
+    REFUSED_BUDGET_FIELD_NUMBER: _builtins.int
     sums: _builtins.bytes
     """Chunks of the CKKS sums (framed): Σ partial logits and coverage counts per id."""
     model_sum: _builtins.bytes
     """Chunks of the model's combined part (SecureBoost: the sum of the masked selectors)."""
+    refused_budget: _builtins.bytes
+    """Chunks of a bitmap, one bit per requested id (numpy packbits): set where the feature
+    nodes refused the id because its daily budget is spent (every node refuses alike, or the
+    request fails; no node is named). The sums at such an id are 0, not a score. Sent only
+    when a bit is set.
+    """
     def __init__(
         self,
         *,
         sums: _builtins.bytes = ...,
         model_sum: _builtins.bytes = ...,
+        refused_budget: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "sums", b"sums"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "refused_budget", b"refused_budget", "sums", b"sums"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "sums", b"sums"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "refused_budget", b"refused_budget", "sums", b"sums"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["sums", "model_sum"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["sums", "model_sum", "refused_budget"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -70,6 +70,16 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/CancelJob',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/DeleteJob',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/fedcredit.v1.CoordinatorService/ListModels',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListModelsRequest.SerializeToString,
@@ -144,6 +154,20 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Stop a running training job at its next step boundary (it ends "cancelled", resumable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJob(self, request, context):
+        """Remove a job that is not running (one whose model is registered only with `force`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Registered models: versions, parties and metrics (never weights).
         """
@@ -210,6 +234,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ResumeJob,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DeleteJobRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DeleteJobResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -421,6 +455,60 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/ResumeJob',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/CancelJob',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.GetJobRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/DeleteJob',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DeleteJobRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class CoordinatorServiceStub:
     """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
     ResumeJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]
     """Continue a failed or interrupted training job from its last checkpoint."""
+    CancelJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]
+    """Stop a running training job at its next step boundary (it ends "cancelled", resumable)."""
+    DeleteJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.DeleteJobRequest, _coordinator_pb2.DeleteJobResponse]
+    """Remove a job that is not running (one whose model is registered only with `force`)."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListModelsRequest, _coordinator_pb2.ListModelsResponse]
     """Registered models: versions, parties and metrics (never weights)."""
     ResolveScoringModel: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ResolveScoringModelRequest, _coordinator_pb2.ScoringModel]
@@ -74,6 +78,10 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """Start a training job of `algorithm` ("vlr" or "sbt"); returns at once, the job runs on."""
     ResumeJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
     """Continue a failed or interrupted training job from its last checkpoint."""
+    CancelJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetJobRequest, _coordinator_pb2.JobStatus]  # type: ignore[assignment]
+    """Stop a running training job at its next step boundary (it ends "cancelled", resumable)."""
+    DeleteJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.DeleteJobRequest, _coordinator_pb2.DeleteJobResponse]  # type: ignore[assignment]
+    """Remove a job that is not running (one whose model is registered only with `force`)."""
     ListModels: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListModelsRequest, _coordinator_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Registered models: versions, parties and metrics (never weights)."""
     ResolveScoringModel: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ResolveScoringModelRequest, _coordinator_pb2.ScoringModel]  # type: ignore[assignment]
@@ -141,6 +149,22 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.JobStatus, _abc.Awaitable[_coordinator_pb2.JobStatus]]:
         """Continue a failed or interrupted training job from its last checkpoint."""
+
+    @_abc_1.abstractmethod
+    def CancelJob(
+        self,
+        request: _coordinator_pb2.GetJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.JobStatus, _abc.Awaitable[_coordinator_pb2.JobStatus]]:
+        """Stop a running training job at its next step boundary (it ends "cancelled", resumable)."""
+
+    @_abc_1.abstractmethod
+    def DeleteJob(
+        self,
+        request: _coordinator_pb2.DeleteJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.DeleteJobResponse, _abc.Awaitable[_coordinator_pb2.DeleteJobResponse]]:
+        """Remove a job that is not running (one whose model is registered only with `force`)."""
 
     @_abc_1.abstractmethod
     def ListModels(

@@ -321,21 +321,28 @@ class ScorePartialReply(_message.Message):
 
     PARTIALS_FIELD_NUMBER: _builtins.int
     MODEL_PART_FIELD_NUMBER: _builtins.int
+    REFUSED_BUDGET_FIELD_NUMBER: _builtins.int
     partials: _builtins.bytes
     """Chunks of the CKKS ciphertexts (framed) of (partial logit, coverage) per id."""
     model_part: _builtins.bytes
     """Chunks of the model's own encrypted part (SecureBoost: the masked selectors)."""
+    refused_budget: _builtins.bytes
+    """Chunks of a bitmap, one bit per requested id in order (numpy packbits, big-endian bits):
+    set where the enterprise's daily query budget for this bank is spent. Such an id was not
+    charged and gets neutral parts (logit 0, coverage 0). Sent only when a bit is set.
+    """
     def __init__(
         self,
         *,
         partials: _builtins.bytes = ...,
         model_part: _builtins.bytes = ...,
+        refused_budget: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials", "refused_budget", b"refused_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials", "refused_budget", b"refused_budget"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["partials", "model_part"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["partials", "model_part", "refused_budget"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

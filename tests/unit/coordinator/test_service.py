@@ -71,3 +71,79 @@ def test_a_job_needs_registered_parties_in_their_roles(core: Coordinator) -> Non
         core.train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
             {"label": "core", "features": ["bank"], "align_job": "a"})), caller="op")
     assert core.store.jobs() == []
+
+
+def _aligned(core: Coordinator, job_id: str = "align-1", state: str = "done",
+             parties: tuple[str, ...] = ("bank", "core"), mode: str = "PSI_MODE_FULL") -> None:
+    core.store.create_job(job_id, "align", list(parties), {"mode": mode})
+    core.store.update_job(job_id, state=state)
+
+
+def test_training_on_a_missing_alignment_is_refused_with_the_command_to_make_it(
+        core: Coordinator) -> None:
+    with pytest.raises(DataValidationError, match="align_job 'align-1': no such alignment job; "
+                       "create it with `fedcredit align --label bank --feature core "
+                       "--job-id align-1`"):
+        _train(core, "vlr", job_id="tr-1")
+    assert core.store.jobs() == []
+
+
+@pytest.mark.parametrize(("state", "parties", "mode", "expected"), [
+    ("failed", ("bank", "core"), "PSI_MODE_FULL", "is failed, not done"),
+    ("done", ("bank",), "PSI_MODE_FULL", "did not align core"),
+    ("done", ("bank", "core"), "PSI_MODE_CARDINALITY", "cardinality-only"),
+])
+def test_an_unusable_alignment_is_refused(core: Coordinator, state: str,
+                                          parties: tuple[str, ...], mode: str,
+                                          expected: str) -> None:
+    _aligned(core, state=state, parties=parties, mode=mode)
+    with pytest.raises(DataValidationError, match=expected):
+        _train(core, "vlr", job_id="tr-1")
+    assert core.store.job("tr-1") is None
+
+
+def test_a_job_id_is_checked_and_never_reused_across_kinds(core: Coordinator) -> None:
+    _aligned(core)
+    core.store.create_job("tr-1", "vlr", ["bank", "core"])
+    core.store.update_job("tr-1", state="done")
+    with pytest.raises(DataValidationError, match=r"job tr-1 exists \(a vlr job, done\)"):
+        core.align(coordinator_pb2.AlignRequest(label_party="bank", job_id="tr-1"), "op")
+    with pytest.raises(DataValidationError, match=r"job align-1 exists \(an align job, done\)"):
+        _train(core, "vlr", job_id="align-1")
+    for bad in ("../up", "a b"):
+        with pytest.raises(DataValidationError, match="1-64 letters"):
+            core.align(coordinator_pb2.AlignRequest(label_party="bank", job_id=bad), "op")
+        with pytest.raises(DataValidationError, match="1-64 letters"):
+            _train(core, "vlr", job_id=bad)
+    assert [(j.job_id, j.kind, j.state) for j in core.store.jobs()] == [
+        ("align-1", "align", "done"), ("tr-1", "vlr", "done")]
+
+
+def test_delete_refuses_a_running_job_and_a_registered_model_without_force(
+        core: Coordinator) -> None:
+    core.store.create_job("tr-1", "vlr", ["bank", "core"])
+    delete = coordinator_pb2.DeleteJobRequest(job_id="tr-1")
+    with pytest.raises(ProtocolError, match="is running; cancel it first"):
+        core.delete_job(delete, "op")
+    core.store.register_model("m", "vlr", "tr-1", ["bank", "core"], {})
+    core.store.update_job("tr-1", state="done")
+    with pytest.raises(ProtocolError, match="trained model m-v1.*--force"):
+        core.delete_job(delete, "op")
+    core.delete_job(coordinator_pb2.DeleteJobRequest(job_id="tr-1", force=True), "op")
+    assert core.store.job("tr-1") is None and core.store.model_of_job("tr-1") is not None
+
+
+def test_only_a_running_training_job_can_be_cancelled(core: Coordinator) -> None:
+    _aligned(core)
+    with pytest.raises(ProtocolError, match="only training jobs cancel"):
+        core.cancel_job("align-1", "op")
+    with pytest.raises(ProtocolError, match="no job 'nope'"):
+        core.cancel_job("nope", "op")
+
+
+def test_show_leaves_secrets_out_of_the_settings(core: Coordinator) -> None:
+    core.store.create_job("tr-1", "vlr", ["bank", "core"],
+                          {"align_job": "a", "vlr": {"lr": 0.1, "api_token": "x"},
+                           "secret_key": "y"})
+    shown = json.loads(core.get_job("tr-1").config_json)
+    assert shown == {"align_job": "a", "vlr": {"lr": 0.1}}

@@ -129,15 +129,31 @@ def test_no_consent_is_refused_and_logged(node: NodeState) -> None:
     assert "score.refused" in _audit(node) and "no consent reference" in _audit(node)
 
 
-def test_the_daily_budget_per_enterprise_is_enforced_and_logged(node: NodeState) -> None:
+def test_an_enterprise_over_its_daily_budget_is_refused_alone(node: NodeState) -> None:
     bank, scoring = Bank(), FeatureScoring(node, daily_budget=2)
     scoring.setup(bank.setup(node))
     for n in range(2):
         list(scoring.partial(bank.request([IDS[2]], consent=f"c{n}")))
-    with pytest.raises(ProtocolError, match="budget"):
-        list(scoring.partial(bank.request([IDS[2], IDS[4]], consent="c3")))
-    list(scoring.partial(bank.request([IDS[4]], consent="c4")))  # all-or-nothing: not charged
-    assert "budget" in _audit(node)
+
+    replies = list(scoring.partial(bank.request([IDS[2], IDS[4], IDS[10]], consent="c3")))
+
+    refused = b"".join(r.refused_budget for r in replies)
+    assert np.unpackbits(np.frombuffer(refused, np.uint8), count=3).tolist() == [1, 0, 0]
+    partials = [r for r in replies if r.WhichOneof("body") == "partials"]
+    logits, covered = bank.decrypt(iter(partials), 3)
+    assert covered.tolist() == [0, 1, 0]  # the refused id: nothing of ours, as if unknown
+    assert abs(logits[0]) < 1e-6
+    assert "score.refused" in _audit(node) and "budget" in _audit(node)
+    for n in range(2):  # IDS[4] was charged once above: one more, then refused
+        replies = list(scoring.partial(bank.request([IDS[4]], consent=f"d{n}")))
+    assert [r.WhichOneof("body") for r in replies][-1] == "refused_budget"
+
+
+def test_a_batch_without_refusals_sends_no_bitmap(node: NodeState) -> None:
+    bank, scoring = Bank(), FeatureScoring(node)
+    scoring.setup(bank.setup(node))
+    replies = list(scoring.partial(bank.request([IDS[1], IDS[3]])))
+    assert {r.WhichOneof("body") for r in replies} == {"partials"}
 
 
 def test_sizes_are_checked_before_anything_is_buffered(node: NodeState) -> None:
