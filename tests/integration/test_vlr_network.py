@@ -110,6 +110,15 @@ def test_batch_below_the_minimum_is_refused(net: LocalNetwork) -> None:
     assert "min_batch" in (err.value.details() or "")
 
 
+def test_a_typo_in_the_vlr_table_names_the_key_and_creates_nothing(net: LocalNetwork) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        _train(net, "typo", lerning_rate=0.1)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "lerning_rate: unknown key" in (err.value.details() or "")
+    with pytest.raises(grpc.RpcError):
+        net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id="typo"), timeout=30)
+
+
 def test_feature_node_enforces_its_own_floor(net: LocalNetwork) -> None:
     _train(net, "low-floor", batch_size=48, min_batch=16)
     job = _wait(net, "low-floor", _done)
