@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from node.uscc import generate_uscc
+from common.uscc import generate_uscc
 
 from fedcredit.cli.exit_codes import ExitCode
 from fedcredit.launcher import LocalNetwork
