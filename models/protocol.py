@@ -245,6 +245,21 @@ class Algorithm:
         return int(getattr(settings, self.length_setting))
 
 
+def two_roles(label_role: Callable[..., Any], feature_role: Callable[..., Any],
+              ) -> Callable[[RoleSetup, Any], Any]:
+    """`make_role` for an algorithm whose label role is built from (job, X, y, feature parties,
+    settings) and whose feature role from (party, job, X, alignment, settings)."""
+
+    def make_role(setup: RoleSetup, settings: Any) -> Any:
+        if setup.role == "label":
+            if setup.y is None:
+                raise ProtocolError("a label node needs labels")
+            return label_role(setup.job, setup.X, setup.y, setup.features, settings)
+        return feature_role(setup.party, setup.job, setup.X, setup.alignment, settings)
+
+    return make_role
+
+
 def no_floors(settings: Any, floors: Floors) -> Any:
     """For algorithms without a batch size: nothing to raise."""
     return settings

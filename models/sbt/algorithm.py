@@ -14,34 +14,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
-from common.errors import ProtocolError
 from models.protocol import (
     Algorithm,
     Call,
     Network,
     Output,
     Progress,
-    RoleSetup,
     Send,
     Step,
     To,
     merged,
     no_floors,
+    two_roles,
 )
-from models.sbt import FeatureAlignment, SbtConfig
+from models.sbt import SbtConfig
 from models.sbt.codec import feature_model_bytes, label_model_bytes
 from models.sbt.feature import FeatureParty
 from models.sbt.label import LabelParty
 from models.sbt.scoring import SBT_SCORING
-
-
-def make_role(setup: RoleSetup, settings: SbtConfig) -> LabelParty | FeatureParty:
-    if setup.role == "label":
-        if setup.y is None:
-            raise ProtocolError("a label node needs labels")
-        return LabelParty(setup.job, setup.X, setup.y, setup.features, settings)
-    alignment: FeatureAlignment = setup.alignment
-    return FeatureParty(setup.party, setup.job, setup.X, alignment, settings)
 
 
 def _opened(role: object, call: Call) -> Mapping[str, Output]:
@@ -161,6 +151,7 @@ ALGORITHM = Algorithm(
     name="sbt",
     summary="Vertical gradient-boosted trees (SecureBoost) with encrypted histograms.",
     purpose="secureboost training", settings=SbtConfig, steps=STEPS,
-    make_role=make_role, apply_floors=no_floors, drive=drive, scoring=SBT_SCORING,
+    make_role=two_roles(LabelParty, FeatureParty),
+    apply_floors=no_floors, drive=drive, scoring=SBT_SCORING,
     length_setting="trees", unit="tree", best=last_tree, resumable=False,
     step_deadline_seconds=600.0)

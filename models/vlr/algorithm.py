@@ -22,30 +22,21 @@ from models.protocol import (
     Network,
     Output,
     Progress,
-    RoleSetup,
     Send,
     Step,
     StepKey,
     To,
     check_floor,
     merged,
+    two_roles,
 )
-from models.vlr import FeatureAlignment, VlrConfig
+from models.vlr import VlrConfig
 from models.vlr.arbiter import Arbiter
 from models.vlr.feature import FeatureParty
 from models.vlr.label import LabelParty
 from models.vlr.scoring import VLR_SCORING, PartyModel
 
 # --- roles --------------------------------------------------------------------------------------
-
-
-def make_role(setup: RoleSetup, settings: VlrConfig) -> LabelParty | FeatureParty:
-    if setup.role == "label":
-        if setup.y is None:
-            raise ProtocolError("a label node needs labels")
-        return LabelParty(setup.job, setup.X, setup.y, setup.features, settings)
-    alignment: FeatureAlignment = setup.alignment
-    return FeatureParty(setup.party, setup.job, setup.X, alignment, settings)
 
 
 def apply_floors(settings: VlrConfig, floors: Floors) -> VlrConfig:
@@ -212,5 +203,6 @@ ALGORITHM = Algorithm(
     name="vlr",
     summary="Vertical logistic regression across the bank and every feature node (CKKS).",
     purpose="vertical-lr training", settings=VlrConfig, steps=STEPS,
-    make_role=make_role, apply_floors=apply_floors, drive=drive, scoring=VLR_SCORING,
+    make_role=two_roles(LabelParty, FeatureParty),
+    apply_floors=apply_floors, drive=drive, scoring=VLR_SCORING,
     length_setting="max_epochs", unit="epoch", best=best_epoch)
