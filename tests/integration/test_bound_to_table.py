@@ -59,8 +59,9 @@ def _align(net: LocalNetwork, job_id: str) -> None:
 def _train(net: LocalNetwork, job_id: str, align_job: str) -> coordinator_pb2.JobStatus:
     settings = {"label": "bank", "features": FEATURES, "align_job": align_job,
                 "step_attempts": 2, "vlr": HYPER}
-    net.stub().TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
-                                                     job_id=job_id), timeout=60)
+    net.stub().Train(coordinator_pb2.TrainRequest(algorithm="vlr",
+                                                  config_json=json.dumps(settings),
+                                                  job_id=job_id), timeout=60)
     deadline = time.monotonic() + 600
     while True:
         job = net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
