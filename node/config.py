@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
+from crypto.enrol import normalize_fingerprint
 from models.protocol import Floors
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
@@ -48,6 +49,27 @@ class TlsConfig(BaseModel):
     key: Path
     insecure: bool = False
     """Plaintext gRPC, for development only (the CLI's --insecure does the same)."""
+
+
+class TrustConfig(BaseModel):
+    """Pinned peers: party name -> SHA-256 fingerprint of its certificate, exchanged out of band.
+
+    A peer's sealing key is accepted only when its certificate is pinned here; a party without a
+    pin is refused (the CA alone is not enough: whoever runs it could issue a second certificate
+    in a party's name).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    peers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("peers")
+    @classmethod
+    def _pins(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not _PARTY_RE.fullmatch(name)]
+        if bad:
+            raise ValueError(f"not party names: {', '.join(map(repr, bad))}")
+        return {name: normalize_fingerprint(pin) for name, pin in value.items()}
 
 
 class DataConfig(BaseModel):
@@ -138,6 +160,8 @@ class NodeConfig(BaseSettings):
     data: DataConfig
     floors: Floors = Floors()
     """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
+    trust: TrustConfig = TrustConfig()
+    """Pinned peer certificates (the `[trust]` table, `peers = { core = "AB:..." }`)."""
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     """How often the node checks that the coordinator still knows it, and registers again if
     the coordinator lost its record (restarted on a new state folder)."""

@@ -13,6 +13,7 @@ from common.audit import AuditLog
 from common.errors import ProtocolError, TrustError
 from common.tls import TlsFiles
 from crypto import seal
+from crypto.enrol import certificate_fingerprint
 from crypto.psi import PsiWorkers
 from node.alignment import AlignmentStore
 from node.config import NodeConfig
@@ -56,6 +57,9 @@ class NodeState:
         self.ca_pem: bytes | None = None
         self.peer_key = self._own_peer_key()
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
+        if self.tls is not None and not config.trust.peers:
+            log.warning("[trust] peers pins no certificate: %s will refuse every peer's sealing "
+                        "key (pin them with `fedcredit pki fingerprint`)", self.party)
         self.alignments = AlignmentStore(self.state_dir)
         self.workers = PsiWorkers()
         self._sessions: dict[tuple[str, str], PsiSession] = {}
@@ -77,8 +81,9 @@ class NodeState:
         return seal.PeerKey(party=self.party, cert_pem=cert_pem, sealing_pk=public,
                             signature=signature)
 
-    def verify_peer(self, peer: seal.PeerKey) -> bytes:
-        """The peer's sealing key, checked against our CA so a relay cannot swap it."""
+    def verify_peer(self, peer: seal.PeerKey, *, job: str | None = None) -> bytes:
+        """The peer's sealing key, once its certificate is pinned in `[trust] peers`, chains to
+        our CA and signs the key; a refusal is audited (`trust.refused`) and raised."""
         if peer.party == self.party:
             raise ProtocolError("a node cannot run a protocol with itself")
         if self.ca_pem is None:
@@ -86,7 +91,17 @@ class NodeState:
             if len(peer.sealing_pk) != 32:
                 raise TrustError(f"sealing key of {peer.party} is not 32 bytes")
             return peer.sealing_pk
-        return seal.verify_peer_key(self.ca_pem, peer)
+        presented: str | None = None
+        pinned = self.config.trust.peers.get(peer.party)
+        try:
+            presented = certificate_fingerprint(peer.cert_pem)
+            _check_pin(self.party, peer.party, presented, pinned)
+            return seal.verify_peer_key(self.ca_pem, peer)
+        except TrustError as err:
+            self.audit.append("trust.refused", job=job, peer=peer.party,
+                              details={"presented": presented, "pinned": pinned,
+                                       "reason": str(err)})
+            raise
 
     def sealer_for(self, peer_public: bytes) -> seal.Sealer:
         return seal.Sealer(self.sealing_key.private_key, peer_public)
@@ -116,3 +131,17 @@ class NodeState:
 
     def close(self) -> None:
         self.workers.close()
+
+
+def _check_pin(me: str, party: str, presented: str, pinned: str | None) -> None:
+    """Raise TrustError unless `party`'s certificate fingerprint is the one `me` pinned."""
+    if pinned is None:
+        raise TrustError(
+            f"{me} has no pinned certificate for {party} ([trust] peers has no entry "
+            f"{party!r}); presented fingerprint {presented}. Check it with {party} out of band "
+            "(`fedcredit pki fingerprint`) before pinning it.")
+    if presented != pinned:
+        raise TrustError(
+            f"certificate presented for {party} has fingerprint {presented}, but {me} pins "
+            f"{pinned} for {party} in [trust] peers: refusing its sealing key (a relay or the "
+            "CA may have substituted it)")
