@@ -13,11 +13,11 @@ from common.audit import AuditLog
 from common.errors import ProtocolError, TrustError
 from common.tls import TlsFiles
 from crypto import seal
-from crypto.enrol import certificate_fingerprint
 from crypto.psi import PsiWorkers
 from node.alignment import AlignmentStore
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
+from node.trust import verify_pinned
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,8 @@ class NodeState:
             if len(peer.sealing_pk) != 32:
                 raise TrustError(f"sealing key of {peer.party} is not 32 bytes")
             return peer.sealing_pk
-        presented: str | None = None
-        pinned = self.config.trust.peers.get(peer.party)
-        try:
-            presented = certificate_fingerprint(peer.cert_pem)
-            _check_pin(self.party, peer.party, presented, pinned)
-            return seal.verify_peer_key(self.ca_pem, peer)
-        except TrustError as err:
-            self.audit.append("trust.refused", job=job, peer=peer.party,
-                              details={"presented": presented, "pinned": pinned,
-                                       "reason": str(err)})
-            raise
+        return verify_pinned(self.party, self.config.trust.peers, self.ca_pem, peer, self.audit,
+                             job=job)
 
     def sealer_for(self, peer_public: bytes) -> seal.Sealer:
         return seal.Sealer(self.sealing_key.private_key, peer_public)
@@ -132,16 +123,3 @@ class NodeState:
     def close(self) -> None:
         self.workers.close()
 
-
-def _check_pin(me: str, party: str, presented: str, pinned: str | None) -> None:
-    """Raise TrustError unless `party`'s certificate fingerprint is the one `me` pinned."""
-    if pinned is None:
-        raise TrustError(
-            f"{me} has no pinned certificate for {party} ([trust] peers has no entry "
-            f"{party!r}); presented fingerprint {presented}. Check it with {party} out of band "
-            "(`fedcredit pki fingerprint`) before pinning it.")
-    if presented != pinned:
-        raise TrustError(
-            f"certificate presented for {party} has fingerprint {presented}, but {me} pins "
-            f"{pinned} for {party} in [trust] peers: refusing its sealing key (a relay or the "
-            "CA may have substituted it)")
