@@ -57,7 +57,8 @@ def ca_init(
                    "fingerprint": fingerprint})
         return
     console.print(f"CA certificate {cert_path} (give it to every party), key {key_path} "
-                  f"(keep it here)\nSHA-256 fingerprint {fingerprint}", highlight=False)
+                  f"(keep it here)\nSHA-256 fingerprint {fingerprint}", highlight=False,
+                  soft_wrap=True)
 
 
 @pki_app.command("request")
@@ -77,7 +78,8 @@ def request(
         emit_json({"party": files.party, "key": str(files.key), "csr": str(files.csr)})
         return
     console.print(f"private key {files.key} (stays on this host)\nsend {files.csr} to the CA; "
-                  f"put the certificate it returns at {out / (party + '.crt')}", highlight=False)
+                  f"put the certificate it returns at {out / (party + '.crt')}", highlight=False,
+                  soft_wrap=True)
 
 
 @pki_app.command("sign")
@@ -110,7 +112,7 @@ def sign(
         emit_json({"party": name, "cert": str(out), "fingerprint": fingerprint})
         return
     console.print(f"certificate of {name} in {out}\nSHA-256 fingerprint {fingerprint}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 @pki_app.command("fingerprint")
@@ -135,4 +137,4 @@ def fingerprint(
     if as_json:
         emit_json({"party": name, "fingerprint": value})
         return
-    console.print(f'{name} = "{value}"', highlight=False)
+    console.print(f'{name} = "{value}"', highlight=False, soft_wrap=True)
