@@ -19,8 +19,8 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
-from crypto.enrol import normalize_fingerprint
 from models.protocol import Floors
+from node.trust import TrustConfig
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
 ENV_NESTED_DELIMITER = "__"
@@ -49,27 +49,6 @@ class TlsConfig(BaseModel):
     key: Path
     insecure: bool = False
     """Plaintext gRPC, for development only (the CLI's --insecure does the same)."""
-
-
-class TrustConfig(BaseModel):
-    """Pinned peers: party name -> SHA-256 fingerprint of its certificate, exchanged out of band.
-
-    A peer's sealing key is accepted only when its certificate is pinned here; a party without a
-    pin is refused (the CA alone is not enough: whoever runs it could issue a second certificate
-    in a party's name).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    peers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("peers")
-    @classmethod
-    def _pins(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [name for name in value if not _PARTY_RE.fullmatch(name)]
-        if bad:
-            raise ValueError(f"not party names: {', '.join(map(repr, bad))}")
-        return {name: normalize_fingerprint(pin) for name, pin in value.items()}
 
 
 class DataConfig(BaseModel):

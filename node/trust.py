@@ -4,10 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from common.audit import AuditLog
-from common.errors import TrustError
+from common.errors import DataValidationError, TrustError
 from crypto import seal
-from crypto.enrol import certificate_fingerprint
+from crypto.enrol import certificate_fingerprint, normalize_fingerprint
+from crypto.pki import validate_party_name
+
+
+class TrustConfig(BaseModel):
+    """A node's `[trust]` table: party name -> SHA-256 fingerprint of its certificate, exchanged
+    out of band like SSH known_hosts.
+
+    A peer's sealing key is accepted only when its certificate is pinned here; a party without a
+    pin is refused (the CA alone is not enough: whoever runs it could issue a second certificate
+    in a party's name).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    peers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("peers")
+    @classmethod
+    def _pins(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            try:
+                validate_party_name(name)
+            except DataValidationError as err:
+                raise ValueError(str(err)) from err
+        return {name: normalize_fingerprint(pin) for name, pin in value.items()}
 
 
 def verify_pinned(me: str, pins: Mapping[str, str], ca_pem: bytes, peer: seal.PeerKey,

@@ -12,9 +12,10 @@ from common.errors import DataValidationError, TrustError
 from crypto.enrol import certificate_fingerprint, make_request, sign_request
 from crypto.pki import init_pki
 from crypto.seal import PeerKey, SealingKey, sign_sealing_key
-from node.config import NodeConfig, TrustConfig, load_node_config
+from node.config import NodeConfig, load_node_config
 from node.datasource import NodeTable
 from node.state import NodeState
+from node.trust import TrustConfig
 
 
 def _node(root: Path, pins: dict[str, str]) -> NodeState:
@@ -119,7 +120,7 @@ def test_pins_are_validated_and_normalised(tmp_path: Path) -> None:
     assert TrustConfig(peers={"core": digits}).peers["core"] == ":".join(["AB"] * 32)
     with pytest.raises(ValueError, match="SHA-256 certificate fingerprint"):
         TrustConfig(peers={"core": "ab12"})
-    with pytest.raises(ValueError, match="not party names: 'Core'"):
+    with pytest.raises(ValueError, match="invalid party name 'Core'"):
         TrustConfig(peers={"Core": digits})
     path = tmp_path / "bank.toml"
     path.write_text(
