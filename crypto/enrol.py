@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from common.errors import DataValidationError, TrustError
+from common.names import check_party_name
 from crypto.pki import (
     CA_CERT,
     CA_KEY,
@@ -22,7 +23,6 @@ from crypto.pki import (
     load_private_key,
     party_certificate,
     private_key_pem,
-    validate_party_name,
     write_private,
     write_public,
 )
@@ -53,7 +53,7 @@ def make_request(party: str, out_dir: Path, hosts: Sequence[str] = (), *,
                  force: bool = False) -> RequestFiles:
     """On the party's own host: a fresh P-256 key (`<party>.key`, 0600) and a signed CSR
     (`<party>.csr`) whose CN is the party name. Refuses to replace an existing key."""
-    validate_party_name(party)
+    check_party_name(party)
     out_dir = Path(out_dir)
     key_path, csr_path = out_dir / f"{party}.key", out_dir / f"{party}.csr"
     if key_path.exists() and not force:
@@ -147,7 +147,7 @@ def _request_party(csr: x509.CertificateSigningRequest) -> str:
     value = names[0].value
     name = value if isinstance(value, str) else value.decode()
     try:
-        return validate_party_name(name)
+        return check_party_name(name)
     except DataValidationError as err:
         raise TrustError(f"the certificate request's common name: {err}") from err
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import DataValidationError, TrustError
+from common.names import check_party_name
 
 OPERATOR = "operator"
 CA_CERT = "ca.crt"
@@ -123,7 +124,7 @@ def party_certificate(name: str, public_key: ec.EllipticCurvePublicKey,
                       ca_cert: x509.Certificate, days: int = 365) -> x509.Certificate:
     """The one party-certificate profile: CN and DNS name = party, TLS server and client use,
     valid from a few minutes ago for `days` days (never past the CA's own end)."""
-    validate_party_name(name)
+    check_party_name(name)
     if days < 1:
         raise DataValidationError(f"certificate lifetime must be at least 1 day, got {days}")
     now = dt.datetime.now(dt.UTC)

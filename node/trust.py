@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.audit import AuditLog
-from common.errors import DataValidationError, TrustError
+from common.errors import TrustError
+from common.names import check_party_name
 from crypto import seal
 from crypto.enrol import certificate_fingerprint, normalize_fingerprint
-from crypto.pki import validate_party_name
 
 
 class TrustConfig(BaseModel):
@@ -30,10 +30,7 @@ class TrustConfig(BaseModel):
     @classmethod
     def _pins(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            try:
-                validate_party_name(name)
-            except DataValidationError as err:
-                raise ValueError(str(err)) from err
+            check_party_name(name)  # an InvalidPartyName is a ValueError: pydantic names the key
         return {name: normalize_fingerprint(pin) for name, pin in value.items()}
 
 
