@@ -60,14 +60,35 @@ def init_pki(
     *,
     force: bool = False,
 ) -> PkiLayout:
-    """Mint a CA and one certificate per party: the coordinator, the CLI operator and each node.
+    """One-machine demo shortcut: mint a CA and every party's key and certificate in one folder.
+
+    That folder then holds every party's private key and the CA key, so whoever has it can act
+    as any party: use it for the demo and tests only. In a real network each party runs
+    `crypto.enrol.make_request` on its own host and the CA signs with `sign_request`.
 
     Refuses to replace an existing CA in `out_dir` unless `force` is true. Certificates for names
     not in this call are left in place (they stay signed by the old CA if one was replaced).
     """
     out_dir = Path(out_dir)
     parties = _party_names(nodes, coordinator)
-    sans = _host_names(hosts)
+    sans = host_names(hosts)
+    ca_cert_path, ca_key_path, ca_key, ca_cert = create_ca(out_dir, days, force=force)
+    written: dict[str, tuple[Path, Path]] = {}
+    for name in parties:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = party_certificate(name, key.public_key(), sans, ca_key, ca_cert, days)
+        cert_path, key_path = out_dir / f"{name}.crt", out_dir / f"{name}.key"
+        write_private(key_path, private_key_pem(key))
+        write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        written[name] = (cert_path, key_path)
+    return PkiLayout(directory=out_dir, ca_cert=ca_cert_path, ca_key=ca_key_path, parties=written)
+
+
+def create_ca(out_dir: Path, days: int = 365, *, force: bool = False,
+              ) -> tuple[Path, Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Write a new CA key (0600) and certificate into `out_dir`; refuse to replace one unless
+    `force`. Returns (certificate path, key path, key, certificate)."""
+    out_dir = Path(out_dir)
     if days < 1:
         raise DataValidationError(f"certificate lifetime must be at least 1 day, got {days}")
     ca_cert_path, ca_key_path = out_dir / CA_CERT, out_dir / CA_KEY
@@ -77,23 +98,25 @@ def init_pki(
             "would invalidate every certificate it signed. Pass force=True (--force) to replace it."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-
     now = dt.datetime.now(dt.UTC)
-    not_before, not_after = now - _BACKDATE, now + dt.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _make_ca(ca_key, not_before, not_after)
-    _write_private(ca_key_path, _key_pem(ca_key))
-    _write_public(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_cert = _make_ca(ca_key, now - _BACKDATE, now + dt.timedelta(days=days))
+    write_private(ca_key_path, private_key_pem(ca_key))
+    write_public(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM))
+    return ca_cert_path, ca_key_path, ca_key, ca_cert
 
-    written: dict[str, tuple[Path, Path]] = {}
-    for name in parties:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _make_leaf(name, key, sans, ca_key, ca_cert, not_before, not_after)
-        cert_path, key_path = out_dir / f"{name}.crt", out_dir / f"{name}.key"
-        _write_private(key_path, _key_pem(key))
-        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        written[name] = (cert_path, key_path)
-    return PkiLayout(directory=out_dir, ca_cert=ca_cert_path, ca_key=ca_key_path, parties=written)
+
+def party_certificate(name: str, public_key: ec.EllipticCurvePublicKey,
+                      sans: Sequence[x509.GeneralName], ca_key: ec.EllipticCurvePrivateKey,
+                      ca_cert: x509.Certificate, days: int = 365) -> x509.Certificate:
+    """The one party-certificate profile: CN and DNS name = party, TLS server and client use,
+    valid from a few minutes ago for `days` days (never past the CA's own end)."""
+    check_party_name(name)
+    if days < 1:
+        raise DataValidationError(f"certificate lifetime must be at least 1 day, got {days}")
+    now = dt.datetime.now(dt.UTC)
+    not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+    return _make_leaf(name, public_key, list(sans), ca_key, ca_cert, now - _BACKDATE, not_after)
 
 
 def load_identity(pki_dir: Path, name: str) -> Identity:
@@ -186,7 +209,8 @@ def _party_names(nodes: Sequence[str], coordinator: str) -> list[str]:
     return names
 
 
-def _host_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+def host_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """Subject alternative names for host names and IP addresses, or DataValidationError."""
     if isinstance(hosts, str):
         hosts = [hosts]
     out: list[x509.GeneralName] = []
@@ -221,7 +245,7 @@ def _make_ca(key: ec.EllipticCurvePrivateKey, not_before: dt.datetime,
     )
 
 
-def _make_leaf(name: str, key: ec.EllipticCurvePrivateKey, sans: list[x509.GeneralName],
+def _make_leaf(name: str, key: ec.EllipticCurvePublicKey, sans: list[x509.GeneralName],
                ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
                not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
     alt_names = [x509.DNSName(name), *(s for s in sans if s != x509.DNSName(name))]
@@ -230,7 +254,7 @@ def _make_leaf(name: str, key: ec.EllipticCurvePrivateKey, sans: list[x509.Gener
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                                  x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit")]))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -239,7 +263,7 @@ def _make_leaf(name: str, key: ec.EllipticCurvePrivateKey, sans: list[x509.Gener
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                               ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -288,7 +312,8 @@ def _common_name(cert: x509.Certificate) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (the file holding it is written 0600)."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -303,11 +328,13 @@ def _read(path: Path, label: str) -> bytes:
         raise TrustError(f"cannot read {label} {path}: {err.strerror}") from err
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write owner-only (0600), atomically."""
     _write_atomic(path, data, 0o600)
 
 
-def _write_public(path: Path, data: bytes) -> None:
+def write_public(path: Path, data: bytes) -> None:
+    """Write world-readable (0644), atomically."""
     _write_atomic(path, data, 0o644)
 
 

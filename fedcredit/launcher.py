@@ -25,6 +25,7 @@ import tomli_w
 
 from common.errors import PeerUnavailable
 from common.lifecycle import PARENT_ENV, bound_command
+from crypto.enrol import certificate_fingerprint
 from crypto.pki import init_pki
 from fedcredit.connect import coordinator_stub
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
@@ -110,13 +111,21 @@ class PartySpec:
 
 @dataclass
 class LocalNetwork:
-    """Coordinator plus nodes as child processes; a context manager that never leaves orphans."""
+    """Coordinator plus nodes as child processes; a context manager that never leaves orphans.
+
+    By default one folder (`workdir/pki`, the demo shortcut) holds the CA and every party's key.
+    With `party_pki` each party (nodes, "coordinator", "operator") uses its own folder holding
+    `ca.crt`, `<name>.crt` and `<name>.key`, made with `pki request` / `pki sign`. Each node
+    pins every other node's certificate fingerprint, or exactly `pins[node]` when given.
+    """
 
     workdir: Path
     parties: Sequence[PartySpec]
     insecure: bool = False
     python: str = sys.executable
     coordinator_address: str = ""
+    party_pki: Mapping[str, Path] | None = None
+    pins: Mapping[str, Mapping[str, str]] | None = None
     children: ChildProcesses = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +139,23 @@ class LocalNetwork:
     def pki_dir(self) -> Path:
         return self.workdir / "pki"
 
+    def pki_folder(self, name: str) -> Path:
+        """The folder with `name`'s certificate and key and the CA certificate."""
+        return (self.party_pki[name] if self.party_pki is not None else self.pki_dir).resolve()
+
+    def fingerprint(self, name: str) -> str:
+        return certificate_fingerprint((self.pki_folder(name) / f"{name}.crt").read_bytes())
+
+    def _pins(self, node: str) -> dict[str, str]:
+        if self.pins is not None:
+            return dict(self.pins.get(node, {}))
+        return {p.name: self.fingerprint(p.name) for p in self.parties if p.name != node}
+
+    def _tls(self, name: str) -> dict[str, str]:
+        folder = self.pki_folder(name)
+        return {"ca": str(folder / "ca.crt"), "cert": str(folder / f"{name}.crt"),
+                "key": str(folder / f"{name}.key")}
+
     def config_path(self, name: str) -> Path:
         return self.workdir / "config" / f"{name}.toml"
 
@@ -137,28 +163,26 @@ class LocalNetwork:
         return self.children.log_path(name)
 
     def prepare(self) -> None:
-        """Mint certificates and write every process's config file."""
+        """Mint certificates (demo folder) and write every process's config, pins included."""
         for sub in ("config", "logs", "state"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        if not (self.pki_dir / "ca.crt").exists():
+        if self.party_pki is None and not (self.pki_dir / "ca.crt").exists():
             init_pki(self.pki_dir, [p.name for p in self.parties])
         self.coordinator_address = f"127.0.0.1:{free_port()}"
-        pki = self.pki_dir.resolve()
         write_toml({
             "listen": self.coordinator_address,
             "state_dir": str((self.workdir / "state" / "coordinator").resolve()),
             "parties": [p.name for p in self.parties],
-            "tls": {"ca": str(pki / "ca.crt"), "cert": str(pki / "coordinator.crt"),
-                    "key": str(pki / "coordinator.key")},
+            "tls": self._tls("coordinator"),
         }, self.config_path("coordinator"))
         for party in self.parties:
             write_toml({
                 "party": party.name, "role": party.role,
                 "listen": f"127.0.0.1:{free_port()}", "coordinator": self.coordinator_address,
                 "state_dir": str((self.workdir / "state" / party.name).resolve()),
-                "tls": {"ca": str(pki / "ca.crt"), "cert": str(pki / f"{party.name}.crt"),
-                        "key": str(pki / f"{party.name}.key")},
+                "tls": self._tls(party.name),
                 "data": party.data,
+                "trust": {"peers": self._pins(party.name)},
             }, self.config_path(party.name))
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -176,7 +200,8 @@ class LocalNetwork:
 
     def stub(self) -> coordinator_pb2_grpc.CoordinatorServiceStub:
         """The operator's stub to this network's coordinator (mutual TLS unless insecure)."""
-        return coordinator_stub(self.coordinator_address, self.pki_dir, "operator", self.insecure)
+        return coordinator_stub(self.coordinator_address, self.pki_folder("operator"), "operator",
+                                self.insecure)
 
     def start(self, timeout: float = 90.0,
               progress: Callable[[str], None] | None = None) -> None:

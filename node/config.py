@@ -21,6 +21,7 @@ from pydantic_settings import (
 from common.errors import DataValidationError, describe_validation
 from common.names import check_party_name
 from models.protocol import Floors
+from node.trust import TrustConfig
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
 ENV_NESTED_DELIMITER = "__"
@@ -136,6 +137,8 @@ class NodeConfig(BaseSettings):
     data: DataConfig
     floors: Floors = Floors()
     """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
+    trust: TrustConfig = TrustConfig()
+    """Pinned peer certificates (the `[trust]` table, `peers = { core = "AB:..." }`)."""
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     """How often the node checks that the coordinator still knows it, and registers again if
     the coordinator lost its record (restarted on a new state folder)."""

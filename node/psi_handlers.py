@@ -39,7 +39,8 @@ def blind_own(request: node_pb2.PsiBlindOwnRequest,
     job_id = check_job_id(request.job_id)
     if request.mode not in (node_pb2.PSI_MODE_FULL, node_pb2.PSI_MODE_CARDINALITY):
         raise ProtocolError("PSI mode must be FULL or CARDINALITY")
-    peer_public = state.verify_peer(_peer_key_from_wire(request.peer))  # type: ignore[arg-type]
+    peer_public = state.verify_peer(_peer_key_from_wire(request.peer),  # type: ignore[arg-type]
+                                    job=job_id)
     engine: LabelPsi | FeaturePsi
     if state.role == "label":
         engine = LabelPsi(state.table.ids, job_id, state.workers)

@@ -17,6 +17,7 @@ from crypto.psi import PsiWorkers
 from node.alignment import AlignmentStore
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
+from node.trust import verify_pinned
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class NodeState:
         self.ca_pem: bytes | None = None
         self.peer_key = self._own_peer_key()
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
+        if self.tls is not None and not config.trust.peers:
+            log.warning("[trust] peers pins no certificate: %s will refuse every peer's sealing "
+                        "key (pin them with `fedcredit pki fingerprint`)", self.party)
         self.alignments = AlignmentStore(self.state_dir)
         self.workers = PsiWorkers()
         self._sessions: dict[tuple[str, str], PsiSession] = {}
@@ -77,8 +81,9 @@ class NodeState:
         return seal.PeerKey(party=self.party, cert_pem=cert_pem, sealing_pk=public,
                             signature=signature)
 
-    def verify_peer(self, peer: seal.PeerKey) -> bytes:
-        """The peer's sealing key, checked against our CA so a relay cannot swap it."""
+    def verify_peer(self, peer: seal.PeerKey, *, job: str | None = None) -> bytes:
+        """The peer's sealing key, once its certificate is pinned in `[trust] peers`, chains to
+        our CA and signs the key; a refusal is audited (`trust.refused`) and raised."""
         if peer.party == self.party:
             raise ProtocolError("a node cannot run a protocol with itself")
         if self.ca_pem is None:
@@ -86,7 +91,8 @@ class NodeState:
             if len(peer.sealing_pk) != 32:
                 raise TrustError(f"sealing key of {peer.party} is not 32 bytes")
             return peer.sealing_pk
-        return seal.verify_peer_key(self.ca_pem, peer)
+        return verify_pinned(self.party, self.config.trust.peers, self.ca_pem, peer, self.audit,
+                             job=job)
 
     def sealer_for(self, peer_public: bytes) -> seal.Sealer:
         return seal.Sealer(self.sealing_key.private_key, peer_public)
@@ -116,3 +122,4 @@ class NodeState:
 
     def close(self) -> None:
         self.workers.close()
+

@@ -179,7 +179,8 @@ class StepHandler:
         for peer in header.peers:
             public = state.verify_peer(PeerKey(party=peer.party, cert_pem=peer.cert_pem,
                                                sealing_pk=peer.sealing_public_key,
-                                               signature=peer.signature))
+                                               signature=peer.signature),
+                                       job=header.job_id)
             sealers[peer.party] = state.sealer_for(public)
         align_job = check_job_id(job.align_job)
         state.alignments.verify(align_job, state.table.ids, state.party, state.table.source,

@@ -44,6 +44,7 @@ from node.scoring.wire import (
     ids_digest,
     setup_seal_context,
 )
+from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 SCORE_DEADLINE_S = 300.0
@@ -147,9 +148,9 @@ class BankScorer:
         for peer in self.feature_nodes:
             public = peer.sealing_public_key
             if ca_pem is not None:
-                public = seal.verify_peer_key(ca_pem, seal.PeerKey(
+                public = verify_pinned(self.party, self.config.trust.peers, ca_pem, seal.PeerKey(
                     party=peer.party, cert_pem=peer.cert_pem, sealing_pk=public,
-                    signature=peer.signature))
+                    signature=peer.signature), self.audit, job=self.job)
             sealer = seal.Sealer(self.sealing_key.private_key, public)
             sealed.append(coordinator_pb2.SealedSetup(node=peer.party, sealed=sealer.seal(
                 sealed_payload, setup_seal_context(self.job, self.party, peer.party))))

@@ -88,7 +88,7 @@ class FeatureScoring:
         bank, me = key.party, self.state.party
         public = self.state.verify_peer(PeerKey(party=bank, cert_pem=key.cert_pem,
                                                 sealing_pk=key.sealing_public_key,
-                                                signature=key.signature))
+                                                signature=key.signature), job=job)
         opened = self.state.sealer_for(public).open(request.sealed_setup,
                                                     setup_seal_context(job, bank, me))
         self._load(bank, job, kind, ScoringSetup.decode(opened))

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,14 +75,16 @@ def network(tmp_path_factory: pytest.TempPathFactory, tables: Tables) -> Iterato
 
 @contextmanager
 def tapped_network(workdir: Path, specs: Sequence[PartySpec],
+                   interceptors: Sequence[Any] = (),
                    ) -> Iterator[tuple[LocalNetwork, WireTap]]:
     """The coordinator runs in this process with a tap on every call in and out of it (so on
-    everything that crosses the wire in a star); the nodes are real processes."""
+    everything that crosses the wire in a star); the nodes are real processes. `interceptors`
+    act on the coordinator's calls to nodes before the tap sees them (a malicious relay)."""
     net = LocalNetwork(workdir, specs)
     net.prepare()
     tap = WireTap()
     core = Coordinator(load_coordinator_config(net.config_path("coordinator")),
-                       client_interceptors=[tap.client_interceptor()])
+                       client_interceptors=[*interceptors, tap.client_interceptor()])
     server, _ = build_server(core, net.coordinator_address,
                              interceptors=[tap.server_interceptor()])
     server.start()
