@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from common.uscc import generate_uscc
 
+from common.uscc import generate_uscc
 from fedcredit.cli.exit_codes import ExitCode
 from fedcredit.launcher import LocalNetwork
 from node.config import load_node_config

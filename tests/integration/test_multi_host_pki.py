@@ -91,8 +91,8 @@ def test_alignment_training_and_joint_scoring_work(
                                             job_id="al"), timeout=300)
     settings = {"label": "bank", "features": ["core", "logistics"], "align_job": "al",
                 "vlr": {"batch_size": 128, "max_epochs": 2}}
-    stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings), job_id="tr"),
-                  timeout=60)
+    stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
+                                            job_id="tr"), timeout=60)
     deadline = time.monotonic() + 300
     while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
                               timeout=30)).state == "running":

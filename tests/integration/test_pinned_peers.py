@@ -75,8 +75,9 @@ def attack(tmp_path_factory: pytest.TempPathFactory, tables: Tables) -> Iterator
         tap.clear()  # from here on, only the training job's traffic
         settings = {"label": "bank", "features": ["core", "logistics"], "align_job": "al",
                     "step_attempts": 1, "vlr": {"batch_size": 128, "max_epochs": 1}}
-        stub.TrainVlr(coordinator_pb2.TrainRequest(config_json=json.dumps(settings),
-                                                   job_id="tr"), timeout=60)
+        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr",
+                                                config_json=json.dumps(settings),
+                                                job_id="tr"), timeout=60)
         deadline = time.monotonic() + 300
         while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
                                   timeout=30)).state == "running":
