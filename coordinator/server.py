@@ -93,7 +93,8 @@ def build_server(core: Coordinator, listen: str, *, workers: int = 16,
         lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(
             servicer, server),
         "fedcredit.v1.CoordinatorService", listen, core.tls, workers=workers,
-        interceptors=interceptors, who="coordinator", setting=f"listen in {source}")
+        interceptors=interceptors, who="coordinator", setting=f"listen in {source}",
+        limits=core.config.limits)
 
 
 def serve(core: Coordinator, source: str = "the coordinator config") -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from common.audit import AuditLog
 from common.errors import DataValidationError, ProtocolError, TrustError
+from common.production import refuse_in_production
 from common.tls import TlsFiles
 from coordinator.align import align_pair
 from coordinator.config import CoordinatorConfig
@@ -40,6 +41,8 @@ class Coordinator:
 
     def __init__(self, config: CoordinatorConfig, *, insecure: bool = False,
                  client_interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()) -> None:
+        if insecure:
+            refuse_in_production("--insecure (plaintext gRPC, no identities)")
         self.config = config
         self.insecure = insecure
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,13 @@ class Coordinator:
             raise TrustError(f"party {party!r} is not in this network's party list")
         if info.role not in ROLE_NAMES:
             raise ProtocolError(f"party {party!r} registered without a role")
+        declared = self.config.parties.get(party, "any")
+        if declared not in ("any", ROLE_NAMES[info.role]):
+            self.audit.append("node.refused", peer=party, purpose="registration",
+                              details={"role": ROLE_NAMES[info.role], "declared": declared})
+            raise TrustError(f"party {party!r} registered with role {ROLE_NAMES[info.role]!r}, "
+                             f"but the operator declared it {declared!r} ([parties] in the "
+                             f"coordinator config)")
         if info.key.party != party:
             raise TrustError(f"sealing key of {party!r} is signed for {info.key.party!r}")
         if self.ca_pem is not None:
@@ -135,7 +145,7 @@ class Coordinator:
         try:
             for record in features:
                 result = align_pair(label, self.clients.get(record), job_id, mode,
-                                    self.config.psi_deadline_seconds)
+                                    self.config.psi_deadline_seconds, self.config.limits)
                 pairs.append(coordinator_pb2.PairAlignment(
                     party=result.party, label_rows=result.label_rows,
                     party_rows=result.party_rows, intersection_size=result.intersection_size,
@@ -248,7 +258,8 @@ class Coordinator:
         try:
             label, features = self._training_parties(job)
             run_job(algo, job_id, job, settings, self.clients.get(label),
-                    [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch)
+                    [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch,
+                    limits=self.config.limits)
             best = algo.best(history)
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}

@@ -59,7 +59,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     @rpc_method("Node.RunStep", log, _coordinator_only)
     def RunStep(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        header, inputs = read_step(request_iterator)
+        limits = self.state.config.limits
+        header, inputs = read_step(request_iterator, max_bytes=limits.max_step_bytes,
+                                   max_parts=limits.max_step_parts)
         yield from write_step(self.steps.run(header, inputs))
 
     @rpc_method("Node.ScoreSetup", log, _coordinator_only)
@@ -97,7 +99,7 @@ def build_server(state: NodeState, listen: str, workers: int = 8,
     return new_server(
         lambda server: node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server),
         "fedcredit.v1.NodeService", listen, state.tls, workers=workers,
-        who=f"node {state.party}", setting=f"listen in {source}")
+        who=f"node {state.party}", setting=f"listen in {source}", limits=state.config.limits)
 
 
 def serve(state: NodeState, source: str = "the node config") -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from common.audit import AuditLog
 from common.errors import ProtocolError, TrustError
+from common.production import refuse_in_production
 from common.tls import TlsFiles
 from crypto import seal
 from crypto.psi import PsiWorkers
@@ -40,6 +41,8 @@ class NodeState:
     """The node's long-lived state, shared by the servicer's threads."""
 
     def __init__(self, config: NodeConfig, table: NodeTable, *, insecure: bool = False) -> None:
+        if insecure:
+            refuse_in_production("--insecure (plaintext gRPC, no identities)")
         self.config = config
         self.party = config.party
         self.role = config.role
@@ -64,6 +67,8 @@ class NodeState:
     @classmethod
     def from_config(cls, config: NodeConfig, *, insecure: bool = False) -> NodeState:
         """Load and validate the table (raising DataValidationError with every problem)."""
+        if insecure:
+            refuse_in_production("--insecure (plaintext gRPC, no identities)")
         table = load_table(config.data, config.role)
         return cls(config, table, insecure=insecure)
 
