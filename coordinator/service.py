@@ -20,6 +20,7 @@ from common.errors import DataValidationError, ProtocolError, TrustError
 from common.production import refuse_in_production
 from common.tls import TlsFiles
 from coordinator.align import align_pair
+from coordinator.anchors import Anchoring
 from coordinator.config import CoordinatorConfig
 from coordinator.jobs import run_job
 from coordinator.nodes import NodeClients
@@ -59,12 +60,14 @@ class Coordinator:
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor=config.name)
         self.clients = NodeClients(self.tls, client_interceptors)
         self.scoring = ScoringRelay(self.store, self.clients, self.audit)
+        self.anchoring = Anchoring(config.name, self.store, self.audit, self.clients, self.tls)
         for job in self.store.jobs():
             if job.state == "running":  # the coordinator stopped while the job ran
                 self.store.update_job(job.job_id, state="interrupted",
                                       error="coordinator restarted; resume the job")
 
     def close(self) -> None:
+        self.anchoring.deposit_own()  # our head at shutdown, with every registered node
         self.clients.close()
         self.store.close()
 
@@ -156,12 +159,14 @@ class Coordinator:
             self.store.update_job(job_id, state="failed", error=str(err))
             self.audit.append("align.failed", job=job_id, purpose="alignment",
                               details={"error": str(err)[:500]})
+            self.anchoring.deposit_own_soon()
             raise
         seconds = time.perf_counter() - start
         self.store.update_job(job_id, state="done", metrics={"seconds": round(seconds, 3)})
         self.audit.append("align.done", job=job_id, purpose="alignment",
                           details={"intersections": {p.party: p.intersection_size
                                                      for p in pairs}})
+        self.anchoring.deposit_own_soon()
         return coordinator_pb2.AlignResponse(job_id=job_id, pairs=pairs, seconds=seconds)
 
     def list_jobs(self) -> coordinator_pb2.ListJobsResponse:
@@ -275,6 +280,7 @@ class Coordinator:
             self.store.update_job(job_id, state="failed", error=str(err)[:2000])
             self.audit.append("train.failed", job=job_id, purpose=algo.purpose,
                               details={"error": str(err)[:500]})
+        self.anchoring.deposit_own_soon()  # a job's end: our head goes to the nodes
 
     def list_models(self) -> coordinator_pb2.ListModelsResponse:
         return coordinator_pb2.ListModelsResponse(models=[

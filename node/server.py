@@ -73,6 +73,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         yield from self.scoring.partial(request_iterator)
 
 
+    @rpc_method("Node.DepositAnchor", log, _coordinator_only)
+    def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.state.anchors.receive(request)
+
+
 def node_info(state: NodeState) -> common_pb2.NodeInfo:
     """Identity, role, rows and schema of this node; never a value from its table."""
     table = state.table
@@ -119,6 +124,8 @@ def serve(state: NodeState, source: str = "the node config") -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    threading.Thread(target=state.anchors.every, args=(state.config.anchor_seconds, stop.wait),
+                     name="anchor-timer", daemon=True).start()
     try:
         registration = Registration(state, node_info(state), endpoint, stop, source)
         if registration.register():
@@ -126,4 +133,5 @@ def serve(state: NodeState, source: str = "the node config") -> None:
     finally:
         log.info("node %s shutting down", state.party)
         server.stop(grace=2).wait()
+        state.anchors.deposit()  # the head at shutdown, after the last entry
         state.close()

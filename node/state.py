@@ -16,6 +16,7 @@ from common.tls import TlsFiles
 from crypto import seal
 from crypto.psi import PsiWorkers
 from node.alignment import AlignmentStore
+from node.anchoring import NodeAnchors
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 
@@ -59,6 +60,7 @@ class NodeState:
         self.ca_pem: bytes | None = None
         self.peer_key = self._own_peer_key()
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
+        self.anchors = NodeAnchors(self)
         self.alignments = AlignmentStore(self.state_dir)
         self.workers = PsiWorkers()
         self._sessions: dict[tuple[str, str], PsiSession] = {}
