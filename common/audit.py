@@ -10,7 +10,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -275,3 +275,37 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _strings(item)
+
+
+def verify_against_anchors(path: Path | str, anchors: Iterable[tuple[int, str]]) -> AuditReport:
+    """Check the chain, then that every anchored (seq, hash) is still in the log.
+
+    An anchor past the log's end means the log was truncated; an anchored entry that hashes
+    differently means it was rewritten, even when the chain after it was re-hashed to fit.
+    `first_bad` names the first entry known bad: the first one missing, or the first anchored
+    entry that differs (the rewrite is after the last anchor that still matches).
+    """
+    report = verify_audit_log(path)
+    if not report.ok:
+        return report
+    wanted = dict(sorted(anchors))
+    found: dict[int, str] = {}
+    for entry in read_audit_log(path):
+        if entry.seq in wanted:
+            found[entry.seq] = entry.hash
+    good = 0
+    for seq, digest in wanted.items():
+        if seq > report.entries:
+            return AuditReport(False, report.entries, report.entries + 1,
+                               f"truncated: the log has {report.entries} entries but entry "
+                               f"{seq} was anchored; entries {report.entries + 1} to {seq} "
+                               f"are gone", report.last_hash)
+        if found.get(seq) != digest:
+            return AuditReport(False, good, seq,
+                               f"rewritten: entry {seq} does not hash as anchored (the chain "
+                               f"was re-hashed after an edit); entries after {good} cannot be "
+                               f"trusted", report.last_hash)
+        good = seq
+    return AuditReport(True, report.entries, None,
+                       f"{report.entries} entries, chain intact, {len(wanted)} anchors match "
+                       f"(last anchored entry {good})", report.last_hash)

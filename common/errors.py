@@ -50,3 +50,12 @@ def describe_validation(err: ValidationError, where: str) -> str:
 
 class ModelFormatError(DataValidationError):
     """A saved model is in a format this version cannot read; the message says what to do."""
+
+
+class ProductionModeError(FedcreditError, RuntimeError):
+    """A development-only tool (plaintext transport, plaintext crypto twin) was asked for while
+    FEDCREDIT_PRODUCTION=1."""
+
+
+class LimitExceeded(ProtocolError):
+    """A stream, step or request passed a size or count limit before it was buffered."""

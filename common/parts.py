@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from common.errors import ProtocolError
+from common.errors import LimitExceeded, ProtocolError
+from common.limits import MAX_STEP_BYTES, MAX_STEP_PARTS
 from common.payload import Payload as Payload
 from proto.fedcredit.v1 import common_pb2
 
@@ -20,12 +21,23 @@ def to_parts(payloads: Iterable[Payload]) -> Iterator[common_pb2.Part]:
                                   data=piece)
 
 
-def from_parts(parts: Iterable[common_pb2.Part]) -> dict[str, Payload]:
-    """Join parts by name; each name's parts must arrive in order and end with `last`."""
+def from_parts(parts: Iterable[common_pb2.Part], *, max_bytes: int = MAX_STEP_BYTES,
+               max_parts: int = MAX_STEP_PARTS) -> dict[str, Payload]:
+    """Join parts by name; each name's parts must arrive in order and end with `last`.
+
+    The count and total size are checked against `max_parts` / `max_bytes` before a part is
+    kept, so a step over its limit is refused having held at most the limit.
+    """
     pending: dict[str, list[bytes]] = {}
     heads: dict[str, common_pb2.Part] = {}
     done: dict[str, Payload] = {}
-    for part in parts:
+    total = 0
+    for count, part in enumerate(parts, start=1):
+        total += len(part.data)
+        if count > max_parts:
+            raise LimitExceeded(f"a step of more than {max_parts} parts (limits.max_step_parts)")
+        if total > max_bytes:
+            raise LimitExceeded(f"a step of more than {max_bytes} bytes (limits.max_step_bytes)")
         if part.name in done:
             raise ProtocolError(f"payload {part.name!r} sent twice")
         pieces = pending.setdefault(part.name, [])
@@ -43,14 +55,16 @@ def from_parts(parts: Iterable[common_pb2.Part]) -> dict[str, Payload]:
     return done
 
 
-def read_step(messages: Iterable[common_pb2.StepMessage],
+def read_step(messages: Iterable[common_pb2.StepMessage], *, max_bytes: int = MAX_STEP_BYTES,
+              max_parts: int = MAX_STEP_PARTS,
               ) -> tuple[common_pb2.StepHeader, dict[str, Payload]]:
-    """A step's header (first message) and its named payloads (the rest)."""
+    """A step's header (first message) and its named payloads (the rest), within the limits."""
     iterator = iter(messages)
     first = next(iterator, None)
     if first is None or not first.HasField("header"):
         raise ProtocolError("a step must start with its header")
-    return first.header, from_parts(m.part for m in iterator)
+    return first.header, from_parts((m.part for m in iterator), max_bytes=max_bytes,
+                                    max_parts=max_parts)
 
 
 def write_step(payloads: Iterable[Payload], header: common_pb2.StepHeader | None = None,

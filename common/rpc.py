@@ -13,6 +13,7 @@ import grpc
 from common.errors import (
     DataValidationError,
     FedcreditError,
+    LimitExceeded,
     PeerUnavailable,
     ProtocolError,
     TrustError,
@@ -22,6 +23,7 @@ from common.tls import peer_party
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATUS_OF: dict[type[FedcreditError], grpc.StatusCode] = {
+    LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,  # before ProtocolError, its base
     ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
     TrustError: grpc.StatusCode.PERMISSION_DENIED,
     DataValidationError: grpc.StatusCode.INVALID_ARGUMENT,

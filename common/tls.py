@@ -15,9 +15,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from common.bounded import StreamLimitInterceptor
 from common.errors import ListenError, TrustError
+from common.limits import WireLimits
 
 # Keep every message under gRPC's 4 MiB default: big payloads travel as streams of chunks.
+# Servers set max_receive_message_length to it explicitly (SERVER_OPTIONS).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHANNEL_OPTIONS: Sequence[tuple[str, int | str]] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -153,9 +156,11 @@ def bind_problem(listen: str) -> str | None:
 def new_server(add_service: Callable[[grpc.Server], None], service_name: str, listen: str,
                files: TlsFiles | None, *, workers: int,
                interceptors: Sequence[grpc.ServerInterceptor] = (),
-               who: str = "server", setting: str = "listen") -> tuple[grpc.Server, int]:
+               who: str = "server", setting: str = "listen",
+               limits: WireLimits | None = None) -> tuple[grpc.Server, int]:
     """A gRPC server (not yet started) with one service, the health service, and mutual TLS
     unless `files` is None (the explicit insecure development mode). Returns it and its port.
+    Every incoming stream is cut off at `limits` (count and bytes) before it is buffered.
 
     Raises ListenError "<who>: cannot listen on <listen> (<setting>): <why>" when the address
     cannot be bound, e.g. because another process already listens on the port.
@@ -164,8 +169,9 @@ def new_server(add_service: Callable[[grpc.Server], None], service_name: str, li
     problem = bind_problem(listen)
     if problem is not None:
         raise ListenError(f"{who}: cannot listen on {listen} ({setting}): {problem}")
+    guard = StreamLimitInterceptor(limits or WireLimits())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                         interceptors=list(interceptors), options=list(SERVER_OPTIONS))
+                         interceptors=[*interceptors, guard], options=list(SERVER_OPTIONS))
     add_service(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from common.bounded import bounded
 from common.errors import PeerUnavailable, ProtocolError
+from common.limits import WireLimits
 from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClient
 from proto.fedcredit.v1 import common_pb2, node_pb2
@@ -36,11 +38,13 @@ _END = object()
 
 def align_pair(label: NodeClient, feature: NodeClient, job_id: str,
                mode: node_pb2.PsiMode.ValueType,
-               deadline_s: float) -> PairResult:
-    """Run one PSI session; the coordinator sees sealed bytes and the sizes only."""
+               deadline_s: float, limits: WireLimits | None = None) -> PairResult:
+    """Run one PSI session; the coordinator sees sealed bytes and the sizes only. Every stream
+    a node sends back is held to `limits` before it is buffered."""
     start = time.perf_counter()
     try:
-        return _align_pair(label, feature, job_id, mode, deadline_s, start)
+        return _align_pair(label, feature, job_id, mode, deadline_s, start,
+                           limits or WireLimits())
     except grpc.RpcError as err:
         party = label.party if err.code() == grpc.StatusCode.UNAVAILABLE else "a node"
         if err.code() in RETRYABLE:
@@ -52,15 +56,15 @@ def align_pair(label: NodeClient, feature: NodeClient, job_id: str,
 
 def _align_pair(label: NodeClient, feature: NodeClient, job_id: str,
                 mode: node_pb2.PsiMode.ValueType,
-                deadline_s: float, start: float) -> PairResult:
+                deadline_s: float, start: float, limits: WireLimits) -> PairResult:
     # 1. Both nodes hash and blind their own ids at the same time.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        label_own = pool.submit(lambda: list(label.stub.PsiBlindOwn(
+        label_own = pool.submit(lambda: list(bounded(label.stub.PsiBlindOwn(
             node_pb2.PsiBlindOwnRequest(job_id=job_id, peer=feature.peer_key, mode=mode),
-            timeout=deadline_s)))
-        feature_own = pool.submit(lambda: list(feature.stub.PsiBlindOwn(
+            timeout=deadline_s), limits, f"{label.party}'s blinded ids")))
+        feature_own = pool.submit(lambda: list(bounded(feature.stub.PsiBlindOwn(
             node_pb2.PsiBlindOwnRequest(job_id=job_id, peer=label.peer_key, mode=mode),
-            timeout=deadline_s)))
+            timeout=deadline_s), limits, f"{feature.party}'s blinded ids")))
         label_chunks, feature_chunks = label_own.result(), feature_own.result()
 
     # 2. The feature node blinds the label node's points again while the label node blinds
@@ -70,7 +74,8 @@ def _align_pair(label: NodeClient, feature: NodeClient, job_id: str,
 
     def run_double_blind() -> None:
         try:
-            for chunk in feature.stub.PsiDoubleBlind(iter(label_chunks), timeout=deadline_s):
+            replies = feature.stub.PsiDoubleBlind(iter(label_chunks), timeout=deadline_s)
+            for chunk in bounded(replies, limits, f"{feature.party}'s double-blinded ids"):
                 doubled.put(chunk)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(err)
@@ -89,7 +94,8 @@ def _align_pair(label: NodeClient, feature: NodeClient, job_id: str,
     replies: list[common_pb2.SealedChunk] = []
     summary: node_pb2.PsiSummary | None = None
     try:
-        for reply in label.stub.PsiIntersect(intersect_requests(), timeout=deadline_s):
+        for reply in bounded(label.stub.PsiIntersect(intersect_requests(), timeout=deadline_s),
+                             limits, f"{label.party}'s intersection"):
             if reply.HasField("chunk"):
                 replies.append(reply.chunk)
             else:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,7 +14,10 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
+from common.limits import WireLimits
 from common.names import check_party_name
+
+PartyRole = Literal["label", "feature", "any"]
 
 
 class CoordinatorTls(BaseModel):
@@ -34,16 +37,32 @@ class CoordinatorConfig(BaseSettings):
     listen: str = "127.0.0.1:50050"
     state_dir: Path
     tls: CoordinatorTls | None = None
-    # Parties allowed to register; empty means any party holding a certificate of our CA.
-    parties: list[str] = []
+    # Parties allowed to register and the role the operator declared for each
+    # (`[parties] bank = "label"`); empty means any party holding a certificate of our CA.
+    # The older list form `parties = ["bank", ...]` still reads, as role "any".
+    parties: dict[str, PartyRole] = {}
     # Certificate names allowed to run operator calls (align, train, list).
     operators: list[str] = ["operator"]
     psi_deadline_seconds: float = 1800.0
+    # Sizes every incoming stream, step and reply is checked against before it is buffered.
+    limits: WireLimits = Field(default_factory=WireLimits)
+    # Seconds between deposits of this coordinator's signed audit head with the nodes (0: only
+    # after each job and at shutdown).
+    anchor_seconds: float = Field(default=300.0, ge=0)
+
+    @field_validator("parties", mode="before")
+    @classmethod
+    def _list_means_any_role(cls, value: Any) -> Any:
+        if isinstance(value, list):  # the older form: names only, any role
+            return {name: "any" for name in value}
+        return value
 
     @field_validator("parties", "operators")
     @classmethod
-    def _names(cls, names: list[str]) -> list[str]:
-        return [check_party_name(name) for name in names]
+    def _names(cls, names: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        for name in names:
+            check_party_name(name)
+        return names
 
     @property
     def database(self) -> Path:

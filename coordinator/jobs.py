@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from common.limits import WireLimits
 from coordinator.nodes import NodeClient
 from coordinator.steps import NodeNetwork, grpc_send
 from models.jobs import TrainingJob
@@ -20,14 +21,15 @@ log = logging.getLogger(__name__)
 def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
             label: NodeClient, features: list[NodeClient], *, resume: bool,
             on_epoch: Callable[[dict[str, Any]], None],
-            cancelled: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+            cancelled: Callable[[], bool] | None = None,
+            limits: WireLimits | None = None) -> list[dict[str, Any]]:
     """Drive the job over the network to its end; every round's report goes to `on_epoch`;
     `cancelled` is asked before each step (JobCancelled once it says so)."""
     spec = JobSpec(label=job.label, features=job.features, align_job=job.align_job,
                    settings=settings.model_dump(mode="json"))
     send = grpc_send([label, *features],
                      deadline_s=job.step_deadline_seconds or algo.step_deadline_seconds,
-                     attempts=job.step_attempts)
+                     attempts=job.step_attempts, limits=limits)
     net = NodeNetwork(algo, job_id, spec, label, features, send, cancelled)
     reports: list[dict[str, Any]] = []
     try:

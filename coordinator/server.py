@@ -87,6 +87,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                                            self.core.insecure)
 
 
+    @rpc_method("Coordinator.DepositAnchor", log, _any_certified)
+    def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.anchoring.deposit(request, peer_party(context))
+
+    @rpc_method("Coordinator.ListAnchors", log, _operators)
+    def ListAnchors(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.anchoring.list(request.party)
+
+
 def build_server(core: Coordinator, listen: str, *, workers: int = 16,
                  interceptors: Sequence[grpc.ServerInterceptor] = (),
                  source: str = "the coordinator config") -> tuple[grpc.Server, int]:
@@ -96,7 +105,8 @@ def build_server(core: Coordinator, listen: str, *, workers: int = 16,
         lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(
             servicer, server),
         "fedcredit.v1.CoordinatorService", listen, core.tls, workers=workers,
-        interceptors=interceptors, who="coordinator", setting=f"listen in {source}")
+        interceptors=interceptors, who="coordinator", setting=f"listen in {source}",
+        limits=core.config.limits)
 
 
 def serve(core: Coordinator, source: str = "the coordinator config") -> None:
@@ -108,6 +118,8 @@ def serve(core: Coordinator, source: str = "the coordinator config") -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=core.anchoring.every, args=(core.config.anchor_seconds, stop.wait),
+                     name="anchor-timer", daemon=True).start()
     try:
         stop.wait()
     finally:

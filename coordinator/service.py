@@ -18,8 +18,10 @@ from pydantic import BaseModel
 from common.audit import AuditLog
 from common.errors import DataValidationError, ProtocolError, TrustError
 from common.ids import check_job_id
+from common.production import refuse_in_production
 from common.tls import TlsFiles
 from coordinator.align import align_pair
+from coordinator.anchors import Anchoring
 from coordinator.config import CoordinatorConfig
 from coordinator.job_admin import check_alignment, delete_job, job_status
 from coordinator.jobs import run_job
@@ -43,6 +45,8 @@ class Coordinator:
 
     def __init__(self, config: CoordinatorConfig, *, insecure: bool = False,
                  client_interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()) -> None:
+        if insecure:
+            refuse_in_production("--insecure (plaintext gRPC, no identities)")
         self.config = config
         self.insecure = insecure
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -60,12 +64,14 @@ class Coordinator:
         self.clients = NodeClients(self.tls, client_interceptors)
         self.scoring = ScoringRelay(self.store, self.clients, self.audit)
         self._cancels: dict[str, threading.Event] = {}  # running training jobs' cancel flags
+        self.anchoring = Anchoring("coordinator", self.store, self.audit, self.clients, self.tls)
         for job in self.store.jobs():
             if job.state == "running":  # the coordinator stopped while the job ran
                 self.store.update_job(job.job_id, state="interrupted",
                                       error="coordinator restarted; resume the job")
 
     def close(self) -> None:
+        self.anchoring.deposit_own()  # our head at shutdown, with every registered node
         self.clients.close()
         self.store.close()
 
@@ -80,6 +86,13 @@ class Coordinator:
             raise TrustError(f"party {party!r} is not in this network's party list")
         if info.role not in ROLE_NAMES:
             raise ProtocolError(f"party {party!r} registered without a role")
+        declared = self.config.parties.get(party, "any")
+        if declared not in ("any", ROLE_NAMES[info.role]):
+            self.audit.append("node.refused", peer=party, purpose="registration",
+                              details={"role": ROLE_NAMES[info.role], "declared": declared})
+            raise TrustError(f"party {party!r} registered with role {ROLE_NAMES[info.role]!r}, "
+                             f"but the operator declared it {declared!r} ([parties] in the "
+                             f"coordinator config)")
         if info.key.party != party:
             raise TrustError(f"sealing key of {party!r} is signed for {info.key.party!r}")
         if self.ca_pem is not None:
@@ -139,7 +152,7 @@ class Coordinator:
         try:
             for record in features:
                 result = align_pair(label, self.clients.get(record), job_id, mode,
-                                    self.config.psi_deadline_seconds)
+                                    self.config.psi_deadline_seconds, self.config.limits)
                 pairs.append(coordinator_pb2.PairAlignment(
                     party=result.party, label_rows=result.label_rows,
                     party_rows=result.party_rows, intersection_size=result.intersection_size,
@@ -150,12 +163,14 @@ class Coordinator:
             self.store.update_job(job_id, state="failed", error=str(err))
             self.audit.append("align.failed", job=job_id, purpose="alignment",
                               details={"error": str(err)[:500]})
+            self.anchoring.deposit_own_soon()
             raise
         seconds = time.perf_counter() - start
         self.store.update_job(job_id, state="done", metrics={"seconds": round(seconds, 3)})
         self.audit.append("align.done", job=job_id, purpose="alignment",
                           details={"intersections": {p.party: p.intersection_size
                                                      for p in pairs}})
+        self.anchoring.deposit_own_soon()
         return coordinator_pb2.AlignResponse(job_id=job_id, pairs=pairs, seconds=seconds)
 
     def list_jobs(self) -> coordinator_pb2.ListJobsResponse:
@@ -275,7 +290,8 @@ class Coordinator:
             label, features = self._training_parties(job)
             run_job(algo, job_id, job, settings, self.clients.get(label),
                     [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch,
-                    cancelled=self._cancels[job_id].is_set)
+                    cancelled=self._cancels[job_id].is_set,
+                    limits=self.config.limits)
             best = algo.best(history)
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}
@@ -298,6 +314,7 @@ class Coordinator:
                               details={"error": str(err)[:500]})
         finally:
             self._cancels.pop(job_id, None)
+            self.anchoring.deposit_own_soon()  # a job's end: our head goes to the nodes
 
     def list_models(self) -> coordinator_pb2.ListModelsResponse:
         return coordinator_pb2.ListModelsResponse(models=[

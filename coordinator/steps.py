@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 import grpc
 
+from common.bounded import bounded
 from common.errors import FedcreditError, PeerUnavailable, ProtocolError
+from common.limits import WireLimits
 from common.parts import Payload, from_parts, write_step
 from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClient
@@ -25,13 +27,17 @@ log = logging.getLogger(__name__)
 
 def call_step(client: NodeClient, header: common_pb2.StepHeader, payloads: Sequence[Payload],
               *, deadline_s: float, attempts: int = 3, backoff_s: float = 1.0,
-              ) -> dict[str, Payload]:
-    """Run a step at a node. A retry carries the same idempotency key, so it is applied once."""
+              limits: WireLimits | None = None) -> dict[str, Payload]:
+    """Run a step at a node. A retry carries the same idempotency key, so it is applied once.
+    The node's reply is held to `limits` (count, bytes) before it is buffered."""
+    limits = limits or WireLimits()
     last: grpc.RpcError | None = None
     for attempt in range(attempts):
         try:
             replies = client.stub.RunStep(write_step(payloads, header), timeout=deadline_s)
-            return from_parts(m.part for m in replies)
+            what = f"{client.party}'s reply to step {header.step}"
+            return from_parts((m.part for m in bounded(replies, limits, what)),
+                              max_bytes=limits.max_step_bytes, max_parts=limits.max_step_parts)
         except grpc.RpcError as err:
             if err.code() not in RETRYABLE:
                 raise ProtocolError(f"{client.party} refused step {header.step} "
@@ -117,13 +123,14 @@ class NodeNetwork:
         self.pool.shutdown(wait=False)
 
 
-def grpc_send(clients: Sequence[NodeClient], *, deadline_s: float, attempts: int) -> Send:
+def grpc_send(clients: Sequence[NodeClient], *, deadline_s: float, attempts: int,
+              limits: WireLimits | None = None) -> Send:
     """`send` over gRPC to registered nodes, each call retried with backoff."""
     by_party = {c.party: c for c in clients}
 
     def send(party: str, header: common_pb2.StepHeader,
              payloads: Sequence[Payload]) -> dict[str, Payload]:
         return call_step(by_party[party], header, payloads, deadline_s=deadline_s,
-                         attempts=attempts)
+                         attempts=attempts, limits=limits)
 
     return send

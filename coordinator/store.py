@@ -1,4 +1,5 @@
-"""The coordinator's store (SQLite): node registry and jobs. Never an id or a raw value."""
+"""The coordinator's store (SQLite): node registry, jobs, models and audit anchors. Never an id
+or a raw value."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import DataValidationError
+from crypto.anchor import Anchor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -47,6 +49,16 @@ CREATE TABLE IF NOT EXISTS models (
     metrics_json TEXT NOT NULL,
     created_at REAL NOT NULL,
     UNIQUE (name, version)
+);
+CREATE TABLE IF NOT EXISTS anchors (
+    party TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    entry_hash TEXT NOT NULL,
+    time_unix INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    cert_pem BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (party, seq)
 );
 """
 
@@ -236,3 +248,26 @@ class Store:
         return [ModelRecord(model_id=r[0], name=r[1], version=r[2], algorithm=r[3], job_id=r[4],
                             parties=json.loads(r[5]), metrics=json.loads(r[6]), created_at=r[7])
                 for r in rows]
+
+    # audit anchors ----------------------------------------------------------------------------
+    def add_anchor(self, anchor: Anchor) -> str | None:
+        """Keep a party's signed audit head; the hash it had anchored before at that sequence
+        when it differs (the party's log was rewritten), else None."""
+        with self._tx() as cur:
+            row = cur.execute("SELECT entry_hash FROM anchors WHERE party=? AND seq=?",
+                              (anchor.party, anchor.seq)).fetchone()
+            if row is not None:
+                return None if row[0] == anchor.entry_hash else str(row[0])
+            cur.execute("INSERT INTO anchors VALUES (?,?,?,?,?,?,?)",
+                        (anchor.party, anchor.seq, anchor.entry_hash, anchor.time_unix,
+                         anchor.signature, anchor.cert_pem, time.time()))
+        return None
+
+    def anchors(self, party: str) -> list[Anchor]:
+        """A party's anchors, oldest entry first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT party, seq, entry_hash, time_unix, signature, "
+                                      "cert_pem FROM anchors WHERE party=? ORDER BY seq",
+                                      (party,)).fetchall()
+        return [Anchor(party=r[0], seq=r[1], entry_hash=r[2], time_unix=r[3], signature=r[4],
+                       cert_pem=r[5]) for r in rows]

@@ -25,6 +25,7 @@ import tomli_w
 
 from common.errors import PeerUnavailable
 from common.lifecycle import PARENT_ENV, bound_command
+from common.production import PRODUCTION_ENV
 from crypto.enrol import certificate_fingerprint
 from crypto.pki import init_pki
 from fedcredit.connect import coordinator_stub
@@ -172,7 +173,7 @@ class LocalNetwork:
         write_toml({
             "listen": self.coordinator_address,
             "state_dir": str((self.workdir / "state" / "coordinator").resolve()),
-            "parties": [p.name for p in self.parties],
+            "parties": {p.name: p.role for p in self.parties},
             "tls": self._tls("coordinator"),
         }, self.config_path("coordinator"))
         for party in self.parties:
@@ -188,9 +189,11 @@ class LocalNetwork:
     def _spawn(self, name: str, args: list[str]) -> None:
         cmd = [self.python, "-m", "fedcredit.cli.main", *args,
                "--config", str(self.config_path(name))]
-        if self.insecure:
+        env = dict(os.environ)
+        if self.insecure:  # a development network: production mode would refuse --insecure
             cmd.append("--insecure")
-        self.children.spawn(name, cmd)
+            env[PRODUCTION_ENV] = "0"
+        self.children.spawn(name, cmd, env=env)
 
     def start_coordinator(self) -> None:
         self._spawn("coordinator", ["coordinator", "serve"])

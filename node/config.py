@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
+from common.limits import WireLimits
 from common.names import check_party_name
 from models.protocol import Floors
 from node.trust import TrustConfig
@@ -139,6 +140,11 @@ class NodeConfig(BaseSettings):
     """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
     trust: TrustConfig = TrustConfig()
     """Pinned peer certificates (the `[trust]` table, `peers = { core = "AB:..." }`)."""
+    limits: WireLimits = WireLimits()
+    """Sizes every incoming stream and step is checked against before it is buffered."""
+    anchor_seconds: float = Field(default=300.0, ge=0)
+    """Seconds between deposits of the signed audit head with the coordinator (0: only after
+    each job, each alignment and at shutdown)."""
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     """How often the node checks that the coordinator still knows it, and registers again if
     the coordinator lost its record (restarted on a new state folder)."""

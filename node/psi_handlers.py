@@ -125,6 +125,7 @@ def intersect(chunks: Iterable[common_pb2.SealedChunk],
     state.audit.append("psi.intersect", job=session.job_id, peer=session.peer,
                        purpose="alignment", rows=size)
     state.end_session(session.job_id, session.peer)
+    state.anchors.deposit_soon()
     log.info("job %s: intersection with %s has %d rows", session.job_id, session.peer, size)
     yield node_pb2.PsiIntersectReply(summary=node_pb2.PsiSummary(
         job_id=session.job_id, peer=session.peer, own_rows=state.table.rows,
@@ -187,5 +188,6 @@ def accept(requests: Iterable[node_pb2.PsiAcceptRequest], state: NodeState) -> n
     state.audit.append("psi.accept", job=session.job_id, peer=session.peer, purpose="alignment",
                        rows=size)
     state.end_session(session.job_id, session.peer)
+    state.anchors.deposit_soon()
     return node_pb2.PsiSummary(job_id=session.job_id, peer=session.peer,
                                own_rows=state.table.rows, intersection_size=size)

@@ -59,7 +59,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     @rpc_method("Node.RunStep", log, _coordinator_only)
     def RunStep(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        header, inputs = read_step(request_iterator)
+        limits = self.state.config.limits
+        header, inputs = read_step(request_iterator, max_bytes=limits.max_step_bytes,
+                                   max_parts=limits.max_step_parts)
         yield from write_step(self.steps.run(header, inputs))
 
     @rpc_method("Node.ScoreSetup", log, _coordinator_only)
@@ -69,6 +71,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     @rpc_method("Node.ScorePartial", log, _coordinator_only)
     def ScorePartial(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         yield from self.scoring.partial(request_iterator)
+
+
+    @rpc_method("Node.DepositAnchor", log, _coordinator_only)
+    def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.state.anchors.receive(request)
 
 
 def node_info(state: NodeState) -> common_pb2.NodeInfo:
@@ -97,7 +104,7 @@ def build_server(state: NodeState, listen: str, workers: int = 8,
     return new_server(
         lambda server: node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server),
         "fedcredit.v1.NodeService", listen, state.tls, workers=workers,
-        who=f"node {state.party}", setting=f"listen in {source}")
+        who=f"node {state.party}", setting=f"listen in {source}", limits=state.config.limits)
 
 
 def serve(state: NodeState, source: str = "the node config") -> None:
@@ -117,6 +124,8 @@ def serve(state: NodeState, source: str = "the node config") -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    threading.Thread(target=state.anchors.every, args=(state.config.anchor_seconds, stop.wait),
+                     name="anchor-timer", daemon=True).start()
     try:
         registration = Registration(state, node_info(state), endpoint, stop, source)
         if registration.register():
@@ -124,4 +133,5 @@ def serve(state: NodeState, source: str = "the node config") -> None:
     finally:
         log.info("node %s shutting down", state.party)
         server.stop(grace=2).wait()
+        state.anchors.deposit()  # the head at shutdown, after the last entry
         state.close()

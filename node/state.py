@@ -11,10 +11,12 @@ from typing import Any
 
 from common.audit import AuditLog
 from common.errors import ProtocolError, TrustError
+from common.production import refuse_in_production
 from common.tls import TlsFiles
 from crypto import seal
 from crypto.psi import PsiWorkers
 from node.alignment import AlignmentStore
+from node.anchoring import NodeAnchors
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.trust import verify_pinned
@@ -41,6 +43,8 @@ class NodeState:
     """The node's long-lived state, shared by the servicer's threads."""
 
     def __init__(self, config: NodeConfig, table: NodeTable, *, insecure: bool = False) -> None:
+        if insecure:
+            refuse_in_production("--insecure (plaintext gRPC, no identities)")
         self.config = config
         self.party = config.party
         self.role = config.role
@@ -60,6 +64,7 @@ class NodeState:
         if self.tls is not None and not config.trust.peers:
             log.warning("[trust] peers pins no certificate: %s will refuse every peer's sealing "
                         "key (pin them with `fedcredit pki fingerprint`)", self.party)
+        self.anchors = NodeAnchors(self)
         self.alignments = AlignmentStore(self.state_dir)
         self.workers = PsiWorkers()
         self._sessions: dict[tuple[str, str], PsiSession] = {}
@@ -68,6 +73,8 @@ class NodeState:
     @classmethod
     def from_config(cls, config: NodeConfig, *, insecure: bool = False) -> NodeState:
         """Load and validate the table (raising DataValidationError with every problem)."""
+        if insecure:
+            refuse_in_production("--insecure (plaintext gRPC, no identities)")
         table = load_table(config.data, config.role)
         return cls(config, table, insecure=insecure)
 

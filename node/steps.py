@@ -114,8 +114,10 @@ class StepHandler:
                     me=me, label=session.label, features=session.features, memo=session.memo,
                     columns=tuple(self.state.table.features))
         outputs: list[Payload] = []
+        stored = False
         for to, payload in address(step, step.run(session.role, call), call):
             if to is To.STORE:
+                stored = True
                 atomic_write(self.model_path(session.job_id, algo), payload.data)
                 self.state.audit.append("train.model_saved", job=session.job_id,
                                         purpose=algo.purpose)
@@ -128,6 +130,8 @@ class StepHandler:
                          state_bytes(session.role.state_dict()))
             self.state.audit.append("train.checkpoint", job=session.job_id, purpose=algo.purpose,
                                     details={"next_epoch": session.role.next_epoch})
+        if stored:  # the job ended here: anchor the audit head with the coordinator
+            self.state.anchors.deposit_soon()
         return outputs
 
     # sealing ----------------------------------------------------------------------------------

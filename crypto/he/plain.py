@@ -7,12 +7,13 @@ those refuse when FEDCREDIT_PRODUCTION=1. Tests and benchmarks' baselines use th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from common.errors import ProtocolError
+from common.production import PRODUCTION_ENV as PRODUCTION_ENV
+from common.production import refuse_in_production
 from crypto.he.bfv_ring import HIST_PLAIN_BITS, chunk_width
 from crypto.he.frames import VECTOR_HEADER, pack_vector, unpack_frames, unpack_vector
 from crypto.he.interface import (
@@ -26,8 +27,6 @@ from crypto.he.interface import (
 )
 from crypto.he.params import CkksParams
 
-PRODUCTION_ENV = "FEDCREDIT_PRODUCTION"
-
 _PLAIN_TAG = b"PLN1"
 _PLAIN_CONTEXT = b"fedcredit/plain-twin/v1"
 _SBT_PLAIN_TAG = b"SBTP"
@@ -37,8 +36,7 @@ _TESTING_TOKEN = object()
 
 
 def _refuse_in_production() -> None:
-    if os.environ.get(PRODUCTION_ENV) == "1":
-        raise RuntimeError(f"the plaintext twin is disabled when {PRODUCTION_ENV}=1")
+    refuse_in_production("the plaintext crypto twin")
 
 
 class PlainBackend:

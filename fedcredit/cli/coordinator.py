@@ -22,12 +22,14 @@ def coordinator_serve(
 ) -> None:
     """Serve CoordinatorService: node registry, jobs, relay."""
     from common.logs import setup_logging
+    from common.production import default_to_production
     from coordinator.config import load_coordinator_config
     from coordinator.server import serve
     from coordinator.service import Coordinator
 
     def run() -> None:
         die_with_parent()
+        default_to_production()
         cfg = load_coordinator_config(config)
         setup_logging("coordinator", json_mode=json_logs)
         serve(Coordinator(cfg, insecure=insecure), source=str(config))

@@ -22,12 +22,14 @@ def node_serve(
 ) -> None:
     """Validate the node's table and serve NodeService; registers with the coordinator."""
     from common.logs import setup_logging
+    from common.production import default_to_production
     from node.config import load_node_config
     from node.server import serve
     from node.state import NodeState
 
     def run() -> None:
         die_with_parent()
+        default_to_production()
         cfg = load_node_config(config)
         setup_logging(f"node:{cfg.party}", json_mode=json_logs)
         serve(NodeState.from_config(cfg, insecure=insecure), source=str(config))

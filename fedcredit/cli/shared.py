@@ -19,6 +19,7 @@ from common.errors import (
     FedcreditError,
     ListenError,
     PeerUnavailable,
+    ProductionModeError,
     ProtocolError,
     TrustError,
 )
@@ -32,6 +33,7 @@ T = TypeVar("T")
 EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [
     (DataValidationError, ExitCode.INVALID_DATA),
     (TrustError, ExitCode.TRUST),
+    (ProductionModeError, ExitCode.TRUST),
     (PeerUnavailable, ExitCode.UNAVAILABLE),
     (ListenError, ExitCode.CANNOT_LISTEN),
     (ProtocolError, ExitCode.PROTOCOL),

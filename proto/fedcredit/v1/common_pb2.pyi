@@ -329,3 +329,60 @@ class StepMessage(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___StepMessage: _TypeAlias = StepMessage  # noqa: Y015
+
+@_typing.final
+class AuditAnchor(_message.Message):
+    """A process's signed audit head: its audit log's entry `seq` has hash `entry_hash`. Deposited
+    with the coordinator (a node's) or with the nodes (the coordinator's), so a log cut short or
+    rewritten later is found by `fedcredit audit verify --anchors`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    TIME_UNIX_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    CERT_PEM_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    seq: _builtins.int
+    entry_hash: _builtins.str
+    time_unix: _builtins.int
+    """When the head was signed."""
+    signature: _builtins.bytes
+    """ECDSA P-256 / SHA-256 by the party's certificate key over the anchor's fields."""
+    cert_pem: _builtins.bytes
+    """The party's certificate (PEM): the CN names the party, the CA issued it."""
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        entry_hash: _builtins.str = ...,
+        time_unix: _builtins.int = ...,
+        signature: _builtins.bytes = ...,
+        cert_pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cert_pem", b"cert_pem", "entry_hash", b"entry_hash", "party", b"party", "seq", b"seq", "signature", b"signature", "time_unix", b"time_unix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditAnchor: _TypeAlias = AuditAnchor  # noqa: Y015
+
+@_typing.final
+class DepositAnchorReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepositAnchorReply: _TypeAlias = DepositAnchorReply  # noqa: Y015

@@ -724,3 +724,42 @@ class ScoreReply(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___ScoreReply: _TypeAlias = ScoreReply  # noqa: Y015
+
+@_typing.final
+class ListAnchorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["party", b"party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnchorsRequest: _TypeAlias = ListAnchorsRequest  # noqa: Y015
+
+@_typing.final
+class ListAnchorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANCHORS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def anchors(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.AuditAnchor]: ...
+    def __init__(
+        self,
+        *,
+        anchors: _abc.Iterable[_common_pb2.AuditAnchor] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchors", b"anchors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnchorsResponse: _TypeAlias = ListAnchorsResponse  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from proto.fedcredit.v1 import common_pb2 as proto_dot_fedcredit_dot_v1_dot_common__pb2
 from proto.fedcredit.v1 import coordinator_pb2 as proto_dot_fedcredit_dot_v1_dot_coordinator__pb2
 from proto.fedcredit.v1 import node_pb2 as proto_dot_fedcredit_dot_v1_dot_node__pb2
 
@@ -99,6 +100,16 @@ class CoordinatorServiceStub:
                 '/fedcredit.v1.CoordinatorService/Score',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
+                _registered_method=True)
+        self.DepositAnchor = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/DepositAnchor',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.FromString,
+                _registered_method=True)
+        self.ListAnchors = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/ListAnchors',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsResponse.FromString,
                 _registered_method=True)
 
 
@@ -197,6 +208,20 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DepositAnchor(self, request, context):
+        """A node deposits its signed audit head; the caller's certificate must name the anchor's party.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnchors(self, request, context):
+        """Operators: the audit anchors deposited by one party, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +289,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.SerializeToString,
+            ),
+            'DepositAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.DepositAnchor,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.SerializeToString,
+            ),
+            'ListAnchors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnchors,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -617,6 +652,60 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/Score',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DepositAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/DepositAnchor',
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnchors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/ListAnchors',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

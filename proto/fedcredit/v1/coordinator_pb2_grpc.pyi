@@ -5,6 +5,7 @@ CoordinatorService: served by the network operator, called by nodes and the CLI.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from proto.fedcredit.v1 import common_pb2 as _common_pb2
 from proto.fedcredit.v1 import coordinator_pb2 as _coordinator_pb2
 from proto.fedcredit.v1 import node_pb2 as _node_pb2
 import abc as _abc_1
@@ -60,6 +61,10 @@ class CoordinatorServiceStub:
     """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
     Score: _grpc.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]
     """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+    DepositAnchor: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]
+    """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
+    ListAnchors: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListAnchorsRequest, _coordinator_pb2.ListAnchorsResponse]
+    """Operators: the audit anchors deposited by one party, oldest first."""
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -92,6 +97,10 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
     Score: _aio.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]  # type: ignore[assignment]
     """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+    DepositAnchor: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]  # type: ignore[assignment]
+    """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
+    ListAnchors: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListAnchorsRequest, _coordinator_pb2.ListAnchorsResponse]  # type: ignore[assignment]
+    """Operators: the audit anchors deposited by one party, oldest first."""
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -199,5 +208,21 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.ScoreReply], _abc.AsyncIterator[_coordinator_pb2.ScoreReply]]:
         """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+
+    @_abc_1.abstractmethod
+    def DepositAnchor(
+        self,
+        request: _common_pb2.AuditAnchor,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.DepositAnchorReply, _abc.Awaitable[_common_pb2.DepositAnchorReply]]:
+        """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
+
+    @_abc_1.abstractmethod
+    def ListAnchors(
+        self,
+        request: _coordinator_pb2.ListAnchorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListAnchorsResponse, _abc.Awaitable[_coordinator_pb2.ListAnchorsResponse]]:
+        """Operators: the audit anchors deposited by one party, oldest first."""
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

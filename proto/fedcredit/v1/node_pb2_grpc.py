@@ -75,6 +75,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.FromString,
                 _registered_method=True)
+        self.DepositAnchor = channel.unary_unary(
+                '/fedcredit.v1.NodeService/DepositAnchor',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -138,6 +143,13 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DepositAnchor(self, request, context):
+        """The coordinator deposits its signed audit head; the node keeps it in its state folder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +192,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.ScorePartial,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.SerializeToString,
+            ),
+            'DepositAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.DepositAnchor,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +415,33 @@ class NodeService:
             '/fedcredit.v1.NodeService/ScorePartial',
             proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DepositAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.NodeService/DepositAnchor',
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.FromString,
             options,
             channel_credentials,
             insecure,

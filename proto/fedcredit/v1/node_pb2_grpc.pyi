@@ -52,6 +52,8 @@ class NodeServiceStub:
     """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
     the ids and the model's request in chunks); replies with its encrypted part in chunks.
     """
+    DepositAnchor: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]
+    """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -76,6 +78,8 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
     the ids and the model's request in chunks); replies with its encrypted part in chunks.
     """
+    DepositAnchor: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]  # type: ignore[assignment]
+    """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -145,5 +149,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
         the ids and the model's request in chunks); replies with its encrypted part in chunks.
         """
+
+    @_abc_1.abstractmethod
+    def DepositAnchor(
+        self,
+        request: _common_pb2.AuditAnchor,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.DepositAnchorReply, _abc.Awaitable[_common_pb2.DepositAnchorReply]]:
+        """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
