@@ -31,8 +31,15 @@ def _modules(package: str) -> dict[str, Path]:
 
 
 def _imports(path: Path) -> Iterator[str]:
-    """Every module name imported anywhere in the file (also inside functions)."""
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    """Every module name imported anywhere in the file (also inside functions), except under
+    `if TYPE_CHECKING:` (annotations only: no import at run time, so no cycle)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
