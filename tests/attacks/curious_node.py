@@ -35,7 +35,7 @@ def install(out: Path) -> None:
 
     def open_feature(self: FeatureParty, arbiter: bytes, validation: bytes, plan: bytes) -> None:
         feature_open(self, arbiter, validation, plan)
-        np.savez(out / f"{self.job}.{self.name}.open.npz", design=self._design,
+        np.savez(out / f"{self.job}.{self.name}.open.npz", design=np.asarray(self._design),
                  validation=self._validation, train=np.flatnonzero(self._train))
 
     def update(self: FeatureParty, key: StepKey, decrypted: bytes) -> None:
@@ -62,9 +62,9 @@ def install(out: Path) -> None:
                      validation=self.validation, sums=self._own_key.decrypt(summed))
         return label_end_epoch(self, epoch, parts)
 
-    FeatureParty.open = open_feature  # type: ignore[method-assign]
-    FeatureParty.update = update  # type: ignore[method-assign]
-    LabelParty.open = open_label  # type: ignore[method-assign]
+    FeatureParty.open = open_feature  # type: ignore[method-assign,assignment]
+    FeatureParty.update = update  # type: ignore[method-assign,assignment]
+    LabelParty.open = open_label  # type: ignore[method-assign,assignment]
     LabelParty.end_epoch = end_epoch  # type: ignore[method-assign,assignment]
 
 

@@ -1,4 +1,4 @@
-"""Transcripts of vertical-LR jobs run through real node processes, as each curious party holds them.
+"""Transcripts of vertical-LR jobs run through real node processes, as curious parties keep them.
 
 One network: the bank (labels + 3 columns), a narrow feature node (5 columns) and a wide one (300
 columns), every node a real process started through `curious_node` (it records what its role holds
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common.uscc import generate_uscc
+from crypto.masks import DEFAULT_MASK_BOUND
 from fedcredit.launcher import LocalNetwork, PartySpec
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 from tests.attacks.curious_node import OUT_ENV
@@ -159,8 +160,7 @@ def load_job(out: Path, tap: WireTap, job: str, party: str, mask_bound: float) -
 
 
 def capture(root: Path) -> dict[str, JobTranscript]:
-    """Run both jobs through real processes; each job's transcript as its curious parties keep it."""
-    from crypto.masks import DEFAULT_MASK_BOUND
+    """Run both jobs through real processes; each job's transcript as its curious parties keep."""
 
     specs = make_tables(root / "data")
     out = root / "curious"
