@@ -75,12 +75,14 @@ def network(tmp_path_factory: pytest.TempPathFactory, tables: Tables) -> Iterato
 
 @contextmanager
 def tapped_network(workdir: Path, specs: Sequence[PartySpec],
-                   interceptors: Sequence[Any] = (),
+                   interceptors: Sequence[Any] = (), python: str | None = None,
                    ) -> Iterator[tuple[LocalNetwork, WireTap]]:
     """The coordinator runs in this process with a tap on every call in and out of it (so on
-    everything that crosses the wire in a star); the nodes are real processes. `interceptors`
-    act on the coordinator's calls to nodes before the tap sees them (a malicious relay)."""
-    net = LocalNetwork(workdir, specs)
+    everything that crosses the wire in a star); the nodes are real processes, started with
+    `python` if given (an attack test's curious node). `interceptors` act on the coordinator's
+    calls to nodes before the tap sees them (a malicious relay)."""
+    net = LocalNetwork(workdir, specs) if python is None else LocalNetwork(workdir, specs,
+                                                                           python=python)
     net.prepare()
     tap = WireTap()
     core = Coordinator(load_coordinator_config(net.config_path("coordinator")),
