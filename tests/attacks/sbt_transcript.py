@@ -190,7 +190,7 @@ def bank_view(run: LocalRun, label: LabelParty, builds: list[_Build],
             count = decode_head(frames[0], HIST_RESPONSE, StepKey(JOB, tree, level, kind))
             width = int(decode_ints(frames[2], 1)[0])
             while len(view.sums) <= tree:
-                view.sums.append(_levels(config))
+                view.sums.append([{} for _ in range(config.depth)])
             for i, node in enumerate(nodes[:count]):
                 residues = label.he.decrypt_histograms(frames[3 + i], width, config.slots)
                 g, h = unpack_sums(residues, builds[tree].shift, t)
