@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import TrustError
+from common.files import atomic_write
 from common.names import check_party_name
 from crypto.pki import CA_CERT, CA_KEY, load_certificate
 
@@ -41,10 +41,10 @@ def mint_supernode_key(out_dir: Path, name: str) -> SuperNodeKey:
     out_dir.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
     private_path, public_path = out_dir / f"{name}.flower.key", out_dir / f"{name}.flower.pub"
-    _write(private_path, key.private_bytes(serialization.Encoding.PEM,
+    atomic_write(private_path, key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.OpenSSH,
                                            serialization.NoEncryption()), 0o600)
-    _write(public_path, key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+    atomic_write(public_path, key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                       serialization.PublicFormat.OpenSSH)
            + f" fedcredit-{name}\n".encode(), 0o644)
     return SuperNodeKey(name=name, private_key=private_path, public_key=public_path)
@@ -94,17 +94,10 @@ def issue_server_certificate(
         .sign(ca_key, hashes.SHA256())
     )
     cert_path, key_path = pki_dir / f"{name}.crt", pki_dir / f"{name}.key"
-    _write(key_path, key.private_bytes(serialization.Encoding.PEM,
+    atomic_write(key_path, key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()), 0o600)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert_path, key_path
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import DataValidationError, TrustError
+from common.files import atomic_write
 from common.names import check_party_name
 
 OPERATOR = "operator"
@@ -330,24 +329,9 @@ def _read(path: Path, label: str) -> bytes:
 
 def write_private(path: Path, data: bytes) -> None:
     """Write owner-only (0600), atomically."""
-    _write_atomic(path, data, 0o600)
+    atomic_write(path, data, 0o600)
 
 
 def write_public(path: Path, data: bytes) -> None:
     """Write world-readable (0644), atomically."""
-    _write_atomic(path, data, 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write to a private temporary file in the same directory, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, 0o644)
