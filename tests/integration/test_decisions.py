@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
-from fedcredit.launcher import LocalNetwork
+from fedcredit.launcher import LocalNetwork, free_port
 from fedcredit.synth import synthesize
+from models.vlr.scoring import PartyModel
 from node.alignment import AlignmentStore
 from node.config import load_node_config
 from node.datasource import NodeTable
@@ -31,6 +37,7 @@ class Bank:
     net: LocalNetwork
     tables: dict[str, NodeTable]
     applicants: list[str]  # the bank's rows with an empty label
+    url: str = ""  # the decision service, once started
 
 
 def _blank_labels(path: Path, label: str, count: int) -> list[str]:
@@ -95,3 +102,126 @@ def test_applicants_without_a_label_are_scored_like_the_plaintext_model(bank: Ba
     got = np.asarray([d.probability for d in decisions])
     assert np.abs(got - expected).max() < 1e-4
     assert all(d.reasons != ("no history at this bank",) for d in decisions)  # rows of ours
+
+
+# the decision service -----------------------------------------------------------------------
+def _call(url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _consent(days: float = 30) -> dict[str, str]:
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    return {"reference": "LOAN-2026-0042", "expires_at": expiry.isoformat()}
+
+
+@pytest.fixture(scope="module")
+def service(bank: Bank) -> Iterator[str]:
+    port = free_port()
+    bank.net.children.spawn("decide", [sys.executable, "-m", "fedcredit.cli.main", "decide",
+                                       "serve", "--config", str(bank.net.config_path("bank")),
+                                       "--listen", f"127.0.0.1:{port}"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        bank.net.children.check_alive(["decide"])
+        try:
+            if _call(url + "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, bank.net.children.log_tail("decide")
+        time.sleep(0.3)
+    yield url
+    bank.net.children.stop("decide")
+
+
+def _bank_features(bank: Bank, row: int) -> dict[str, float | None]:
+    table = bank.tables["bank"]
+    return {name: (None if np.isnan(v) else float(v))
+            for name, v in zip(table.features, table.X[row], strict=True)}
+
+
+def test_an_applicant_in_no_bank_table_is_scored_from_the_request(bank: Bank,
+                                                                  service: str) -> None:
+    held = set(bank.tables["bank"].ids)
+    ident = next(i for i in bank.tables["core"].ids if i not in held)
+    features = _bank_features(bank, 3)
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": ident, "consent": _consent(), "purpose": "working capital line",
+        "features": features})
+    assert status == 201, out
+
+    state = bank.net.workdir / "state"
+    own = PartyModel.load(state / "bank" / "models" / "tr" / "model.json")
+    row = np.asarray([[np.nan if features[n] is None else features[n] for n in own.features]])
+    logit = own.partial_logits(row, np.asarray([True]))[0]
+    others = {n: t for n, t in bank.tables.items() if n != "bank"}
+    logit += np.log(plaintext_probabilities(state, others, "tr", [ident])[0])
+    logit -= np.log1p(-plaintext_probabilities(state, others, "tr", [ident])[0])
+    assert abs(out["pd"] - 1 / (1 + np.exp(-logit))) < 1e-4
+    covering = 1 + sum(ident in set(t.ids) for t in others.values())
+    assert out["parties_covering"] == covering and out["outcome"] == "decided"
+    assert out["grade"] and out["credit_line"] is not None and out["score"] is not None
+    assert out["model"]["model_job"] == "tr" and out["policy_version"].startswith("sha256:")
+    assert set(out["inputs"]["sources"].values()) == {"request"}
+
+    status, stored = _call(f"{service}/v1/decisions/{out['decision_id']}")
+    assert status == 200 and stored == out  # everything needed to explain it, kept at the bank
+
+
+def test_request_values_override_the_table_row(bank: Bank, service: str) -> None:
+    ident = bank.tables["bank"].ids[10]
+    name = bank.tables["bank"].features[0]
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": ident, "consent": _consent(), "features": {name: 1.25}})
+    assert status == 201, out
+    assert out["inputs"]["features"][name] == 1.25
+    assert out["inputs"]["sources"][name] == "request"
+    assert set(out["inputs"]["sources"].values()) == {"request", "table"}
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    ({"features": {"no_such_column": 1.0}}, ["body", "features", "no_such_column"]),
+    ({"features": {"FIRST": "twelve"}}, ["body", "features", "FIRST"]),
+    ({"enterprise_id": "91110000000000000Z"}, ["body", "enterprise_id"]),
+    ({"consent": None}, ["body", "consent"]),
+    ({"consent": {"reference": "R-1"}}, ["body", "consent", "expires_at"]),
+    ({"consent": _consent(days=-1)}, ["body", "consent", "expires_at"]),
+    ({"surprise": 1}, ["body", "surprise"]),
+])
+def test_a_bad_field_is_a_422_naming_it(bank: Bank, service: str, change: dict[str, Any],
+                                         loc: list[str]) -> None:
+    first = bank.tables["bank"].features[0]
+    body: dict[str, Any] = {"enterprise_id": bank.tables["bank"].ids[0], "consent": _consent()}
+    body.update(json.loads(json.dumps(change).replace("FIRST", first)))
+    loc = [first if part == "FIRST" else part for part in loc]
+    if body.get("consent") is None:
+        del body["consent"]
+    status, out = _call(service + "/v1/decisions", body)
+    assert status == 422, out
+    assert loc in [e["loc"] for e in out["detail"]]
+
+
+def test_an_applicant_unknown_to_the_bank_needs_every_model_feature(bank: Bank,
+                                                                     service: str) -> None:
+    held = set(bank.tables["bank"].ids)
+    ident = next(i for i in bank.tables["core"].ids if i not in held)
+    features = _bank_features(bank, 3)
+    dropped = sorted(features)[0]
+    del features[dropped]
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": ident, "consent": _consent(), "features": features})
+    assert status == 422 and out["detail"][0]["loc"] == ["body", "features", dropped]
+    assert "missing" in out["detail"][0]["msg"]
+    assert _call(f"{service}/v1/decisions/nosuchdecision")[0] == 404
+    status, spec = _call(service + "/openapi.json")
+    assert status == 200 and "/v1/decisions" in spec["paths"]
+    with urllib.request.urlopen(service + "/docs", timeout=30) as page:
+        assert page.status == 200
