@@ -81,7 +81,8 @@ class DecisionService:
         ident = request.enterprise_id
         given = [request.features] if request.features is not None else None
         decision = self.scorer.score([ident], request.consent.reference, request.purpose,
-                                     features=given)[0]
+                                     features=given,
+                                     consent_expires=request.consent.expires_at.timestamp())[0]
         out = DecisionOut(
             decision_id=uuid.uuid4().hex, enterprise_id=ident, **_result(decision),
             model=self.model, policy_version=self.policy_version, purpose=request.purpose,

@@ -17,6 +17,7 @@ import itertools
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from common.errors import ProtocolError
 from common.limits import MAX_PART_BYTES
 from common.tls import TlsFiles, secure_channel
 from crypto import seal
+from crypto.consent import ConsentRecord, pseudonyms_digest, sign_consent
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
 from models.scoring import SCORING_KINDS, BankPart
@@ -49,6 +51,7 @@ from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 SCORE_DEADLINE_S = 300.0
+DEFAULT_CONSENT_SECONDS = 86400.0
 NO_HISTORY = ("no history at this bank",)
 
 
@@ -98,6 +101,7 @@ class BankScorer:
         self.state_dir = Path(config.state_dir)
         self.tls = None if insecure else TlsFiles(ca=config.tls.ca, cert=config.tls.cert,
                                                   key=config.tls.key)
+        self._key_pem = self.tls.read()[2] if self.tls is not None else None  # signs consent
         self.channel = secure_channel(config.coordinator, self.tls, "coordinator")
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
@@ -229,10 +233,23 @@ class BankScorer:
                         basis[k] = number
         return own_rows, present, basis
 
+    def consent(self, hashed: bytes, reference: str, purpose: str, expires_unix: float,
+                ) -> tuple[bytes, bytes]:
+        """The consent record for these pseudonyms, signed with our certificate key (unsigned
+        in insecure mode, where nobody could check it)."""
+        record = ConsentRecord(pseudonyms=pseudonyms_digest(hashed), bank=self.party,
+                               model_job=self.job, purpose=purpose, reference=reference,
+                               expires_unix=int(expires_unix))
+        if self._key_pem is None:
+            return record.encode(), b""
+        return record.encode(), sign_consent(self._key_pem, record)
+
     def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
-              features: Sequence[Features | None] | None = None) -> list[Decision]:
+              features: Sequence[Features | None] | None = None,
+              consent_expires: float | None = None) -> list[Decision]:
         """Joint decisions for `ids`; refused without a consent reference. `features[k]`, if
-        given, holds bank-side values for `ids[k]` over (or instead of) our table's row."""
+        given, holds bank-side values for `ids[k]` over (or instead of) our table's row. The
+        consent record we sign expires at `consent_expires` (Unix time; default in a day)."""
         if not consent.strip():
             self.audit.append("score.refused", job=self.job, purpose=purpose,
                               details={"reason": "no consent reference"})
@@ -240,6 +257,9 @@ class BankScorer:
         if features is not None and len(features) != len(ids):
             raise ProtocolError(f"{len(features)} feature sets for {len(ids)} ids")
         hashed = hash_ids(self.id_key, list(ids))
+        expires = time.time() + DEFAULT_CONSENT_SECONDS if consent_expires is None \
+            else consent_expires
+        record, signature = self.consent(hashed, consent.strip(), purpose, expires)
         own_rows, present, basis = self.own_inputs(ids, features)
         number = next(self._requests) % 2**32
         with self._he_lock:
@@ -247,7 +267,8 @@ class BankScorer:
         header = coordinator_pb2.ScoreRequestHeader(
             bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
             purpose=purpose, request_no=number, ids=len(ids),
-            model_request_bytes=len(model_request))
+            model_request_bytes=len(model_request), consent_record=record,
+            consent_signature=signature)
         try:
             try:
                 reply = self._call(header, hashed, model_request)

@@ -225,3 +225,68 @@ def test_an_applicant_unknown_to_the_bank_needs_every_model_feature(bank: Bank,
     assert status == 200 and "/v1/decisions" in spec["paths"]
     with urllib.request.urlopen(service + "/docs", timeout=30) as page:
         assert page.status == 200
+
+
+# signed consent -----------------------------------------------------------------------------
+def _consent_refusals(bank: Bank, node: str) -> list[dict[str, Any]]:
+    log = (bank.net.workdir / "state" / node / "audit.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, log)
+            if e["event"] == "score.refused" and "consent" in e["details"].get("reason", "")]
+
+
+@pytest.mark.parametrize("how", ["unsigned", "expired", "forged", "other ids"])
+def test_a_bad_consent_is_refused_and_audited_at_every_feature_node(bank: Bank,
+                                                                     how: str) -> None:
+    import grpc
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from crypto.consent import ConsentRecord, sign_consent
+    from node.scoring.wire import hash_ids
+
+    scorer = BankScorer(load_node_config(bank.net.config_path("bank")), CreditPolicy())
+    ident = bank.tables["bank"].ids[20]
+    hashed = hash_ids(scorer.id_key, [ident])
+    expires = time.time() + (-60 if how == "expired" else 3600)
+    record, signature = scorer.consent(hashed, "LOAN-7", "credit assessment", expires)
+    if how == "unsigned":
+        signature = b""
+    elif how == "forged":  # signed by a key of the same name that is not the pinned one
+        rogue = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        signature = sign_consent(rogue, ConsentRecord.model_validate_json(record))
+    elif how == "other ids":
+        record, signature = scorer.consent(hash_ids(scorer.id_key, [bank.tables["bank"].ids[21]]),
+                                           "LOAN-7", "credit assessment", expires)
+    header = coordinator_pb2.ScoreRequestHeader(
+        bank="bank", model_id=scorer.model_id, model_job=scorer.job, consent="LOAN-7",
+        purpose="credit assessment", request_no=7, ids=1, consent_record=record,
+        consent_signature=signature)
+    before = {n: len(_consent_refusals(bank, n)) for n in ("core", "logistics", "tax")}
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            list(scorer.stub.Score(iter([coordinator_pb2.ScoreRequest(header=header),
+                                         coordinator_pb2.ScoreRequest(hashed_ids=hashed)]),
+                                   timeout=60))
+    finally:
+        scorer.close()
+    assert "consent" in (err.value.details() or "")
+    deadline = time.monotonic() + 10
+    while True:  # each node refuses on its own; the coordinator answers after the first
+        after = {n: len(_consent_refusals(bank, n)) for n in before}
+        if all(after[n] == before[n] + 1 for n in before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after == {n: before[n] + 1 for n in before}
+
+
+def test_a_decision_carries_a_signed_consent_each_feature_node_logs(bank: Bank,
+                                                                    service: str) -> None:
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": bank.tables["bank"].ids[30], "consent": _consent()})
+    assert status == 201, out
+    for node in ("core", "logistics", "tax"):
+        log = (bank.net.workdir / "state" / node / "audit.jsonl").read_text().splitlines()
+        last = [e for e in map(json.loads, log) if e["event"] == "score"][-1]
+        assert last["consent"] == "LOAN-2026-0042" and last["details"]["consent_signature"]
