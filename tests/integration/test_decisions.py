@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ import pytest
 
 from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
-from fedcredit.launcher import LocalNetwork, free_port
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from models.vlr.scoring import PartyModel
 from node.alignment import AlignmentStore
@@ -123,23 +122,11 @@ def _consent(days: float = 30) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def service(bank: Bank) -> Iterator[str]:
-    port = free_port()
-    bank.net.children.spawn("decide", [sys.executable, "-m", "fedcredit.cli.main", "decide",
-                                       "serve", "--config", str(bank.net.config_path("bank")),
-                                       "--listen", f"127.0.0.1:{port}"])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        bank.net.children.check_alive(["decide"])
-        try:
-            if _call(url + "/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, bank.net.children.log_tail("decide")
-        time.sleep(0.3)
-    yield url
-    bank.net.children.stop("decide")
+    """`fedcredit decide serve` as a real process beside the bank's node."""
+    from fedcredit.bench.decide_load import decision_service
+
+    with decision_service(bank.net, "bank") as url:
+        yield url
 
 
 def _bank_features(bank: Bank, row: int) -> dict[str, float | None]:
@@ -290,3 +277,12 @@ def test_a_decision_carries_a_signed_consent_each_feature_node_logs(bank: Bank,
         log = (bank.net.workdir / "state" / node / "audit.jsonl").read_text().splitlines()
         last = [e for e in map(json.loads, log) if e["event"] == "score"][-1]
         assert last["consent"] == "LOAN-2026-0042" and last["details"]["consent_signature"]
+
+
+def test_the_service_answers_concurrent_clients_without_errors(bank: Bank, service: str) -> None:
+    from fedcredit.bench.decide_load import load_decisions
+
+    figures = load_decisions(service, bank.tables["bank"].ids[100:600], clients=4, seconds=3)
+    print(json.dumps(figures))
+    assert figures["service_errors"] == 0 and figures["service_requests"] > 4
+    assert figures["service_p99_ms"] >= figures["service_p50_ms"] > 0
