@@ -193,7 +193,8 @@ class ScoringRelay:
         forward = node_pb2.ScorePartialHeader(
             bank=bank, algorithm=model.algorithm, model_job=model.job_id, consent=consent,
             purpose=purpose, request_no=header.request_no, ids=header.ids,
-            model_request_bytes=header.model_request_bytes)
+            model_request_bytes=header.model_request_bytes,
+            consent_record=header.consent_record, consent_signature=header.consent_signature)
         calls = [self.pool.submit(_call_node, name, "scoring request",
                                   self._partial_call(name, forward, fields), attempts=2,
                                   backoff_s=0.2) for name in features]

@@ -44,7 +44,7 @@ def compare_vlr(state_root: Path, tables: Mapping[str, NodeTable], label: str,
                 segments: Path | None = None) -> dict[str, Any]:
     """AUC of the centralised model (all parties pooled) and of the bank-only model, on the
     validation rows the federated job used; per segment when `segments` is given."""
-    bank = tables[label]
+    bank = tables[label].training_view()
     assert bank.y is not None
     order = AlignmentStore(state_root / label).load_order(align_job)
     x_label, y = bank.X[order], bank.y[order].astype(np.float64)
@@ -106,7 +106,7 @@ def pooled_rows(state_root: Path, tables: Mapping[str, NodeTable], label: str,
                 features: Sequence[str], align_job: str) -> tuple[np.ndarray, np.ndarray]:
     """Every party's raw columns side by side on the bank's rows (NaN where a party lacks the
     row), in the job's training order, with the labels: the pooled data nobody really has."""
-    bank = tables[label]
+    bank = tables[label].training_view()
     assert bank.y is not None
     order = AlignmentStore(state_root / label).load_order(align_job)
     blocks = [bank.X[order]]

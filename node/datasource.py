@@ -30,6 +30,7 @@ _INTEGER_TYPES = frozenset(
     + ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
 )
 _ID_BAD_EMPTY, _ID_BAD_FORM = 1, 2
+_LABEL_NONE, _LABEL_BAD = -1, -2  # an applicant without a label; a label that is not 0 or 1
 _NUMBER_EXPECTED = "a number such as -12.5 or 3e-4 (empty, NA, NaN or null for missing)"
 
 
@@ -41,11 +42,16 @@ class TableSummary:
     features: tuple[str, ...]
     missing_share: tuple[float, ...]
     has_label: bool
+    unlabelled_rows: int = 0
 
 
 @dataclass(frozen=True, eq=False)
 class NodeTable:
-    """The node's validated table: ids, a float64 feature matrix (NaN = missing), labels."""
+    """The node's validated table: ids, a float64 feature matrix (NaN = missing), labels.
+
+    At a label node `y` is 0 or 1, or -1 for an applicant without a label (DESIGN §3): such a
+    row is scored, never trained on. Training reads `training_view()`, the labelled rows only.
+    """
 
     ids: list[str]
     features: list[str]
@@ -57,6 +63,23 @@ class NodeTable:
     def rows(self) -> int:
         """Number of rows (one per id)."""
         return len(self.ids)
+
+    @property
+    def unlabelled_rows(self) -> int:
+        """Rows without a label (applicants); 0 at a feature node."""
+        return 0 if self.y is None else int(np.count_nonzero(self.y < 0))
+
+    def training_view(self) -> NodeTable:
+        """The rows training may use: every row at a feature node, the labelled ones at a label
+        node (in table order). Alignments and training positions refer to this view."""
+        if self.y is None or not self.unlabelled_rows:
+            return self
+        keep = np.flatnonzero(self.y >= 0)
+        X, y = self.X[keep], self.y[keep]
+        X.setflags(write=False)
+        y.setflags(write=False)
+        return NodeTable(ids=[self.ids[i] for i in keep], features=self.features, X=X, y=y,
+                         source=self.source)
 
     def schema(self) -> list[tuple[str, str]]:
         """Feature names with their type, as announced at registration."""
@@ -75,6 +98,7 @@ class NodeTable:
             features=tuple(self.features),
             missing_share=tuple(self.missing_shares()),
             has_label=self.y is not None,
+            unlabelled_rows=self.unlabelled_rows,
         )
 
 
@@ -220,7 +244,7 @@ def _check_rows(
     if id_ok:
         _check_ids(con, cfg, data, findings)
     if "y" in data and label is not None:
-        bad = np.flatnonzero(data["y"] < 0)
+        bad = np.flatnonzero(data["y"] == _LABEL_BAD)
         values = _raw_values(con, label, bad[:MAX_PER_KIND])
         findings.add_rows(
             label, bad + 1, [f"got {v}, expected 0 or 1" for v in values], "with a bad label"
@@ -318,15 +342,16 @@ def _kind(duck_type: str) -> str:
 
 
 def _label_expr(kind: str) -> str:
-    """0 or 1, or -1 for anything else (missing included)."""
+    """0 or 1; -1 for an empty cell (an applicant: SQL NULL or blank text); -2 for anything else."""
+    empty = "yv IS NULL OR yv = ''" if kind == "text" else "yv IS NULL"
     if kind == "text":
         return (
-            "CAST(CASE WHEN yv IN ('0', '0.0') THEN 0 WHEN yv IN ('1', '1.0') THEN 1 "
-            "ELSE -1 END AS TINYINT)"
+            f"CAST(CASE WHEN {empty} THEN {_LABEL_NONE} WHEN yv IN ('0', '0.0') THEN 0 "
+            f"WHEN yv IN ('1', '1.0') THEN 1 ELSE {_LABEL_BAD} END AS TINYINT)"
         )
     return (
-        "CAST(CASE WHEN CAST(yv AS DOUBLE) = 0 THEN 0 WHEN CAST(yv AS DOUBLE) = 1 THEN 1 "
-        "ELSE -1 END AS TINYINT)"
+        f"CAST(CASE WHEN {empty} THEN {_LABEL_NONE} WHEN CAST(yv AS DOUBLE) = 0 THEN 0 "
+        f"WHEN CAST(yv AS DOUBLE) = 1 THEN 1 ELSE {_LABEL_BAD} END AS TINYINT)"
     )
 
 

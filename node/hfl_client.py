@@ -41,7 +41,7 @@ CLIPPING_NORM_KEY = "clipping_norm"  # the key Flower's DP wrapper puts in the f
 def load_bank_split(node_config: dict[str, Any], *, holdout: float, seed: int) -> Split:
     """Read the bank's table through the node data layer and split/standardise it locally."""
     cfg = data_config_from(node_config)
-    table = load_table(cfg, "label")
+    table = load_table(cfg, "label").training_view()
     if table.y is None:
         raise DataValidationError(f"{table.source}: a bank's table needs a label column")
     return prepare(table.X, table.y, holdout=holdout, seed=seed)

@@ -43,6 +43,8 @@ class CreditPolicy(BaseModel):
 
     model_config = {"extra": "forbid"}
 
+    version: str = ""
+    """The bank's name for this policy (recorded with each decision beside a digest)."""
     scale: ScoreScale = ScoreScale()
     grades: list[Grade] = Field(default_factory=lambda: [
         Grade(grade="A", min_score=600, line_multiple=3.0, max_line=5_000_000),  # PD < ~2%

@@ -42,15 +42,16 @@ def blind_own(request: node_pb2.PsiBlindOwnRequest,
     peer_public = state.verify_peer(_peer_key_from_wire(request.peer),  # type: ignore[arg-type]
                                     job=job_id)
     engine: LabelPsi | FeaturePsi
+    table = state.training  # a bank aligns its labelled rows only: applicants are not trained on
     if state.role == "label":
-        engine = LabelPsi(state.table.ids, job_id, state.workers)
+        engine = LabelPsi(table.ids, job_id, state.workers)
     else:
-        engine = FeaturePsi(state.table.ids, job_id, state.workers)
+        engine = FeaturePsi(table.ids, job_id, state.workers)
     session = PsiSession(job_id=job_id, peer=request.peer.party, mode=request.mode, engine=engine,
                          sealer=state.sealer_for(peer_public))
     state.put_session(session)
     state.audit.append("psi.start", job=job_id, peer=session.peer, purpose="alignment",
-                       rows=state.table.rows)
+                       rows=table.rows)
     for index, blob in enumerate(engine.blinded_own()):
         context = seal_context(job_id, OWN, index, state.party, session.peer)
         session.sent_chunks = index + 1
@@ -108,15 +109,16 @@ def intersect(chunks: Iterable[common_pb2.SealedChunk],
         raise ProtocolError(f"received {next_index[DOUBLE]} double-blinded chunks, "
                             f"sent {session.sent_chunks}")
     own_rows, peer_indices = session.engine.matches()
-    state.alignments.save_fingerprint(session.job_id, state.table.ids)
-    order = state.alignments.job_order(session.job_id, state.table.rows)
+    table = state.training
+    state.alignments.save_fingerprint(session.job_id, table.ids)
+    order = state.alignments.job_order(session.job_id, table.rows)
     state.alignments.save_label(session.job_id, session.peer, np.sort(own_rows))
     size = len(own_rows)
     if session.mode == node_pb2.PSI_MODE_FULL:
         position_of_row = np.empty(len(order), dtype=np.int64)
         position_of_row[order] = np.arange(len(order), dtype=np.int64)
         pairs = np.stack([peer_indices, position_of_row[own_rows]], axis=1).astype(_PAIR)
-        for index, blob in enumerate(_result_blobs(pairs, state.table.rows)):
+        for index, blob in enumerate(_result_blobs(pairs, table.rows)):
             context = seal_context(session.job_id, RESULT, index, state.party, session.peer)
             chunk = common_pb2.SealedChunk(job_id=session.job_id, kind=RESULT, index=index,
                                            sender=state.party,
@@ -128,7 +130,7 @@ def intersect(chunks: Iterable[common_pb2.SealedChunk],
     state.anchors.deposit_soon()
     log.info("job %s: intersection with %s has %d rows", session.job_id, session.peer, size)
     yield node_pb2.PsiIntersectReply(summary=node_pb2.PsiSummary(
-        job_id=session.job_id, peer=session.peer, own_rows=state.table.rows,
+        job_id=session.job_id, peer=session.peer, own_rows=table.rows,
         intersection_size=size))
 
 
@@ -182,7 +184,7 @@ def accept(requests: Iterable[node_pb2.PsiAcceptRequest], state: NodeState) -> n
         if len(pos) and (pos.min() < 0 or pos.max() >= n_rows or len(np.unique(pos)) != len(pos)):
             raise ProtocolError("reply positions are out of range or repeated")
         own_rows = session.engine.resolve_rows(peer_indices)
-        state.alignments.save_fingerprint(session.job_id, state.table.ids)
+        state.alignments.save_fingerprint(session.job_id, state.training.ids)
         state.alignments.save_feature(session.job_id, FeatureAlignment(
             n_rows=n_rows, positions=pos, own_rows=own_rows))
     state.audit.append("psi.accept", job=session.job_id, peer=session.peer, purpose="alignment",
@@ -190,4 +192,4 @@ def accept(requests: Iterable[node_pb2.PsiAcceptRequest], state: NodeState) -> n
     state.end_session(session.job_id, session.peer)
     state.anchors.deposit_soon()
     return node_pb2.PsiSummary(job_id=session.job_id, peer=session.peer,
-                               own_rows=state.table.rows, intersection_size=size)
+                               own_rows=state.training.rows, intersection_size=size)

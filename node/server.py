@@ -86,6 +86,7 @@ def node_info(state: NodeState) -> common_pb2.NodeInfo:
         id_column=data.id_column, id_format=data.id_format, label_column=data.label_column or "",
         features=[common_pb2.FeatureSchema(name=name, dtype="float64", missing_share=share)
                   for name, share in zip(table.features, table.missing_shares(), strict=True)],
+        unlabelled_rows=table.unlabelled_rows,
     )
     key = state.peer_key
     return common_pb2.NodeInfo(

@@ -49,6 +49,7 @@ class NodeState:
         self.party = config.party
         self.role = config.role
         self.table = table
+        self.training = table.training_view()  # alignment and training: labelled rows only
         self.insecure = insecure
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -187,22 +187,22 @@ class StepHandler:
                                        job=header.job_id)
             sealers[peer.party] = state.sealer_for(public)
         align_job = check_job_id(job.align_job)
-        state.alignments.verify(align_job, state.table.ids, state.party, state.table.source,
-                                job.label)
+        table = state.training  # the labelled rows at a bank: alignments refer to this view
+        state.alignments.verify(align_job, table.ids, state.party, table.source, job.label)
         if state.role == "label":
             order = state.alignments.load_order(align_job)
-            labels = state.table.y
+            labels = table.y
             if labels is None:
                 raise ProtocolError(f"{state.party} holds no labels")
             setup = RoleSetup(job=header.job_id, party=state.party, role="label",
                               label=job.label, features=tuple(job.features),
-                              columns=tuple(state.table.features), X=state.table.X[order],
+                              columns=tuple(table.features), X=table.X[order],
                               y=labels[order], alignment=None)
         else:
             found = state.alignments.load_feature(align_job)
             setup = RoleSetup(job=header.job_id, party=state.party, role="feature",
                               label=job.label, features=tuple(job.features),
-                              columns=tuple(state.table.features), X=state.table.X, y=None,
+                              columns=tuple(table.features), X=table.X, y=None,
                               alignment=FeatureAlignment(n_rows=found.n_rows,
                                                          positions=found.positions,
                                                          own_rows=found.own_rows))
@@ -220,5 +220,5 @@ class StepHandler:
         with self._lock:
             self.jobs[header.job_id] = session
         state.audit.append("train.open", job=header.job_id, purpose=algo.purpose,
-                           rows=state.table.rows)
+                           rows=table.rows)
         return session

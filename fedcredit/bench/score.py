@@ -4,7 +4,9 @@ A real network (coordinator, bank and three feature nodes as processes with mutu
 synthetic 20,000-SME chain, aligned and trained first. The batch holds every id the parties know
 and, up to `n_ids`, valid USCC ids nobody knows: those cost the same hashing, lookup, encryption,
 relay, addition and decryption (their parts are the neutral ones). The plaintext baseline is the
-same model evaluated in the clear on the same ids, in the same run.
+same model evaluated in the clear on the same ids, in the same run. Then the decision service
+(`fedcredit decide serve`) under `clients` concurrent HTTP clients for `load_seconds`
+(the `service_*` keys).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from common.uscc import generate_uscc
+from fedcredit.bench.decide_load import decision_service, load_decisions
 from fedcredit.demo.parties import FEATURE_PARTIES, LABEL_PARTY, party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
 from fedcredit.launcher import LocalNetwork
@@ -29,7 +32,8 @@ from proto.fedcredit.v1 import coordinator_pb2
 
 
 def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000,
-                        seed: int = 11) -> dict[str, Any]:
+                        seed: int = 11, clients: int = 8, load_seconds: float = 5.0,
+                        ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fedcredit-bench-score-") as tmp:
         root = Path(tmp)
         synth = synthesize(root / "data", enterprises=enterprises, seed=seed)
@@ -66,6 +70,9 @@ def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000
                 batch_seconds = time.perf_counter() - started
             finally:
                 scorer.close()
+            with decision_service(net, LABEL_PARTY) as url:  # ids not asked about above
+                load = load_decisions(url, tables[LABEL_PARTY].ids[singles:], clients,
+                                      load_seconds)
             started = time.perf_counter()
             expected = plaintext_probabilities(root / "state", tables, "tr", ids)
             plain_seconds = time.perf_counter() - started
@@ -76,4 +83,4 @@ def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000
             "known_ids": min(len(known), n_ids), "batch_seconds": round(batch_seconds, 3),
             "plaintext_batch_seconds": round(plain_seconds, 3),
             "ratio": round(batch_seconds / max(plain_seconds, 1e-9), 1),
-            "max_abs_error": float(np.abs(got - expected).max())}
+            "max_abs_error": float(np.abs(got - expected).max()), **load}

@@ -8,6 +8,7 @@ from fedcredit.cli.audit import audit_app
 from fedcredit.cli.bench import bench_app
 from fedcredit.cli.coordinator import coordinator_app
 from fedcredit.cli.data import data_app
+from fedcredit.cli.decide import decide_app
 from fedcredit.cli.demo import demo_cmd
 from fedcredit.cli.help import help_app
 from fedcredit.cli.network import align_cmd, jobs_app, models_cmd, nodes_cmd
@@ -28,6 +29,7 @@ app.add_typer(jobs_app, name="jobs")
 app.command("models")(models_cmd)
 app.add_typer(train_app, name="train")
 app.command("score")(score_cmd)
+app.add_typer(decide_app, name="decide")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")

@@ -51,7 +51,9 @@ def nodes_cmd(
         role = common_pb2.Role.Name(n.role).removeprefix("ROLE_").lower()
         features = ", ".join(f.name for f in n.schema.features)
         health_style = "green" if n.health == "SERVING" else "red"
-        table.add_row(n.party, role, f"[{health_style}]{n.health}[/]", f"{n.rows:,}", n.endpoint,
+        rows = f"{n.rows:,}" + (f" ({n.schema.unlabelled_rows:,} unlabelled)"
+                                 if n.schema.unlabelled_rows else "")
+        table.add_row(n.party, role, f"[{health_style}]{n.health}[/]", rows, n.endpoint,
                       features)
     console.print(table)
 

@@ -23,7 +23,7 @@ def load_bank_tables(banks: Sequence[BankSpec]) -> list[tuple[np.ndarray, np.nda
     """Every bank's (X, y), read through the node data layer (for the centralised twin)."""
     out = []
     for bank in banks:
-        table = load_table(data_config_from(bank.node_config_args()), "label")
+        table = load_table(data_config_from(bank.node_config_args()), "label").training_view()
         assert table.y is not None
         out.append((table.X, table.y.astype(np.float64)))
     return out

@@ -16,7 +16,9 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from common.errors import ProtocolError
 from common.limits import MAX_PART_BYTES
 from common.tls import TlsFiles, secure_channel
 from crypto import seal
+from crypto.consent import ConsentRecord, pseudonyms_digest, sign_consent
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
 from models.scoring import SCORING_KINDS, BankPart
@@ -48,8 +51,12 @@ from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 SCORE_DEADLINE_S = 300.0
+DEFAULT_CONSENT_SECONDS = 86400.0
 NO_HISTORY = ("no history at this bank",)
 
+
+Features = Mapping[str, float | None]
+"""An applicant's bank-side values by feature name (None: missing), overriding the table's."""
 
 NOBODY_HOLDS = "no party holds this enterprise"
 REFUSED_BUDGET = "refused by the network (daily query budget for this enterprise spent)"
@@ -77,7 +84,11 @@ class Decision:
 
 
 class BankScorer:
-    """Scores enterprises jointly: each feature node's part arrives encrypted under our key."""
+    """Scores enterprises jointly: each feature node's part arrives encrypted under our key.
+
+    Safe to share between threads (the decision service does): local HE work and set-ups are
+    serialised by locks, the network leg of concurrent requests runs in parallel.
+    """
 
     def __init__(self, config: NodeConfig, policy: CreditPolicy, *, model_id: str = "",
                  insecure: bool = False, table: NodeTable | None = None) -> None:
@@ -90,6 +101,7 @@ class BankScorer:
         self.state_dir = Path(config.state_dir)
         self.tls = None if insecure else TlsFiles(ca=config.tls.ca, cert=config.tls.cert,
                                                   key=config.tls.key)
+        self._key_pem = self.tls.read()[2] if self.tls is not None else None  # signs consent
         self.channel = secure_channel(config.coordinator, self.tls, "coordinator")
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
@@ -116,6 +128,8 @@ class BankScorer:
             _write_private(key_path, self.part.private_key)
             fresh = True
         self._requests = itertools.count(secrets.randbelow(2**31))
+        self._he_lock = threading.Lock()  # our TenSEAL context and the model part
+        self._setup_lock = threading.Lock()
         basis = policy.credit_line.basis_column
         self.basis = (self.table.X[:, self.table.features.index(basis)]
                       if basis in self.table.features else np.full(self.table.rows, np.nan))
@@ -138,8 +152,19 @@ class BankScorer:
             _write_private(path, data)
         return ctx, id_key, True
 
+    @property
+    def input_features(self) -> tuple[str, ...]:
+        """The bank-side fields a request may give: the model's and the credit-line basis."""
+        basis = self.policy.credit_line.basis_column
+        extra = (basis,) if basis in self.table.features and basis not in self.part.features else ()
+        return (*self.part.features, *extra)
+
     def setup(self) -> None:
         """Give each feature node our public contexts and id key, sealed to it."""
+        with self._setup_lock:
+            self._setup()
+
+    def _setup(self) -> None:
         context, model_context = score_he.public_bytes(self.context), self.part.public_context
         sealed_payload = ScoringSetup(id_key=self.id_key, context=context,
                                       model_context=model_context).encode()
@@ -181,24 +206,69 @@ class BankScorer:
                                           "refused_budget": (header.ids + 7) // 8}, exact=False)
         return fields
 
+    def own_inputs(self, ids: Sequence[str], features: Sequence[Features | None] | None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Our model columns for each id (table row, then the request's values over them),
+        whether we hold anything of it, and the credit-line basis. Names are checked by the
+        caller (the decision service's request model); an unknown one here is a bug."""
+        rows = np.fromiter((self.row_of.get(i, -1) for i in ids), dtype=np.int64,
+                           count=len(ids))
+        present = rows >= 0
+        own_rows = self.own[np.where(present, rows, 0)].copy()
+        basis = np.where(present, self.basis[np.where(present, rows, 0)], np.nan)
+        if features is not None:
+            column = {name: j for j, name in enumerate(self.part.features)}
+            basis_name = self.policy.credit_line.basis_column
+            for k, given in enumerate(features):
+                if not given:
+                    continue
+                if not present[k]:
+                    own_rows[k] = np.nan
+                present[k] = True
+                for name, value in given.items():
+                    number = np.nan if value is None else float(value)
+                    if name in column:
+                        own_rows[k, column[name]] = number
+                    if name == basis_name:
+                        basis[k] = number
+        return own_rows, present, basis
+
+    def consent(self, hashed: bytes, reference: str, purpose: str, expires_unix: float,
+                ) -> tuple[bytes, bytes]:
+        """The consent record for these pseudonyms, signed with our certificate key (unsigned
+        in insecure mode, where nobody could check it)."""
+        record = ConsentRecord(pseudonyms=pseudonyms_digest(hashed), bank=self.party,
+                               model_job=self.job, purpose=purpose, reference=reference,
+                               expires_unix=int(expires_unix))
+        if self._key_pem is None:
+            return record.encode(), b""
+        return record.encode(), sign_consent(self._key_pem, record)
+
     def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
-              ) -> list[Decision]:
-        """Joint decisions for `ids`; refused without a consent reference."""
+              features: Sequence[Features | None] | None = None,
+              consent_expires: float | None = None) -> list[Decision]:
+        """Joint decisions for `ids`; refused without a consent reference. `features[k]`, if
+        given, holds bank-side values for `ids[k]` over (or instead of) our table's row. The
+        consent record we sign expires at `consent_expires` (Unix time; default in a day)."""
         if not consent.strip():
             self.audit.append("score.refused", job=self.job, purpose=purpose,
                               details={"reason": "no consent reference"})
             raise ProtocolError("a scoring request needs the enterprise's consent reference")
+        if features is not None and len(features) != len(ids):
+            raise ProtocolError(f"{len(features)} feature sets for {len(ids)} ids")
         hashed = hash_ids(self.id_key, list(ids))
-        rows = np.fromiter((self.row_of.get(i, -1) for i in ids), dtype=np.int64,
-                           count=len(ids))
-        present = rows >= 0
-        own_rows = self.own[np.where(present, rows, 0)]
+        expires = time.time() + DEFAULT_CONSENT_SECONDS if consent_expires is None \
+            else consent_expires
+        record, signature = self.consent(hashed, consent.strip(), purpose, expires)
+        own_rows, present, basis = self.own_inputs(ids, features)
         number = next(self._requests) % 2**32
-        model_request = self.part.request(number, own_rows, present)
+        with self._he_lock:
+            model_request = self.part.request(number, own_rows, present)
         header = coordinator_pb2.ScoreRequestHeader(
             bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
             purpose=purpose, request_no=number, ids=len(ids),
-            model_request_bytes=len(model_request))
+            model_request_bytes=len(model_request), consent_record=record,
+            consent_signature=signature)
         try:
             try:
                 reply = self._call(header, hashed, model_request)
@@ -208,16 +278,17 @@ class BankScorer:
                 self.setup()  # a node or the coordinator lost our set-up: give it again
                 reply = self._call(header, hashed, model_request)
         except BaseException:
-            self.part.discard(number)  # no answer will come for this request
+            with self._he_lock:
+                self.part.discard(number)  # no answer will come for this request
             raise
-        others, covered = score_he.decrypt_sums(self.context, unpack_frames(reply["sums"]),
-                                                len(ids))
-        logits, weights = self.part.finish(number, own_rows, present, others,
-                                           reply["model_sum"])
+        with self._he_lock:
+            others, covered = score_he.decrypt_sums(self.context, unpack_frames(reply["sums"]),
+                                                    len(ids))
+            logits, weights = self.part.finish(number, own_rows, present, others,
+                                               reply["model_sum"])
         probability = 1.0 / (1.0 + np.exp(-logits))
         scores = self.policy.scores(probability)
         grades = self.policy.grade_index(scores)
-        basis = np.where(present, self.basis[np.where(present, rows, 0)], np.nan)
         lines = self.policy.lines(grades, basis)
         reasons = self._reasons(weights, present)
         self.audit.append("score", job=self.job, consent=consent, purpose=purpose,

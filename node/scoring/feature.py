@@ -2,8 +2,10 @@
 encrypted parts.
 
 `setup` opens a bank's set-up (sealed to this node, bound to the model job and direction) and
-indexes this node's ids under the bank's id key; `partial` answers one request: consent required
-and logged, the bank's daily budget per enterprise charged (an id over it is refused on its
+indexes this node's ids under the bank's id key, keeping the bank's pinned certificate;
+`partial` answers one request: a consent record signed by that certificate's key, unexpired and
+about exactly these ids, required and logged (`crypto.consent`; a refusal audited), the bank's
+daily budget per enterprise charged (an id over it is refused on its
 own: neutral parts and a bit in `refused_budget`), then the model's part
 (`models.scoring.SCORING_KINDS[algorithm]`) beside CKKS (partial logit, coverage) ciphertexts
 under the bank's key. No gRPC here: node.server calls these handlers.
@@ -23,8 +25,11 @@ import tenseal as ts
 from common.chunks import chunked, read_chunks, split_header
 from common.errors import ProtocolError
 from common.limits import HASHED_ID_BYTES, MAX_PART_BYTES, MAX_SCORE_IDS
+from crypto.consent import ConsentRefused, verify_consent
+from crypto.enrol import certificate_fingerprint
 from crypto.he import pack_frames
 from crypto.he import scoring as score_he
+from crypto.pki import verify_peer_certificate
 from crypto.seal import PeerKey
 from models.scoring import SCORING_KINDS, FeaturePart, ScoringKind
 from node.alignment import check_job_id
@@ -50,6 +55,7 @@ class BankSetup:
     context: ts.Context
     index: dict[bytes, int]
     columns: np.ndarray  # this node's table, the model's columns in the model's order
+    cert_pem: bytes  # the bank's certificate, pinned here (empty in insecure mode)
 
 
 def scoring_kind(algorithm: str) -> ScoringKind:
@@ -91,9 +97,11 @@ class FeatureScoring:
                                                 signature=key.signature), job=job)
         opened = self.state.sealer_for(public).open(request.sealed_setup,
                                                     setup_seal_context(job, bank, me))
-        self._load(bank, job, kind, ScoringSetup.decode(opened))
+        cert_pem = key.cert_pem if self.state.ca_pem is not None else b""
+        self._load(bank, job, kind, ScoringSetup.decode(opened), cert_pem)
         folder = self._dir(bank, job)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "bank.crt").write_bytes(cert_pem)
         path, tmp = folder / "setup.bin", folder / "setup.tmp"
         tmp.write_bytes(opened)
         tmp.chmod(0o600)
@@ -101,7 +109,8 @@ class FeatureScoring:
         self.state.audit.append("score.setup", job=job, peer=bank, purpose="joint scoring")
         return node_pb2.ScoreSetupReply()
 
-    def _load(self, bank: str, job: str, kind: ScoringKind, setup: ScoringSetup) -> BankSetup:
+    def _load(self, bank: str, job: str, kind: ScoringKind, setup: ScoringSetup,
+              cert_pem: bytes) -> BankSetup:
         folder = self.state.state_dir / "models" / check_job_id(job)
         if not folder.is_dir():
             raise ProtocolError(f"{self.state.party} holds no part of a model trained by job "
@@ -112,7 +121,7 @@ class FeatureScoring:
         hashed = hash_ids(setup.id_key, self.state.table.ids)
         index = {hashed[i * HASHED_ID_BYTES:(i + 1) * HASHED_ID_BYTES]: i
                  for i in range(self.state.table.rows)}
-        found = BankSetup(bank=bank, part=part, index=index, columns=columns,
+        found = BankSetup(bank=bank, part=part, index=index, columns=columns, cert_pem=cert_pem,
                           context=score_he.load_context(setup.context, private=False))
         with self._lock:
             self.setups[(bank, job)] = found
@@ -129,9 +138,36 @@ class FeatureScoring:
             raise ProtocolError(not_set_up)
         try:
             setup = ScoringSetup.decode(path.read_bytes())
+            cert_pem = self._stored_cert(bank, path.with_name("bank.crt"))
         except ProtocolError as err:  # e.g. kept by an older version: the bank sets up again
             raise ProtocolError(f"{not_set_up} (stored set-up unreadable: {err})") from err
-        return self._load(bank, job, kind, setup)
+        return self._load(bank, job, kind, setup, cert_pem)
+
+    def _stored_cert(self, bank: str, path: Path) -> bytes:
+        """The bank's certificate kept with its set-up, if still the one pinned here."""
+        if self.state.ca_pem is None:
+            return b""
+        cert_pem = path.read_bytes() if path.exists() else b""
+        if not cert_pem or certificate_fingerprint(cert_pem) != self.state.config.trust.peers.get(
+                bank):
+            raise ProtocolError(f"no certificate of {bank} pinned here is kept with its set-up")
+        verify_peer_certificate(self.state.ca_pem, cert_pem, bank)
+        return cert_pem
+
+    def _check_consent(self, setup: BankSetup, header: node_pb2.ScorePartialHeader,
+                       job: str, blob: bytes) -> None:
+        """Refuse (and audit) a request whose consent is not a record signed by the bank."""
+        if not setup.cert_pem:  # insecure development mode: no certificates to check with
+            return
+        try:
+            verify_consent(setup.cert_pem, header.consent_record, header.consent_signature,
+                           bank=setup.bank, model_job=job, purpose=header.purpose,
+                           reference=header.consent.strip(), hashed_ids=blob)
+        except ConsentRefused as err:
+            self.state.audit.append("score.refused", job=job, peer=setup.bank,
+                                    consent=header.consent.strip(), purpose=header.purpose,
+                                    details={"reason": str(err), "ids_digest": ids_digest(blob)})
+            raise ProtocolError(f"consent refused: {err}") from err
 
     # one request ----------------------------------------------------------------------------
     def partial(self, messages: Iterable[node_pb2.ScorePartialRequest],
@@ -157,6 +193,7 @@ class FeatureScoring:
                                        "model_request": header.model_request_bytes}, exact=True)
         blob = fields["hashed_ids"]
         hashed = split_ids(blob)
+        self._check_consent(setup, header, job, blob)
         over = self.budget.charge(bank, hashed)
         refused = np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
         if refused.any():
@@ -177,6 +214,7 @@ class FeatureScoring:
         self.state.audit.append(
             "score", job=job, peer=bank, consent=consent, purpose=purpose, rows=len(hashed),
             details={"ids_digest": ids_digest(blob), "covered": int(present.sum()),
+                     "consent_signature": ids_digest(header.consent_signature),
                      **({"hashed_id": hashed[0].hex()} if len(hashed) == 1 else {})})
         yield from chunked(partials, lambda c: node_pb2.ScorePartialReply(partials=c))
         yield from chunked(part, lambda c: node_pb2.ScorePartialReply(model_part=c))

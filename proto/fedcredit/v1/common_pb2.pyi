@@ -126,9 +126,12 @@ class TableSchema(_message.Message):
     ID_FORMAT_FIELD_NUMBER: _builtins.int
     LABEL_COLUMN_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
+    UNLABELLED_ROWS_FIELD_NUMBER: _builtins.int
     id_column: _builtins.str
     id_format: _builtins.str
     label_column: _builtins.str
+    unlabelled_rows: _builtins.int
+    """Label node: rows without a label (applicants, scored but never trained on); counted, not named."""
     @_builtins.property
     def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureSchema]: ...
     def __init__(
@@ -138,10 +141,11 @@ class TableSchema(_message.Message):
         id_format: _builtins.str = ...,
         label_column: _builtins.str = ...,
         features: _abc.Iterable[Global___FeatureSchema] | None = ...,
+        unlabelled_rows: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "id_column", b"id_column", "id_format", b"id_format", "label_column", b"label_column"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "id_column", b"id_column", "id_format", b"id_format", "label_column", b"label_column", "unlabelled_rows", b"unlabelled_rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -252,6 +252,8 @@ class ScorePartialHeader(_message.Message):
     REQUEST_NO_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     MODEL_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
+    CONSENT_RECORD_FIELD_NUMBER: _builtins.int
+    CONSENT_SIGNATURE_FIELD_NUMBER: _builtins.int
     bank: _builtins.str
     algorithm: _builtins.str
     model_job: _builtins.str
@@ -265,6 +267,13 @@ class ScorePartialHeader(_message.Message):
     checked against the node's limits before anything is buffered.
     """
     model_request_bytes: _builtins.int
+    consent_record: _builtins.bytes
+    """The consent record (canonical JSON: pseudonyms digest, bank, purpose, expiry, reference)
+    and the bank's ECDSA P-256 signature over it with its certificate key; every feature node
+    verifies it against the bank's pinned certificate and refuses and audits one that is
+    missing, expired or forged.
+    """
+    consent_signature: _builtins.bytes
     def __init__(
         self,
         *,
@@ -276,10 +285,12 @@ class ScorePartialHeader(_message.Message):
         request_no: _builtins.int = ...,
         ids: _builtins.int = ...,
         model_request_bytes: _builtins.int = ...,
+        consent_record: _builtins.bytes = ...,
+        consent_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "consent", b"consent", "ids", b"ids", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -93,7 +93,7 @@ def test_feature_node_reads_only_declared_features(tmp_path: Path) -> None:
         (",0,1", 2, "id", "empty id"),
         (f"{IDS[1]},2,1", 2, "default", "got '2', expected 0 or 1"),
         (f"{IDS[1]},yes,1", 2, "default", "got 'yes', expected 0 or 1"),
-        (f"{IDS[1]},,1", 2, "default", "got empty, expected 0 or 1"),
+        (f"{IDS[1]},NA,1", 2, "default", "got 'NA', expected 0 or 1"),
         (f"{IDS[1]},1,n/a", 2, "x1", "got 'n/a', expected a number"),
         (f"{IDS[1]},1,inf", 2, "x1", "got 'inf', expected a number"),
         (f"{IDS[1]},1,1e999", 2, "x1", "got '1e999', expected a number"),
@@ -180,6 +180,31 @@ def test_feature_column_entirely_missing(tmp_path: Path) -> None:
     err = _refusal(tmp_path, text)
 
     assert "column 'x2': every value is missing" in str(err) and err.total == 1
+
+
+def test_rows_without_a_label_are_applicants_kept_out_of_the_training_view(
+    tmp_path: Path,
+) -> None:
+    text = f"id,default,x1\n{IDS[0]},0,1\n{IDS[1]},,2\n{IDS[2]}, ,3\n{IDS[3]},1,4\n"
+
+    table = _load_csv(tmp_path, text, label_column="default")
+
+    assert table.rows == 4 and table.unlabelled_rows == 2
+    assert table.y is not None and table.y.tolist() == [0, -1, -1, 1]
+    assert table.describe().unlabelled_rows == 2
+    view = table.training_view()
+    assert view.ids == [IDS[0], IDS[3]] and view.X[:, 0].tolist() == [1.0, 4.0]
+    assert view.y is not None and view.y.tolist() == [0, 1] and view.unlabelled_rows == 0
+
+
+def test_parquet_null_label_is_an_applicant(tmp_path: Path) -> None:
+    path = _parquet(tmp_path, {"id": pa.array(["a", "b"]),
+                               "default": pa.array([1, None], pa.int8()),
+                               "x1": pa.array([1.0, 2.0])})
+    table = load_table(DataConfig(source="parquet", path=path, label_column="default",
+                                  id_format="any"), "label")
+    assert table.y is not None and table.y.tolist() == [1, -1]
+    assert table.training_view().ids == ["a"]
 
 
 def test_every_problem_is_listed_together(tmp_path: Path) -> None:

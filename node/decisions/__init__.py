@@ -1,0 +1,1 @@
+"""The bank's decision service: HTTP API, request checks, stored decisions."""

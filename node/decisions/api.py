@@ -1,0 +1,75 @@
+"""The decision service's HTTP/JSON API (FastAPI; OpenAPI page at /docs, schema at /openapi.json).
+
+POST /v1/decisions decides on one enterprise; GET /v1/decisions/{id} returns a stored decision.
+A bad field is a 422 naming it (pydantic's `loc`), a refusal by the network a 409 with its reason,
+an unreachable network a 503. Request bodies are size-checked before they are parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from common.errors import PeerUnavailable, ProtocolError
+from node.decisions.schema import DecisionOut, DecisionRequest, FieldError
+from node.decisions.service import DecisionService
+
+log = logging.getLogger("fedcredit.decisions")
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(service: DecisionService) -> FastAPI:
+    """The API over one running service (its scorer already set up)."""
+    app = FastAPI(title="fedcredit decision service", version="1",
+                  description="Joint credit decisions at the bank: PD, score, grade, credit "
+                              "line and reason codes, each stored to be explained later.")
+
+    @app.middleware("http")
+    async def limit_body(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"a request body is at most {MAX_BODY_BYTES} bytes"},
+                                status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(FieldError)
+    async def field_error(_: Request, err: FieldError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": list(err.loc), "msg": err.message,
+                                         "type": "value_error"}]}, status_code=422)
+
+    @app.post("/v1/decisions", status_code=201, response_model=DecisionOut)
+    def decide(request: DecisionRequest) -> DecisionOut:
+        """Decide on one enterprise (a joint scoring round with the network)."""
+        try:
+            out = service.decide(request)
+        except PeerUnavailable as err:
+            raise HTTPException(503, str(err)) from err
+        except ProtocolError as err:
+            raise HTTPException(409, str(err)) from err
+        except Exception as err:  # grpc errors from the network leg
+            details = getattr(err, "details", None)
+            if callable(details):
+                log.warning("[decisions] the network refused a request: %s", details())
+                raise HTTPException(502, f"the network refused: {details()}") from err
+            raise
+        log.info("[decisions] %s: %s", out.decision_id, out.outcome)
+        return out
+
+    @app.get("/v1/decisions/{decision_id}", response_model=DecisionOut)
+    def get_decision(decision_id: str) -> DecisionOut:
+        """A stored decision with the inputs, model, policy version and consent behind it."""
+        found = service.get(decision_id)
+        if found is None:
+            raise HTTPException(404, "no such decision")
+        return found
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "serving", "model_id": service.model.model_id}
+
+    return app

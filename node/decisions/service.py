@@ -1,0 +1,122 @@
+"""The bank's decision service: one long-lived scorer, request checks, a record of each decision.
+
+Keys and the model's scoring set-up are made once, when the service starts (`BankScorer`); each
+request then costs one joint scoring round. A request's bank-side values override or fill the
+bank's table row for that enterprise; an enterprise the bank holds no row of must come with every
+model feature (null for a value the bank lacks). Every decision is stored with what explains it.
+No HTTP here: node.decisions.api serves it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from common.uscc import explain_invalid_uscc
+from node.config import NodeConfig
+from node.decisions.schema import DecisionOut, DecisionRequest, FieldError, Inputs, ModelRef
+from node.decisions.store import DecisionStore
+from node.policy import CreditPolicy
+from node.scoring.bank import BankScorer, Decision
+
+
+def policy_version(policy: CreditPolicy) -> str:
+    """A policy's version: its stated one, if any, with a digest of everything in it."""
+    digest = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:12]
+    return f"{policy.version}#{digest}" if policy.version else f"sha256:{digest}"
+
+
+class DecisionService:
+    """Decides on one enterprise per request with a scorer set up once; thread safe."""
+
+    def __init__(self, config: NodeConfig, policy: CreditPolicy, *, model_id: str = "",
+                 insecure: bool = False) -> None:
+        self.config = config
+        self.scorer = BankScorer(config, policy, model_id=model_id, insecure=insecure)
+        self.store = DecisionStore(config.state_dir / "decisions" / "decisions.sqlite")
+        self.policy_version = policy_version(policy)
+        self.model = ModelRef(model_id=self.scorer.model_id, model_job=self.scorer.job,
+                              algorithm=self.scorer.algorithm)
+
+    def close(self) -> None:
+        self.scorer.close()
+        self.store.close()
+
+    def check(self, request: DecisionRequest) -> None:
+        """Refuse, naming the field, what the request model cannot know: the id's form, and
+        feature names against this model (unknown, or missing for an enterprise we hold no row
+        of); the consent's expiry."""
+        ident = request.enterprise_id
+        if self.config.data.id_format == "uscc":
+            problem = explain_invalid_uscc(ident)
+            if problem is not None:
+                raise FieldError(("body", "enterprise_id"), f"not a USCC: {problem}")
+        if request.consent.expires_at <= dt.datetime.now(dt.UTC):
+            raise FieldError(("body", "consent", "expires_at"), "the consent has expired")
+        if request.features is None:
+            return
+        allowed = self.scorer.input_features
+        for name in request.features:
+            if name not in allowed:
+                raise FieldError(("body", "features", name),
+                                 f"unknown feature; this model takes {', '.join(allowed)}")
+        if ident not in self.scorer.row_of:
+            for name in self.scorer.part.features:
+                if name not in request.features:
+                    raise FieldError(("body", "features", name),
+                                     "missing: the bank holds no row of this enterprise, so "
+                                     "each model feature is needed (null for a missing value)")
+
+    def decide(self, request: DecisionRequest) -> DecisionOut:
+        """Check, score jointly, store and answer one decision."""
+        started = time.perf_counter()
+        created = dt.datetime.now(dt.UTC)
+        self.check(request)
+        ident = request.enterprise_id
+        given = [request.features] if request.features is not None else None
+        decision = self.scorer.score([ident], request.consent.reference, request.purpose,
+                                     features=given,
+                                     consent_expires=request.consent.expires_at.timestamp())[0]
+        out = DecisionOut(
+            decision_id=uuid.uuid4().hex, enterprise_id=ident, **_result(decision),
+            model=self.model, policy_version=self.policy_version, purpose=request.purpose,
+            consent={"reference": request.consent.reference,
+                     "expires_at": request.consent.expires_at.isoformat()},
+            inputs=self._inputs(request), created_at=created,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+        self.store.put(out.model_dump(mode="json"))
+        return out
+
+    def get(self, decision_id: str) -> DecisionOut | None:
+        found = self.store.get(decision_id)
+        return None if found is None else DecisionOut.model_validate(found)
+
+    def _inputs(self, request: DecisionRequest) -> Inputs:
+        """The bank-side values the model used for this enterprise and where each came from."""
+        names = self.scorer.part.features
+        given = [request.features] if request.features is not None else None
+        rows, present, _ = self.scorer.own_inputs([request.enterprise_id], given)
+        in_table = request.enterprise_id in self.scorer.row_of
+        request_names = set(request.features or {})
+        values = {n: _number(rows[0, j]) if present[0] else None for j, n in enumerate(names)}
+        sources = {n: "request" if n in request_names else "table" if in_table else "none"
+                   for n in names}
+        return Inputs(features=values, sources=sources)  # type: ignore[arg-type]
+
+
+def _number(value: Any) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _result(d: Decision) -> dict[str, Any]:
+    pd = None if np.isnan(d.probability) or d.outcome == "refused" else d.probability
+    return {"outcome": d.outcome, "pd": pd, "score": d.score, "grade": d.grade,
+            "credit_line": d.credit_line, "reason_codes": list(d.reasons), "reason": d.reason,
+            "parties_covering": d.parties_covering}

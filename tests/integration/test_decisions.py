@@ -1,0 +1,288 @@
+"""The bank's decisions through real processes: applicants without labels, the decision service."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedcredit.demo.parties import party_specs
+from fedcredit.evaluate import load_party_tables, plaintext_probabilities
+from fedcredit.launcher import LocalNetwork
+from fedcredit.synth import synthesize
+from models.vlr.scoring import PartyModel
+from node.alignment import AlignmentStore
+from node.config import load_node_config
+from node.datasource import NodeTable
+from node.policy import CreditPolicy
+from node.scoring.bank import BankScorer
+from proto.fedcredit.v1 import coordinator_pb2
+
+APPLICANTS = 150
+
+
+@dataclass
+class Bank:
+    net: LocalNetwork
+    tables: dict[str, NodeTable]
+    applicants: list[str]  # the bank's rows with an empty label
+    url: str = ""  # the decision service, once started
+
+
+def _blank_labels(path: Path, label: str, count: int) -> list[str]:
+    """Empty the label of the last `count` rows of a CSV; their ids."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0])
+    for row in rows[-count:]:
+        row[label] = ""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return [row["id"] for row in rows[-count:]]
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bank]:
+    root = tmp_path_factory.mktemp("decisions")
+    synth = synthesize(root / "data", enterprises=1500, seed=5)
+    part = synth.parties["bank"]
+    applicants = _blank_labels(Path(part.path), part.label_column or "default", APPLICANTS)
+    specs = party_specs(synth)
+    net = LocalNetwork(root, specs)
+    with net:
+        net.start(timeout=120)
+        stub = net.stub()
+        stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
+        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
+            {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
+             "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id="tr"), timeout=60)
+        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
+                                  timeout=30)).state == "running":
+            time.sleep(0.3)
+        assert job.state == "done", job
+        tables = load_party_tables({s.name: s.data for s in specs}, "bank")
+        yield Bank(net=net, tables=tables, applicants=applicants)
+
+
+def test_unlabelled_rows_are_counted_and_never_aligned_or_trained_on(bank: Bank) -> None:
+    table = bank.tables["bank"]
+    assert table.unlabelled_rows == APPLICANTS
+    listed = {n.party: n for n in bank.net.stub().ListNodes(
+        coordinator_pb2.ListNodesRequest(), timeout=30).nodes}
+    assert listed["bank"].rows == table.rows
+    assert listed["bank"].schema.unlabelled_rows == APPLICANTS
+    order = AlignmentStore(bank.net.workdir / "state" / "bank").load_order("al")
+    assert len(order) == table.rows - APPLICANTS  # training positions cover labelled rows only
+    log = (bank.net.workdir / "state" / "bank" / "audit.jsonl").read_text().splitlines()
+    opened = [json.loads(line) for line in log if '"train.open"' in line]
+    assert opened and opened[-1]["rows"] == table.rows - APPLICANTS
+
+
+def test_applicants_without_a_label_are_scored_like_the_plaintext_model(bank: Bank) -> None:
+    scorer = BankScorer(load_node_config(bank.net.config_path("bank")), CreditPolicy())
+    try:
+        decisions = scorer.score(bank.applicants[:60], consent="consent-applicants")
+    finally:
+        scorer.close()
+    expected = plaintext_probabilities(bank.net.workdir / "state", bank.tables, "tr",
+                                       bank.applicants[:60])
+    got = np.asarray([d.probability for d in decisions])
+    assert np.abs(got - expected).max() < 1e-4
+    assert all(d.reasons != ("no history at this bank",) for d in decisions)  # rows of ours
+
+
+# the decision service -----------------------------------------------------------------------
+def _call(url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _consent(days: float = 30) -> dict[str, str]:
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    return {"reference": "LOAN-2026-0042", "expires_at": expiry.isoformat()}
+
+
+@pytest.fixture(scope="module")
+def service(bank: Bank) -> Iterator[str]:
+    """`fedcredit decide serve` as a real process beside the bank's node."""
+    from fedcredit.bench.decide_load import decision_service
+
+    with decision_service(bank.net, "bank") as url:
+        yield url
+
+
+def _bank_features(bank: Bank, row: int) -> dict[str, float | None]:
+    table = bank.tables["bank"]
+    return {name: (None if np.isnan(v) else float(v))
+            for name, v in zip(table.features, table.X[row], strict=True)}
+
+
+def test_an_applicant_in_no_bank_table_is_scored_from_the_request(bank: Bank,
+                                                                  service: str) -> None:
+    held = set(bank.tables["bank"].ids)
+    ident = next(i for i in bank.tables["core"].ids if i not in held)
+    features = _bank_features(bank, 3)
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": ident, "consent": _consent(), "purpose": "working capital line",
+        "features": features})
+    assert status == 201, out
+
+    state = bank.net.workdir / "state"
+    own = PartyModel.load(state / "bank" / "models" / "tr" / "model.json")
+    row = np.asarray([[np.nan if features[n] is None else features[n] for n in own.features]])
+    logit = own.partial_logits(row, np.asarray([True]))[0]
+    others = {n: t for n, t in bank.tables.items() if n != "bank"}
+    logit += np.log(plaintext_probabilities(state, others, "tr", [ident])[0])
+    logit -= np.log1p(-plaintext_probabilities(state, others, "tr", [ident])[0])
+    assert abs(out["pd"] - 1 / (1 + np.exp(-logit))) < 1e-4
+    covering = 1 + sum(ident in set(t.ids) for t in others.values())
+    assert out["parties_covering"] == covering and out["outcome"] == "decided"
+    assert out["grade"] and out["credit_line"] is not None and out["score"] is not None
+    assert out["model"]["model_job"] == "tr" and out["policy_version"].startswith("sha256:")
+    assert set(out["inputs"]["sources"].values()) == {"request"}
+
+    status, stored = _call(f"{service}/v1/decisions/{out['decision_id']}")
+    assert status == 200 and stored == out  # everything needed to explain it, kept at the bank
+
+
+def test_request_values_override_the_table_row(bank: Bank, service: str) -> None:
+    ident = bank.tables["bank"].ids[10]
+    name = bank.tables["bank"].features[0]
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": ident, "consent": _consent(), "features": {name: 1.25}})
+    assert status == 201, out
+    assert out["inputs"]["features"][name] == 1.25
+    assert out["inputs"]["sources"][name] == "request"
+    assert set(out["inputs"]["sources"].values()) == {"request", "table"}
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    ({"features": {"no_such_column": 1.0}}, ["body", "features", "no_such_column"]),
+    ({"features": {"FIRST": "twelve"}}, ["body", "features", "FIRST"]),
+    ({"enterprise_id": "91110000000000000Z"}, ["body", "enterprise_id"]),
+    ({"consent": None}, ["body", "consent"]),
+    ({"consent": {"reference": "R-1"}}, ["body", "consent", "expires_at"]),
+    ({"consent": _consent(days=-1)}, ["body", "consent", "expires_at"]),
+    ({"surprise": 1}, ["body", "surprise"]),
+])
+def test_a_bad_field_is_a_422_naming_it(bank: Bank, service: str, change: dict[str, Any],
+                                         loc: list[str]) -> None:
+    first = bank.tables["bank"].features[0]
+    body: dict[str, Any] = {"enterprise_id": bank.tables["bank"].ids[0], "consent": _consent()}
+    body.update(json.loads(json.dumps(change).replace("FIRST", first)))
+    loc = [first if part == "FIRST" else part for part in loc]
+    if body.get("consent") is None:
+        del body["consent"]
+    status, out = _call(service + "/v1/decisions", body)
+    assert status == 422, out
+    assert loc in [e["loc"] for e in out["detail"]]
+
+
+def test_an_applicant_unknown_to_the_bank_needs_every_model_feature(bank: Bank,
+                                                                     service: str) -> None:
+    held = set(bank.tables["bank"].ids)
+    ident = next(i for i in bank.tables["core"].ids if i not in held)
+    features = _bank_features(bank, 3)
+    dropped = sorted(features)[0]
+    del features[dropped]
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": ident, "consent": _consent(), "features": features})
+    assert status == 422 and out["detail"][0]["loc"] == ["body", "features", dropped]
+    assert "missing" in out["detail"][0]["msg"]
+    assert _call(f"{service}/v1/decisions/nosuchdecision")[0] == 404
+    status, spec = _call(service + "/openapi.json")
+    assert status == 200 and "/v1/decisions" in spec["paths"]
+    with urllib.request.urlopen(service + "/docs", timeout=30) as page:
+        assert page.status == 200
+
+
+# signed consent -----------------------------------------------------------------------------
+def _consent_refusals(bank: Bank, node: str) -> list[dict[str, Any]]:
+    log = (bank.net.workdir / "state" / node / "audit.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, log)
+            if e["event"] == "score.refused" and "consent" in e["details"].get("reason", "")]
+
+
+@pytest.mark.parametrize("how", ["unsigned", "expired", "forged", "other ids"])
+def test_a_bad_consent_is_refused_and_audited_at_every_feature_node(bank: Bank,
+                                                                     how: str) -> None:
+    import grpc
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from crypto.consent import ConsentRecord, sign_consent
+    from node.scoring.wire import hash_ids
+
+    scorer = BankScorer(load_node_config(bank.net.config_path("bank")), CreditPolicy())
+    ident = bank.tables["bank"].ids[20]
+    hashed = hash_ids(scorer.id_key, [ident])
+    expires = time.time() + (-60 if how == "expired" else 3600)
+    record, signature = scorer.consent(hashed, "LOAN-7", "credit assessment", expires)
+    if how == "unsigned":
+        signature = b""
+    elif how == "forged":  # signed by a key of the same name that is not the pinned one
+        rogue = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        signature = sign_consent(rogue, ConsentRecord.model_validate_json(record))
+    elif how == "other ids":
+        record, signature = scorer.consent(hash_ids(scorer.id_key, [bank.tables["bank"].ids[21]]),
+                                           "LOAN-7", "credit assessment", expires)
+    header = coordinator_pb2.ScoreRequestHeader(
+        bank="bank", model_id=scorer.model_id, model_job=scorer.job, consent="LOAN-7",
+        purpose="credit assessment", request_no=7, ids=1, consent_record=record,
+        consent_signature=signature)
+    before = {n: len(_consent_refusals(bank, n)) for n in ("core", "logistics", "tax")}
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            list(scorer.stub.Score(iter([coordinator_pb2.ScoreRequest(header=header),
+                                         coordinator_pb2.ScoreRequest(hashed_ids=hashed)]),
+                                   timeout=60))
+    finally:
+        scorer.close()
+    assert "consent" in (err.value.details() or "")
+    deadline = time.monotonic() + 10
+    while True:  # each node refuses on its own; the coordinator answers after the first
+        after = {n: len(_consent_refusals(bank, n)) for n in before}
+        if all(after[n] == before[n] + 1 for n in before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after == {n: before[n] + 1 for n in before}
+
+
+def test_a_decision_carries_a_signed_consent_each_feature_node_logs(bank: Bank,
+                                                                    service: str) -> None:
+    status, out = _call(service + "/v1/decisions", {
+        "enterprise_id": bank.tables["bank"].ids[30], "consent": _consent()})
+    assert status == 201, out
+    for node in ("core", "logistics", "tax"):
+        log = (bank.net.workdir / "state" / node / "audit.jsonl").read_text().splitlines()
+        last = [e for e in map(json.loads, log) if e["event"] == "score"][-1]
+        assert last["consent"] == "LOAN-2026-0042" and last["details"]["consent_signature"]
+
+
+def test_the_service_answers_concurrent_clients_without_errors(bank: Bank, service: str) -> None:
+    from fedcredit.bench.decide_load import load_decisions
+
+    figures = load_decisions(service, bank.tables["bank"].ids[100:600], clients=4, seconds=3)
+    print(json.dumps(figures))
+    assert figures["service_errors"] == 0 and figures["service_requests"] > 4
+    assert figures["service_p99_ms"] >= figures["service_p50_ms"] > 0
