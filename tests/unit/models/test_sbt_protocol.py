@@ -26,7 +26,7 @@ from models.sbt.local import LocalRun, run_local, score_local
 from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
 
 JOB = "sbt-job"
-CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3)
+CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3, min_histogram_rows=16)
 DATA = Path("/work/shared/data")
 
 
@@ -194,6 +194,7 @@ def test_the_lookup_table_never_leaves_the_feature_party(encrypted: Trained) -> 
         "partitions",
         "topology",
         "report",  # L's per-tree loss and AUC, for the coordinator's job record
+        "next_tree",  # each party's first tree to build (resume), for the driver
     }
     records = np.array([r.threshold for p in encrypted.parties for r in p._records])
     as64, as32 = _encodings(records)
