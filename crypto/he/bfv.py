@@ -1,8 +1,10 @@
 """BFV for SecureBoost: gradient histograms by coefficient packing, and scoring slot products.
 
 Chosen by measurement on this 2-core machine (CPU seconds on one core). One histogram "pass" is
-100,000 rows x 300 feature columns x 33 bin slots (32 bins + missing); a depth-3 tree needs at
-most two passes (root, then only the smaller child of each pair; L gets the sibling by subtraction).
+100,000 rows x 300 feature columns x 33 bin slots (32 bins + missing). Since F may not learn which
+rows sit in a node, every requested node costs a pass over all rows (L zeroes the other rows'
+gradients): a full depth-3 tree takes four (root, the left child of the root's split, the left
+child of each level-1 split; L gets each right child by subtraction).
 
 * Paillier, n = 3072 bits (128-bit; 2048 bits is only ~112-bit per NIST SP 800-57): 8.9 us per
   ciphertext addition, 3e7 additions per pass = 270 s. OU at 3072 bits: 3.0 us = 90 s, before
@@ -17,7 +19,8 @@ most two passes (root, then only the smaller child of each pair; L gets the sibl
   transform_to_ntt, multiply_plain, add): 322 us per product = 38 s per pass. Batched in numpy
   instead (exact negacyclic products by a folded complex FFT over 20-bit limbs, the sum over
   chunks as one matrix product per frequency): ~14 s per pass, plus 5.4 ms to read each received
-  ciphertext out of SEAL (2.2 s per pass) -> measured 43 s per encrypted depth-3 tree. Chosen.
+  ciphertext out of SEAL (2.2 s per pass) -> measured 43 s per encrypted depth-3 tree when F
+  summed only a node's rows (two passes). Chosen.
 
 Security: N = 8192 and q = two 60-bit primes (+ a 60-bit special prime) = 180 <= 218 bits, the
 HomomorphicEncryption.org 128-bit bound SEAL enforces (sec_level tc128). Key generation,
