@@ -120,7 +120,7 @@ class Floors(BaseModel):
     """Smallest bound of the masks that hide values the arbiter decrypts."""
     min_validation_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Label node: smallest share of its rows held out for validation (0: train = test)."""
-    min_histogram_rows: int = Field(default=32, ge=1)
+    min_histogram_rows: int = Field(default=128, ge=1)
     """Feature node: fewest rows in a tree node it builds histograms for (boosting)."""
 
 

@@ -199,6 +199,11 @@ class PlainTwin:
         total = (sums_lo + (sums_hi << np.uint64(30))) & np.uint64(self.plain_modulus - 1)
         return self._vector(total, 1)
 
+    def histograms_many(
+        self, vectors: Sequence[bytes], bins: np.ndarray, slots: int
+    ) -> list[bytes]:
+        return [self.histograms(v, bins, slots) for v in vectors]
+
     def decrypt_histograms(self, data: bytes, features: int, slots: int) -> np.ndarray:
         values = self._values(data, 1)
         if values.size != features * slots:

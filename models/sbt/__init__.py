@@ -12,9 +12,12 @@ Tree k, level d, with StepKey(job, epoch=k, batch=d, step):
           L.find_splits(key, {F: histograms}) -> {F: split request} -> F.split(key, request)
           L.apply_splits(key, {F: partitions})
 End:      L.end_tree(k) -> {F: topology} -> F.end_tree(k, topology)
-What moves: L -> F row positions of a node (F learns each node's rows, as in FATE) and BFV
-ciphertexts of packed gradients; F -> L encrypted per-bin sums (masked, flooded) and left/right
-bitmasks; never a gradient, a label, a feature value or a threshold in the clear.
+What moves: L -> F node ids, row counts, and per requested node BFV ciphertexts of packed
+gradients over every row (zero outside the node and for unsampled rows), so F never learns which
+rows sit in a node or were sampled; for a split F won, an encrypted node indicator over every row.
+F -> L encrypted per-bin sums (masked, flooded) and the indicator times F's left indicator
+(flooded): L learns the partition of that node's rows only. Never a gradient, a label, a
+feature value, a threshold or a row position.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class SbtConfig(BaseModel):
     subsample: float = 1.0  # fraction of rows per tree (ignored when goss is set)
     goss: tuple[float, float] | None = None  # (top rate, other rate): gradient-based sampling
     first_tree_label_only: bool = False  # FATE's complete_secure: tree 0 on L's features only
+    min_histogram_rows: int = 128  # fewest sampled rows of a node F sums (>= each F's floor)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -67,6 +71,8 @@ class SbtConfig(BaseModel):
             problems.append("reg_lambda, min_child_weight and gamma must be >= 0")
         if not 0.0 < self.subsample <= 1.0:
             problems.append(f"subsample {self.subsample} must be in (0, 1]")
+        if self.min_histogram_rows < 1:
+            problems.append(f"min_histogram_rows {self.min_histogram_rows} must be >= 1")
         if self.goss is not None:
             top, other = self.goss
             if not (0 < top < 1 and 0 < other < 1 and top + other <= 1):

@@ -17,10 +17,8 @@ from models.sbt import (
     column_edges,
     decode_head,
     decode_ints,
-    decode_positions,
     encode_head,
     encode_ints,
-    encode_mask,
 )
 from models.vlr import StepCache
 
@@ -46,7 +44,10 @@ class FeatureParty:
     """One feature holder. Per level: histograms -> split; per tree: end_tree.
 
     The lookup table (record id -> feature, threshold) stays in this object: answers carry
-    record ids and left/right bitmasks only.
+    record ids and encrypted products only. F never sees which rows sit in a node: it sums
+    node-masked encrypted gradients over all its aligned rows, and multiplies an encrypted node
+    indicator by its own left indicator. It refuses nodes below `config.min_histogram_rows`
+    (a job's value, at least the node's own `[floors] min_histogram_rows`).
     """
 
     def __init__(
@@ -128,47 +129,49 @@ class FeatureParty:
         he, binning = self._opened()
         frames = unpack_frames(request)
         count = decode_head(frames[0], HIST_REQUEST, key) if frames else 0
-        if len(frames) != 2 + 2 * count:
+        if len(frames) != 3 + count:
             raise ProtocolError("histogram request frames do not match its node count")
         nodes = decode_ints(frames[1], count)
+        counts = decode_ints(frames[2], 2 * count).reshape(count, 2)  # node's rows, sibling's
+        floor = self.config.min_histogram_rows
+        for node, (rows, sibling) in zip(nodes, counts, strict=True):
+            if rows < floor or (node and sibling < floor):
+                raise ProtocolError(
+                    f"{self.name} refuses histograms for node {node} ({rows} rows, sibling "
+                    f"{sibling}): below its minimum of {floor} rows per node")
         out = [encode_head(HIST_RESPONSE, key.epoch, key.batch, count), encode_ints(nodes)]
         out.append(encode_ints(np.array([self.n_features])))
-        for i in range(count):
-            rows = decode_positions(frames[2 + 2 * i], self.n_rows)
-            if rows.size == 0:
-                raise ProtocolError(f"node {nodes[i]} has no rows")
-            codes = binning.codes[rows]
-            out.append(he.histograms(frames[3 + 2 * i], codes, self.config.slots))
+        out += he.histograms_many(frames[3:], binning.codes, self.config.slots)
         return self._steps.store(key, request, pack_frames(out))
 
     def split(self, key: StepKey, request: bytes) -> bytes:
-        """Record each winning split privately; answer record ids and left bitmasks."""
+        """Record each winning split privately; answer record ids and, per split, the encrypted
+        node indicator times this party's left indicator over every row (flooded)."""
         self._check(key, "split")
         cached = self._steps.lookup(key, request)
         if cached is not None:
             return cached
-        _, binning = self._opened()
+        he, binning = self._opened()
         frames = unpack_frames(request)
         count = decode_head(frames[0], SPLIT_REQUEST, key) if frames else 0
         if len(frames) != 2 + count:
             raise ProtocolError("split request frames do not match its split count")
         spec = decode_ints(frames[1], 4 * count).reshape(count, 4)  # node, feature, bin, missing
         out = [encode_head(SPLIT_RESPONSE, key.epoch, key.batch, count)]
-        records, masks = [], []
+        records, products = [], []
         for (_, feature, bin_index, missing_left), frame in zip(spec, frames[2:], strict=True):
             if not 0 <= feature < self.n_features or not 0 <= bin_index < self.config.bins:
                 raise ProtocolError(f"split on feature {feature}, bin {bin_index} out of range")
-            rows = decode_positions(frame, self.n_rows)
             record = SplitRecord(
                 int(feature), binning.threshold(int(feature), int(bin_index)), bool(missing_left)
             )
-            codes = binning.codes[rows, feature]
+            codes = binning.codes[:, feature]
             left = np.where(codes == self.config.bins, record.missing_left, codes <= bin_index)
+            products.append(he.multiply_slots(frame, left.astype(np.uint64)))
             records.append(len(self._records))
             self._records.append(record)
-            masks.append(encode_mask(left))
         out.append(encode_ints(np.asarray(records, dtype=np.int64)))
-        return self._steps.store(key, request, pack_frames(out + masks))
+        return self._steps.store(key, request, pack_frames(out + products))
 
     def end_tree(self, tree: int, topology: bytes) -> None:
         """Keep the finished tree's shape (heap-ordered node codes) for joint scoring."""
@@ -185,6 +188,38 @@ class FeatureParty:
         if mine.size and (mine.max() >= len(self._records) or np.unique(mine).size != mine.size):
             raise ProtocolError("topology names records this party does not hold")
         self._topologies.append(codes)
+        self._steps.clear()
+
+    @property
+    def next_epoch(self) -> int:
+        return self.trees_done
+
+    def state_dict(self) -> dict[str, object]:
+        """The lookup table and the finished trees' node codes (bins are rebuilt at open)."""
+        size = 2 ** (self.config.depth + 1) - 1
+        return {
+            "role": "feature", "name": self.name, "job": self.job,
+            "record_feature": np.array([r.feature for r in self._records], np.int64),
+            "record_threshold": np.array([r.threshold for r in self._records], np.float64),
+            "record_missing_left": np.array([r.missing_left for r in self._records], bool),
+            "topologies": np.stack(self._topologies) if self._topologies
+            else np.zeros((0, size), np.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if state.get("role") != "feature" or (state.get("name"), state.get("job")) != (
+                self.name, self.job):
+            raise ValueError("checkpoint is not this job's feature party")
+        features = np.asarray(state["record_feature"], np.int64)
+        thresholds = np.asarray(state["record_threshold"], np.float64)
+        missing = np.asarray(state["record_missing_left"], bool)
+        topologies = np.asarray(state["topologies"], np.int64)
+        if not features.shape == thresholds.shape == missing.shape or topologies.ndim != 2 or (
+                features.size and not 0 <= features.min() <= features.max() < self.n_features):
+            raise ValueError("checkpoint's lookup table does not fit this party's columns")
+        self._records = [SplitRecord(int(f), float(t), bool(m))
+                         for f, t, m in zip(features, thresholds, missing, strict=True)]
+        self._topologies = [row.copy() for row in topologies]
         self._steps.clear()
 
     def topology(self, tree: int) -> np.ndarray:

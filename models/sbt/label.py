@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -16,10 +16,8 @@ from models.sbt import (
     StepKey,
     decode_head,
     decode_ints,
-    decode_mask,
     encode_head,
     encode_ints,
-    encode_positions,
     quantile_bins,
 )
 from models.sbt.feature import (
@@ -38,6 +36,8 @@ from models.sbt.tree import (
     quantize,
     sample_rows,
     split_gains,
+    trees_from_state,
+    trees_state,
     unpack_sums,
 )
 from models.vlr import StepCache, digest
@@ -63,6 +63,9 @@ class _Build:
     node_hist: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     pending: dict[str, list[int]] = field(default_factory=dict)
     split_rows: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def sampled_in(self, node: int) -> int:
+        return int(np.count_nonzero((self.node_of == node) & self.sampled))
 
 
 class LabelParty:
@@ -123,6 +126,32 @@ class LabelParty:
         self._he = self._suite.make_private()
         return self._he.public_bytes()
 
+    @property
+    def next_epoch(self) -> int:
+        """The next tree to build (a resumed job starts here)."""
+        return len(self.trees)
+
+    def state_dict(self) -> dict[str, object]:
+        """Finished trees, margins and reports (no key: a resumed run makes fresh keys)."""
+        return {"role": "label", "job": self.job, "margin": self.margin.copy(),
+                "reports": [asdict(r) for r in self.reports],
+                "party_width": dict(self._party_width),
+                **trees_state(self.trees, self.config.depth)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if state.get("role") != "label" or state.get("job") != self.job:
+            raise ValueError("checkpoint is not this job's label party")
+        margin = np.asarray(state["margin"], dtype=np.float64)
+        trees = trees_from_state(state, self.config.depth)
+        reports = [TreeReport(**r) for r in state["reports"]]  # type: ignore[attr-defined]
+        if margin.shape != self.margin.shape or len(reports) != len(trees):
+            raise ValueError("checkpoint does not match this job's rows or trees")
+        self.margin, self.trees, self.reports = margin, trees, reports
+        self._party_width = {str(k): int(v) for k, v in
+                             state["party_width"].items()}  # type: ignore[attr-defined]
+        self._build, self._applied = None, None
+        self._steps.clear()
+
     def owner_index(self, party: str) -> int:
         return self.feature_parties.index(party) + 1
 
@@ -162,30 +191,34 @@ class LabelParty:
         cached = self._steps.lookup(key, b"")
         if cached is not None:
             return cached or None
-        build.requested = []
-        if self._uses_parties(build):
-            for node in build.frontier:
-                sibling = node + 1 if node % 2 else node - 1
-                if node == 0:
-                    build.requested.append(node)
-                elif node % 2:  # the smaller child of each pair; the other comes by subtraction
-                    left, right = (self._rows(build, c, True).size for c in (node, sibling))
-                    build.requested.append(node if left <= right else sibling)
-        nodes = [n for n in build.requested if self._rows(build, n, True).size]
-        if not nodes:
+        build.requested = self._eligible(build)
+        if not build.requested:
             self._steps.store(key, b"", b"")
             return None
+        counts = [[build.sampled_in(n), build.sampled_in(n + 1) if n else 0]
+                  for n in build.requested]
         frames = [
-            encode_head(HIST_REQUEST, key.epoch, key.batch, len(nodes)),
-            encode_ints(np.array(nodes)),
+            encode_head(HIST_REQUEST, key.epoch, key.batch, len(build.requested)),
+            encode_ints(np.array(build.requested)),
+            encode_ints(np.array(counts).reshape(-1)),
         ]
-        for node in nodes:
-            rows = self._rows(build, node, True)
-            frames += [
-                encode_positions(rows),
-                self.he.encrypt_chunks(build.packed[rows], self.config.slots),
-            ]
+        for node in build.requested:  # over every row: zero outside the node and unsampled
+            inside = (build.node_of == node) & build.sampled
+            values = np.where(inside, build.packed, np.uint64(0))
+            frames.append(self.he.encrypt_chunks(values, self.config.slots))
         return self._steps.store(key, b"", pack_frames(frames))
+
+    def _eligible(self, build: _Build) -> list[int]:
+        """Nodes whose F sums L asks for: the root, then the left child of each split node that
+        has F sums (the right one is parent minus left), when both children reach the floor.
+        Every node L can derive sums for is then at or above the floor."""
+        if not self._uses_parties(build):
+            return []
+        floor = self.config.min_histogram_rows
+        if build.level == 0:
+            return [0] if build.sampled_in(0) >= floor else []
+        return [n for n in build.frontier if n % 2 and build.parent_hist.get((n - 1) // 2)
+                and min(build.sampled_in(n), build.sampled_in(n + 1)) >= floor]
 
     def _built(self, key: StepKey) -> _Build:
         if self._build is None or self._build.tree != key.epoch or self._build.level != key.batch:
@@ -195,7 +228,7 @@ class LabelParty:
     def _decode_histograms(
         self, key: StepKey, build: _Build, responses: Mapping[str, bytes]
     ) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        asked = [n for n in build.requested if self._rows(build, n, True).size]
+        asked = build.requested
         expected = self.feature_parties if asked else ()
         if tuple(sorted(responses)) != expected:
             raise ProtocolError(f"histograms expected from {expected}, got {sorted(responses)}")
@@ -261,11 +294,11 @@ class LabelParty:
             feature, bin_index, missing_left = np.unravel_index(best, gains.shape)
             self._record_split(build, node, party, int(feature), int(bin_index), bool(missing_left))
             if party:
-                all_rows = self._rows(build, node, False)
                 build.pending.setdefault(party, []).append(node)
-                build.split_rows[node] = all_rows
+                build.split_rows[node] = self._rows(build, node, False)
                 spec = encode_ints(np.array([node, feature, bin_index, missing_left]))
-                out.setdefault(party, []).extend([spec, encode_positions(all_rows)])
+                inside = (build.node_of == node).astype(np.uint64)  # an encrypted indicator
+                out.setdefault(party, []).extend([spec, self.he.encrypt_slots(inside)])
         requests = {
             party: pack_frames(
                 [
@@ -285,16 +318,15 @@ class LabelParty:
         node: int,
         decoded: Mapping[int, Mapping[str, tuple[np.ndarray, np.ndarray]]],
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """F's sums for a node: decrypted, or parent minus the decrypted sibling (exact ints)."""
-        if not self._uses_parties(build) or node in build.requested:
-            return dict(decoded.get(node, {}))  # empty when the node has no sampled rows
-        sibling = decoded.get(node + 1 if node % 2 else node - 1, {})
-        return {
-            party: (pg - sibling[party][0], ph - sibling[party][1])
-            if party in sibling
-            else (pg, ph)
-            for party, (pg, ph) in build.parent_hist[(node - 1) // 2].items()
-        }
+        """F's sums for a node: decrypted, parent minus the decrypted left sibling (exact ints),
+        or none (F's columns are not candidates there)."""
+        if node in build.requested:
+            return dict(decoded[node])
+        if node == 0 or node - 1 not in build.requested:
+            return {}
+        left = decoded[node - 1]
+        return {party: (pg - left[party][0], ph - left[party][1])
+                for party, (pg, ph) in build.parent_hist[(node - 1) // 2].items()}
 
     def _record_split(
         self, build: _Build, node: int, party: str, feature: int, bin_index: int, missing_left: bool
@@ -332,9 +364,15 @@ class LabelParty:
             if count != len(nodes) or len(frames) != 2 + count:
                 raise ProtocolError(f"{party} answered {count} splits, {len(nodes)} were asked")
             records = decode_ints(frames[1], count)
-            for node, record, mask in zip(nodes, records, frames[2:], strict=True):
+            for node, record, blob in zip(nodes, records, frames[2:], strict=True):
                 rows = build.split_rows[node]
-                left = decode_mask(mask, rows.size)
+                product = self.he.decrypt_slots(blob)  # node indicator x F's left indicator
+                outside = np.ones(product.size, bool)
+                outside[rows] = False
+                if product.size != self.n_rows or product.max(initial=0) > 1 or product[
+                        outside].any():
+                    raise ProtocolError(f"{party}'s partition of node {node} is not 0/1 on it")
+                left = product[rows] == 1
                 build.node_of[rows] = np.where(left, 2 * node + 1, 2 * node + 2)
                 build.structure.record[node] = record
         split = [n for n in build.frontier if build.structure.owner[n] >= 0]

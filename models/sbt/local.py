@@ -22,13 +22,15 @@ def run_local(
     capture: bool = False,
     stop_after_tree: int | None = None,
     label_name: str = "label",
+    resume: bool = False,
 ) -> LocalRun:
-    """Build trees until L has `config.trees` of them (or pause after `stop_after_tree`)."""
+    """Build trees until L has `config.trees` of them (or pause after `stop_after_tree`; new
+    roles that `load_state_dict()` the paused ones' state continue with `resume=True`)."""
     by_name = {f.name: f for f in features}
     if tuple(sorted(by_name)) != label.feature_parties:
         raise ValueError(f"L expects parties {label.feature_parties}, got {sorted(by_name)}")
     return run_declared(ALGORITHM, (label_name, label), by_name, label.config, job_id=label.job,
-                        stop_after=stop_after_tree, capture=capture)
+                        stop_after=stop_after_tree, capture=capture, resume=resume)
 
 
 def score_local(

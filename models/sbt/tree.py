@@ -50,6 +50,26 @@ class Tree:
         )
 
 
+TREE_FIELDS = ("owner", "feature", "bin", "threshold", "missing_left", "record", "value")
+
+
+def trees_state(trees: list[Tree], depth: int) -> dict[str, np.ndarray]:
+    """Trees as stacked arrays (one row per tree) for a checkpoint."""
+    empty = Tree.empty(depth)
+    return {f"tree_{f}": np.stack([getattr(t, f) for t in trees]) if trees
+            else np.zeros((0, getattr(empty, f).size), getattr(empty, f).dtype)
+            for f in TREE_FIELDS}
+
+
+def trees_from_state(state: dict[str, object], depth: int) -> list[Tree]:
+    """The trees `trees_state` stacked; a checkpoint of another depth is refused."""
+    size = 2 ** (depth + 1) - 1
+    arrays = [np.asarray(state[f"tree_{f}"]) for f in TREE_FIELDS]
+    if any(a.ndim != 2 or a.shape != arrays[0].shape or a.shape[1] != size for a in arrays):
+        raise ValueError(f"checkpoint trees do not have {size} nodes each")
+    return [Tree(*(a[i].copy() for a in arrays)) for i in range(arrays[0].shape[0])]
+
+
 @dataclass
 class TreeReport:
     """What L tells the driver after a tree: training loss and AUC (train = test)."""

@@ -4,12 +4,14 @@ The run is `models.sbt.local.run_local(capture=True)`: the declared driver and s
 network runs. A node's step handler (`node/steps.py`) unseals each part and hands the step function
 exactly these bytes, and seals exactly the bytes the step function returns, so a captured payload
 is byte for byte what the recipient reads after unsealing. Decoding below uses only what that
-party holds: the feature node reads its requests' frames (positions are cleartext frames of the
-request); the bank decrypts the answers with its own secret key and knows its own gradients.
+party holds: the feature node reads its requests' cleartext frames (node ids and row counts; the
+gradients and node indicators are ciphertexts under the bank's key, its answers too), so it
+decodes no positions; the bank decrypts the answers with its own secret key and knows its own
+gradients and which rows it put in each node.
 
 Runs use the plaintext twin (`PlainTwin.suite_for_testing()`) by default: it builds the same trees
 as BFV (`tests/unit/models/test_sbt_protocol.py::test_encrypted_and_twin_build_the_same_trees`),
-its request frames hold the same positions, and its "decryption" yields the same exact bin sums,
+its request frames have the same cleartext frames, and its "decryption" yields the same exact sums,
 since BFV's sums are exact integers mod t. `test_sbt_transcript.py` checks this on a small run.
 """
 
@@ -27,8 +29,6 @@ from models.sbt import (
     StepKey,
     decode_head,
     decode_ints,
-    decode_mask,
-    decode_positions,
 )
 from models.sbt.feature import HIST_REQUEST, HIST_RESPONSE, SPLIT_REQUEST, FeatureParty
 from models.sbt.label import LabelParty, _Build
@@ -61,9 +61,13 @@ def give_credit(rows: int, seed: int = 0) -> Credit:
 class FeatureView:
     """Everything the feature node reads, decoded as it would decode it.
 
-    histogram[t][d][node] = positions of the node's (sampled) rows in the histogram request;
-    split[t][d][node] = positions of all the node's rows in a split request F won;
-    left[t][d][node] = F's own answer to that request (which of those rows went left);
+    histogram[t][d][node] = positions of the node's (sampled) rows F can read from the histogram
+    request: none (the request carries node ids, row counts and ciphertexts over every row);
+    split[t][d][node] = positions of the node's rows F can read from a split request it won:
+    none (an encrypted node indicator over every row);
+    left[t][d][node] = which of those rows F's answer sends left: none it can read (its answer
+    is the encrypted product of that indicator and its own left indicator over every row);
+    counts[t][d][node] = the (node, sibling) row counts the request states;
     topology[t] = the node codes of tree t (ABSENT, LEAF, OTHER or F's record id).
     """
 
@@ -71,6 +75,7 @@ class FeatureView:
     histogram: list[list[dict[int, np.ndarray]]] = field(default_factory=list)
     split: list[list[dict[int, np.ndarray]]] = field(default_factory=list)
     left: list[list[dict[int, np.ndarray]]] = field(default_factory=list)
+    counts: list[list[dict[int, np.ndarray]]] = field(default_factory=list)
     topology: list[np.ndarray] = field(default_factory=list)
 
 
@@ -130,35 +135,38 @@ def _levels(config: SbtConfig) -> list[dict[int, np.ndarray]]:
 def feature_view(run: LocalRun, n_rows: int, config: SbtConfig) -> FeatureView:
     """Decode the payloads addressed to F (one F here): requests and topologies."""
     view = FeatureView(n_rows)
+    none = np.zeros(0, np.int64)  # no cleartext frame holds a position or a left bit
     for kind, data in run.payloads:
         if kind not in ("histogram_request", "split_request", "partitions", "topology"):
             continue
         frames = unpack_frames(data)
-        if kind == "partitions":  # F's own answer to the split request just decoded
+        if kind == "partitions":  # F's own answer: ciphertexts of products it cannot read
             tree, level = _tree_level(frames[0])
             while len(view.left) <= tree:
                 view.left.append(_levels(config))
             asked = view.split[tree][level]
-            for node, mask in zip(asked, frames[2:], strict=True):
-                view.left[tree][level][node] = decode_mask(mask, asked[node].size)
+            assert len(frames) == 2 + len(asked)
+            view.left[tree][level].update({node: none for node in asked})
         elif kind in ("histogram_request", "split_request"):
             tag = HIST_REQUEST if kind == "histogram_request" else SPLIT_REQUEST
             tree, level = _tree_level(frames[0])
             count = decode_head(frames[0], tag, StepKey(JOB, tree, level, kind))
             table = view.histogram if kind == "histogram_request" else view.split
-            while len(table) <= tree:
-                table.append(_levels(config))
+            for grown in (table, view.counts):
+                while len(grown) <= tree:
+                    grown.append(_levels(config))
             if kind == "histogram_request":
+                assert len(frames) == 3 + count  # ids, counts, one ciphertext vector per node
                 nodes = decode_ints(frames[1], count)
-                rows = [frames[2 + 2 * i] for i in range(count)]
+                counts = decode_ints(frames[2], 2 * count).reshape(count, 2)
+                view.counts[tree][level].update(zip(nodes.tolist(), counts, strict=True))
             else:
+                assert len(frames) == 2 + count  # specs, one encrypted indicator per split
                 nodes = decode_ints(frames[1], 4 * count).reshape(count, 4)[:, 0]
-                rows = frames[2:]
-            for node, blob in zip(nodes, rows, strict=True):
-                table[tree][level][int(node)] = decode_positions(blob, n_rows)
+            table[tree][level].update({int(node): none for node in nodes})
         elif kind == "topology":
             view.topology.append(decode_ints(frames[1]))
-    for table in (view.histogram, view.split, view.left):
+    for table in (view.histogram, view.split, view.left, view.counts):
         while len(table) < len(view.topology):
             table.append(_levels(config))
     return view
@@ -171,7 +179,8 @@ def _tree_level(head: bytes) -> tuple[int, int]:
 
 def bank_view(run: LocalRun, label: LabelParty, builds: list[_Build],
               config: SbtConfig) -> BankView:
-    """Pair each histogram request L sent with the answer it decrypted."""
+    """Pair each histogram request L sent with the answer it decrypted; the rows of a node are
+    L's own record (its sampled rows whose node at that level was the requested one)."""
     view = BankView(gq=[b.gq.copy() for b in builds], hq=[b.hq.copy() for b in builds])
     asked: list[tuple[int, int, np.ndarray, list[np.ndarray]]] = []
     t = label.he.plain_modulus
@@ -183,7 +192,7 @@ def bank_view(run: LocalRun, label: LabelParty, builds: list[_Build],
             tree, level = _tree_level(frames[0])
             count = decode_head(frames[0], HIST_REQUEST, StepKey(JOB, tree, level, kind))
             nodes = decode_ints(frames[1], count)
-            rows = [decode_positions(frames[2 + 2 * i], label.n_rows) for i in range(count)]
+            rows = [_own_rows(builds[tree], int(node), level) for node in nodes]
             asked.append((tree, level, nodes, rows))
         elif kind == "histograms":
             tree, level, nodes, rows = asked.pop(0)
@@ -196,3 +205,11 @@ def bank_view(run: LocalRun, label: LabelParty, builds: list[_Build],
                 g, h = unpack_sums(residues, builds[tree].shift, t)
                 view.sums[tree][level][int(node)] = (rows[i], g, h)
     return view
+
+
+def _own_rows(build: _Build, node: int, level: int) -> np.ndarray:
+    """The sampled rows L placed in `node` (at depth `level`), from where each row ended."""
+    ancestor = build.node_of.copy()
+    while (deeper := ancestor > 2 ** (level + 1) - 2).any():
+        ancestor[deeper] = (ancestor[deeper] - 1) // 2
+    return np.flatnonzero((ancestor == node) & build.sampled)

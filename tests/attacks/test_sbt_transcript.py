@@ -11,7 +11,7 @@ from models.sbt import SbtConfig
 from tests.attacks.sbt_attacks import node_paths
 from tests.attacks.sbt_transcript import Run, give_credit, train
 
-SMALL = SbtConfig(trees=2, depth=3, bins=8)
+SMALL = SbtConfig(trees=2, depth=3, bins=8, min_histogram_rows=48)
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +24,27 @@ def encrypted() -> Run:
     return train(give_credit(300, seed=3), SMALL, BFV_SUITE)
 
 
-def test_feature_node_rebuilds_every_rows_node_from_its_requests(twin: Run) -> None:
-    paths = node_paths(twin.feature_view)
-    for tree, build in enumerate(twin.builds):
-        final = build.node_of  # the bank's own record of where each row ended
-        known = paths[:, tree * SMALL.depth + SMALL.depth - 1]
-        ancestor = final.copy()
-        while (deeper := ancestor > known).any():
-            ancestor[deeper] = (ancestor[deeper] - 1) // 2
-        assert np.array_equal(ancestor, known)
+def test_feature_node_reads_node_ids_and_counts_but_no_rows(twin: Run) -> None:
+    view = twin.feature_view
+    asked = [rows for table in (view.histogram, view.split, view.left)
+             for tree in table for level in tree for rows in level.values()]
+    assert asked and all(rows.size == 0 for rows in asked)
+    paths = node_paths(view)  # every row at the same node: no membership to rank by
+    assert paths.shape[1] and all(np.unique(paths[:, j]).size == 1 for j in range(paths.shape[1]))
+    for tree, build in enumerate(twin.builds):  # the stated counts are the bank's own
+        for level, stated in enumerate(view.counts[tree]):
+            for node, (rows, sibling) in stated.items():
+                assert rows == np.count_nonzero((build.node_of >= 0) & build.sampled & (
+                    _at(build.node_of, level) == node))
+                assert node == 0 or sibling == np.count_nonzero(
+                    build.sampled & (_at(build.node_of, level) == node + 1))
+
+
+def _at(final: np.ndarray, level: int) -> np.ndarray:
+    ancestor = final.copy()
+    while (deeper := ancestor > 2 ** (level + 1) - 2).any():
+        ancestor[deeper] = (ancestor[deeper] - 1) // 2
+    return ancestor
 
 
 def test_bank_decrypts_the_exact_bin_sums_of_its_gradients(twin: Run) -> None:
@@ -46,11 +58,11 @@ def test_bank_decrypts_the_exact_bin_sums_of_its_gradients(twin: Run) -> None:
                     assert np.array_equal(g_bins[column], expected.astype(np.int64))
 
 
-def test_bfv_and_twin_transcripts_carry_the_same_positions_and_sums(
+def test_bfv_and_twin_transcripts_carry_the_same_frames_and_sums(
         twin: Run, encrypted: Run) -> None:
     a, b = twin.feature_view, encrypted.feature_view
     assert any(level for tree in a.split for level in tree)  # F won splits: not a vacuous check
-    for table in ("histogram", "split", "left"):
+    for table in ("histogram", "split", "left", "counts"):
         for tree_a, tree_b in zip(getattr(a, table), getattr(b, table), strict=True):
             for level_a, level_b in zip(tree_a, tree_b, strict=True):
                 assert level_a.keys() == level_b.keys()

@@ -26,7 +26,7 @@ from models.sbt.local import LocalRun, run_local, score_local
 from models.sbt.scoring import FeatureScorer, LabelScorer, ScoreRelay
 
 JOB = "sbt-job"
-CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3)
+CONFIG = SbtConfig(trees=3, depth=3, bins=8, learning_rate=0.3, min_histogram_rows=16)
 DATA = Path("/work/shared/data")
 
 
@@ -194,6 +194,7 @@ def test_the_lookup_table_never_leaves_the_feature_party(encrypted: Trained) -> 
         "partitions",
         "topology",
         "report",  # L's per-tree loss and AUC, for the coordinator's job record
+        "next_tree",  # each party's first tree to build (resume), for the driver
     }
     records = np.array([r.threshold for p in encrypted.parties for r in p._records])
     as64, as32 = _encodings(records)
@@ -383,3 +384,60 @@ def test_give_credit_twin_lands_within_0005_of_xgboost() -> None:
 def test_give_credit_encrypted_lands_within_0005_of_xgboost() -> None:
     federated, xgb = _give_credit_auc(BFV_SUITE)
     assert abs(federated - xgb) < 0.005 and federated > 0.86
+
+
+def test_a_job_resumed_after_any_tree_builds_the_same_model(data: Dataset, twin: Trained) -> None:
+    """Checkpoints are the roles' state dicts through the node's .npz codec; fresh keys."""
+    from common.files import load_state, state_bytes
+
+    suite = PlainTwin.suite_for_testing()
+    first = train(suite, data, CONFIG)
+    label = LabelParty(JOB, data.label, data.labels, sorted(data.tables), CONFIG, suite=suite)
+    parties = [FeatureParty(n, JOB, t, a, CONFIG, suite=suite) for n, (t, a) in data.tables.items()]
+    run_local(label, parties, stop_after_tree=0)
+    assert label.next_epoch == 1 and all(p.next_epoch == 1 for p in parties)
+    resumed = LabelParty(JOB, data.label, data.labels, sorted(data.tables), CONFIG, suite=suite)
+    resumed.load_state_dict(load_state(state_bytes(label.state_dict()), "label"))
+    again = [FeatureParty(n, JOB, t, a, CONFIG, suite=suite) for n, (t, a) in data.tables.items()]
+    for old, new in zip(parties, again, strict=True):
+        new.load_state_dict(load_state(state_bytes(old.state_dict()), old.name))
+    run = run_local(resumed, again, resume=True)
+    assert [r["epoch"] for r in run.reports] == [1, 2]
+    assert all(a.equal(b) for a, b in zip(resumed.trees, first.label.trees, strict=True))
+    assert np.array_equal(resumed.margin, first.label.margin)
+    assert [p.records() for p in again] == [p.records() for p in first.parties]
+
+
+def test_feature_nodes_refuse_nodes_below_their_floor(data: Dataset) -> None:
+    from models.protocol import BelowFloor, Floors
+    from models.sbt.algorithm import ALGORITHM
+
+    with pytest.raises(BelowFloor, match="min_histogram_rows"):
+        ALGORITHM.apply_floors(CONFIG, Floors())  # 16 < the default floor of 128
+    suite = PlainTwin.suite_for_testing()
+    small = CONFIG.model_copy(update=dict(min_histogram_rows=10_000))
+    table, alignment = data.tables["f1"]
+    label = LabelParty(JOB, data.label, data.labels, ["f1"], CONFIG, suite=suite)
+    party = FeatureParty("f1", JOB, table, alignment, small, suite=suite)
+    party.open(label.open())
+    request = label.histogram_request(StepKey(JOB, 0, 0, "histograms"))
+    assert request is not None
+    with pytest.raises(ProtocolError, match="refuses"):
+        party.histograms(StepKey(JOB, 0, 0, "histograms"), request)
+    # L at a floor above every node asks F nothing: its own columns still split the trees
+    alone = train(suite, data, small)
+    assert all(np.all(t.owner[t.owner >= 0] == 0) for t in alone.label.trees)
+    assert alone.label.reports[-1].auc > 0.6
+
+
+def test_feature_node_answers_over_every_row_and_reads_no_position(data: Dataset) -> None:
+    """A request holds ids, counts and one encrypted vector over every aligned row per node."""
+    suite = PlainTwin.suite_for_testing()
+    label = LabelParty(JOB, data.label, data.labels, ["f1"], CONFIG, suite=suite)
+    label.open()
+    request = label.histogram_request(StepKey(JOB, 0, 0, "histograms"))
+    assert request is not None
+    frames = unpack_frames(request)
+    assert len(frames) == 4  # head, node ids, counts, one vector
+    values = np.frombuffer(unpack_frames(frames[3])[1], "<u8")
+    assert values.size == data.labels.size  # every row, not the node's

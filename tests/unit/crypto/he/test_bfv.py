@@ -170,3 +170,19 @@ def test_the_pinned_bfv_rings_pass_the_128_bit_check() -> None:
     check_128_bit(RING_DEGREE, SCORE_COEFF_BITS)
     with pytest.raises(ValueError, match="exceeds 218 bits"):
         BfvRing((60, 60, 60, 60), sa.Modulus(1 << 20))
+
+
+def test_histograms_of_several_vectors_equal_one_at_a_time() -> None:
+    private = BFV_SUITE.make_private()
+    public = BFV_SUITE.load_public(private.public_bytes())
+    rng = np.random.default_rng(5)
+    bins = rng.integers(0, SLOTS, (700, 3)).astype(np.uint8)
+    vectors = [rng.integers(0, 1 << 40, 700).astype(np.uint64) * (rng.random(700) < 0.4)
+               for _ in range(3)]
+    answers = public.histograms_many([private.encrypt_chunks(v, SLOTS) for v in vectors], bins,
+                                     SLOTS)
+    for vector, answer in zip(vectors, answers, strict=True):
+        got = private.decrypt_histograms(answer, 3, SLOTS)
+        expected = np.stack([np.bincount(bins[:, f], vector.astype(np.float64), SLOTS)
+                             for f in range(3)])
+        assert np.array_equal(got, expected.astype(np.uint64))
