@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from common.errors import ProtocolError
+from common.errors import LimitExceeded, ProtocolError
+from common.limits import MAX_PSI_CHUNKS
 from crypto.psi import FeaturePsi, LabelPsi
 from node.alignment import FeatureAlignment, check_job_id
 from node.state import NodeState, PsiSession
@@ -59,6 +60,12 @@ def blind_own(request: node_pb2.PsiBlindOwnRequest,
                                      payload=session.sealer.seal(blob, context))
 
 
+def _capped(received: int) -> None:
+    """Refuse a PSI stream past its chunk cap before reading on (each chunk is size-limited)."""
+    if received >= MAX_PSI_CHUNKS:
+        raise LimitExceeded(f"PSI stream of more than {MAX_PSI_CHUNKS} chunks refused")
+
+
 def _open(chunk: common_pb2.SealedChunk, session: PsiSession, state: NodeState) -> bytes:
     if chunk.sender != session.peer:
         raise ProtocolError(f"chunk from {chunk.sender!r} in a session with {session.peer!r}")
@@ -75,6 +82,7 @@ def double_blind(chunks: Iterable[common_pb2.SealedChunk],
     for expected, chunk in enumerate(chunks):
         if session is None:
             session = state.session(check_job_id(chunk.job_id), chunk.sender)
+        _capped(expected)
         if chunk.kind != OWN or chunk.index != expected:
             raise ProtocolError(f"expected own-blinded chunk {expected}, got kind {chunk.kind} "
                                 f"index {chunk.index}")
@@ -95,6 +103,7 @@ def intersect(chunks: Iterable[common_pb2.SealedChunk],
     for chunk in chunks:
         if session is None:
             session = state.session(check_job_id(chunk.job_id), chunk.sender)
+        _capped(sum(next_index.values()))
         if chunk.kind not in next_index or chunk.index != next_index[chunk.kind]:
             raise ProtocolError(f"unexpected chunk kind {chunk.kind} index {chunk.index}")
         next_index[chunk.kind] += 1

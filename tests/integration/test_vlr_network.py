@@ -119,6 +119,23 @@ def test_a_typo_in_the_vlr_table_names_the_key_and_creates_nothing(net: LocalNet
         net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id="typo"), timeout=30)
 
 
+def test_a_weak_mask_is_refused_by_every_node_naming_the_setting(net: LocalNetwork) -> None:
+    _train(net, "weak-mask", mask_bound=1000.0)
+    job = _wait(net, "weak-mask", _done)
+    assert job.state == "failed"
+    assert "[vlr] mask_bound = 1000 is below this node's minimum of 1.07374e+09" in job.error
+
+
+def test_weak_he_parameters_are_refused_before_any_job_exists(net: LocalNetwork) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        _train(net, "weak-he", params={"poly_modulus_degree": 4096,
+                                       "coeff_mod_bit_sizes": [60, 40, 40], "scale_bits": 40})
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "params" in (err.value.details() or "") and "128" in (err.value.details() or "")
+    with pytest.raises(grpc.RpcError):
+        net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id="weak-he"), timeout=30)
+
+
 def test_feature_node_enforces_its_own_floor(net: LocalNetwork) -> None:
     _train(net, "low-floor", batch_size=48, min_batch=16)
     job = _wait(net, "low-floor", _done)

@@ -62,3 +62,15 @@ def test_production_mode_refuses_development_tools(monkeypatch: pytest.MonkeyPat
         refuse_in_production("--insecure")
     monkeypatch.setenv(PRODUCTION_ENV, "0")
     refuse_in_production("--insecure")
+
+
+def test_a_psi_stream_past_its_chunk_cap_is_refused_before_it_is_read() -> None:
+    import pytest
+
+    from common.errors import LimitExceeded
+    from common.limits import MAX_PSI_CHUNKS
+    from node.psi_handlers import _capped
+
+    _capped(MAX_PSI_CHUNKS - 1)
+    with pytest.raises(LimitExceeded, match=f"more than {MAX_PSI_CHUNKS} chunks"):
+        _capped(MAX_PSI_CHUNKS)
