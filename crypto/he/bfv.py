@@ -162,12 +162,16 @@ class BfvPublic:
         out = []
         for i, frame in enumerate(frames):
             ct = s.ciphertext(frame)
-            plain = sa.Plaintext()
             chunk = np.zeros(per, dtype=np.uint64)
             part = flat[i * per : (i + 1) * per]
             chunk[: part.size] = part
-            self._encoder.encode(chunk.tolist(), plain)
-            s.evaluator.multiply_plain_inplace(ct, plain)
+            if chunk.any():
+                plain = sa.Plaintext()
+                self._encoder.encode(chunk.tolist(), plain)
+                s.evaluator.multiply_plain_inplace(ct, plain)
+            else:  # v * 0: SEAL refuses to make that (transparent) ciphertext; encrypt 0 instead
+                ct = sa.Ciphertext(s.ctx)
+                self._score_enc.encrypt_zero(ct)
             raw = s.raw(ct)
             s.flood(raw, np.arange(RING_DEGREE), bound)
             ct = s.from_raw(raw)

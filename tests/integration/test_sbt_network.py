@@ -69,9 +69,10 @@ def test_boosting_traffic_is_sealed_and_thresholds_stay_home(tmp_path: Path) -> 
                  and m.HasField("part")]
         names = {p.name.split(":")[0] + ":" for p in parts}
         assert {"histogram_request:", "histograms:", "split_request:", "partitions:"} <= names
+        for_driver = ("report", "next_tree")  # L's tree report; each party's next tree (resume)
         for part in parts:
-            assert part.name.startswith(SBT_STEPS) or part.name == "report", part.name
-            if part.name != "report":
+            assert part.name.startswith(SBT_STEPS) or part.name in for_driver, part.name
+            if part.name not in for_driver:
                 assert part.sealed and part.recipient != "coordinator", part.name
         # Every raw value a feature node could split on: none crosses the wire.
         tables = load_party_tables({s.name: s.data for s in specs}, "bank")

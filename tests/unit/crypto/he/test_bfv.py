@@ -186,3 +186,12 @@ def test_histograms_of_several_vectors_equal_one_at_a_time() -> None:
         expected = np.stack([np.bincount(bins[:, f], vector.astype(np.float64), SLOTS)
                              for f in range(3)])
         assert np.array_equal(got, expected.astype(np.uint64))
+
+
+def test_all_zero_factors_give_an_encryption_of_zero(keys: tuple[BfvPrivate, BfvPublic]) -> None:
+    """A party with no split in any tree multiplies by zeros: SEAL would refuse the transparent
+    product, so the answer is a fresh encryption of zero instead."""
+    private, public = keys
+    selectors = np.ones(9000, dtype=np.uint64)
+    product = public.multiply_slots(private.encrypt_slots(selectors), np.zeros(9000, np.uint64))
+    assert not private.decrypt_slots(product).any()
