@@ -27,8 +27,15 @@ CHANNEL_OPTIONS: Sequence[tuple[str, int | str]] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
 )
-# No SO_REUSEPORT: a second process on a port in use must fail, not share the port.
-SERVER_OPTIONS: Sequence[tuple[str, int | str]] = (*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0))
+# No SO_REUSEPORT: a second process on a port in use must fail, not share the port. A fixed
+# flow-control window instead of BDP probing: probing grows a stream's window to many MiB, so a
+# sender parks bytes in the server faster than the handler reads (and limits) them; a fixed
+# window of one message bounds what a stream can park while keeping WAN throughput (4 MiB per
+# round trip).
+STREAM_WINDOW_BYTES = MAX_MESSAGE_BYTES
+SERVER_OPTIONS: Sequence[tuple[str, int | str]] = (
+    *CHANNEL_OPTIONS, ("grpc.so_reuseport", 0), ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES))
 
 
 @dataclass(frozen=True)

@@ -158,23 +158,25 @@ def test_a_stream_ten_times_the_limit_is_cut_off_without_buffering(
     assert short.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     before = _rss_kib(pid)
     figures = []
+    SENT = 20 * STREAM_LIMIT  # noqa: N806 - a figure of this test
     for _ in range(3):
         sent.clear()
         with pytest.raises(grpc.RpcError) as refused:
-            stub.ScoreSetup(upload(10 * STREAM_LIMIT, 64 * MIB), timeout=60)
+            stub.ScoreSetup(upload(SENT, 64 * MIB), timeout=60)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_stream_bytes" in (refused.value.details() or "")
         figures.append((_rss_kib(pid), _rss_kib(pid, "VmHWM"), sum(sent)))
-    print(f"\ncoordinator RSS before {before} KiB; after each 80 MiB stream (RSS, peak, bytes "
-          f"the client handed gRPC): {figures}; limit {STREAM_LIMIT // 1024} KiB")
+    print(f"\ncoordinator RSS before {before} KiB; after each {SENT // MIB} MiB stream (RSS, "
+          f"peak, bytes the client handed gRPC): {figures}; limit {STREAM_LIMIT // 1024} KiB")
     for after, _, handed in figures:
-        # Nothing of the stream is kept; RSS between calls moves by a few MiB (gRPC core's
-        # buffers, heartbeats), so the bound is twice the limit, far below the 80 MiB sent.
-        assert (after - before) * 1024 < 2 * STREAM_LIMIT
-        assert handed < 10 * STREAM_LIMIT // 2  # the client was stopped, not drained
+        # Nothing of the stream is kept; RSS between calls moves by several MiB on a loaded
+        # machine (gRPC core's buffers, heartbeats, the allocator), so the bound is four times
+        # the limit: far below the 160 MiB sent, and a kept stream would blow it.
+        assert (after - before) * 1024 < 4 * STREAM_LIMIT
+        assert handed < SENT // 2  # the client was stopped, not drained
     # At its peak the coordinator held the limit plus a few 2 MiB messages in flight (gRPC's
     # receive buffer, the decoded message, its bytes): never near the 80 MiB it was sent.
-    assert (max(peak for _, peak, _ in figures) - before) * 1024 < 10 * STREAM_LIMIT // 2
+    assert (max(peak for _, peak, _ in figures) - before) * 1024 < 6 * STREAM_LIMIT
 
 
 def test_a_node_registering_in_an_undeclared_role_is_refused(trained: LocalNetwork) -> None:
