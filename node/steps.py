@@ -208,13 +208,13 @@ class StepHandler:
                                                          own_rows=found.own_rows))
         role = algo.make_role(setup, settings)
         checkpoint = self.job_dir(header.job_id) / "checkpoint.npz"
-        if job.resume and algo.resumable and (checkpoint.with_suffix(".pkl").exists()
-                                              and not checkpoint.exists()):
-            raise ModelFormatError(f"{checkpoint.with_suffix('.pkl')} was written before "
-                                   "checkpoint schema 1 and cannot be read; start the job anew")
+        legacy = checkpoint.with_suffix(".pkl")  # written with pickle before schema 1
         if job.resume and algo.resumable and checkpoint.exists():
             role.load_state_dict(load_state(checkpoint.read_bytes(), str(checkpoint)))
             log.info("job %s: resumed from round %d", header.job_id, role.next_epoch)
+        elif job.resume and algo.resumable and legacy.exists():
+            raise ModelFormatError(f"{legacy} was written before checkpoint schema 1 and "
+                                   "cannot be read; start the job anew")
         session = JobSession(job_id=header.job_id, algorithm=algo, role=role, label=job.label,
                              features=tuple(job.features), sealers=sealers)
         with self._lock:

@@ -176,3 +176,17 @@ def test_undeclared_and_unsealed_parts_are_refused(tmp_path: Path) -> None:
     plain = Payload("positions:core", np.arange(40, dtype="<u4").tobytes())
     with pytest.raises(ProtocolError, match="must be sealed"):
         core.handler.run(header, {"positions:core": plain})
+
+
+def test_a_pickled_checkpoint_from_before_schema_1_is_refused_on_resume(tmp_path: Path) -> None:
+    from common.errors import ModelFormatError
+
+    bank, _ = _nodes(tmp_path)
+    legacy = bank.state.state_dir / "jobs" / "job-6" / "checkpoint.pkl"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"\x80\x04old pickle")
+    header = _header("open", label="bank", features=["core"], align_job=ALIGN, settings=SETTINGS,
+                     resume=True)
+    header.job_id = "job-6"
+    with pytest.raises(ModelFormatError, match="before checkpoint schema 1.*start the job anew"):
+        bank.handler.run(header, {})
