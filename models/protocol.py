@@ -260,11 +260,6 @@ def two_roles(label_role: Callable[..., Any], feature_role: Callable[..., Any],
     return make_role
 
 
-def no_floors(settings: Any, floors: Floors) -> Any:
-    """For algorithms without a batch size: nothing to raise."""
-    return settings
-
-
 def address(step: Step, outputs: Mapping[str, Output], call: Call) -> list[tuple[To, Payload]]:
     """Name and address a step's outputs by its declaration (unsealed; the node seals)."""
     out: list[tuple[To, Payload]] = []
