@@ -24,7 +24,7 @@ def follow_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
     try:
         return _follow(stub, job_id, max_epochs, quiet, poll_s, unit, console)
     except KeyboardInterrupt:
-        notice = Console(stderr=True)
+        notice = Console(stderr=True, emoji=False)
         if runs_on:
             notice.print(f"stopped following; job {job_id} continues at the coordinator. "
                          f"Follow it with `fedcredit jobs show {job_id}`, cancel it with "
@@ -41,7 +41,8 @@ def _follow(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
     job: coordinator_pb2.JobStatus
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                  console=console or Console(), disable=quiet, transient=False) as progress:
+                  console=console or Console(emoji=False), disable=quiet,
+                  transient=False) as progress:
         task = progress.add_task(job_id, total=max_epochs, status="starting")
         while True:
             job = stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)

@@ -26,8 +26,9 @@ from common.errors import (
 from common.rpc import RETRYABLE
 from fedcredit.cli.exit_codes import ExitCode
 
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: a fingerprint such as "CA:CD:B6" would print ":CD:" as a CD emoji.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 T = TypeVar("T")
 
 EXIT_OF: list[tuple[type[FedcreditError], ExitCode]] = [

@@ -111,7 +111,7 @@ def train_hfl(
     guarded(job.check_privacy)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} rounds"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=as_json) as bar:
+                  console=Console(stderr=True, emoji=False), transient=as_json) as bar:
         task = bar.add_task("starting federation", total=job.rounds)
 
         def on_event(event: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
              workdir: Path | None = None, console: Console | None = None, banks: int = 0,
              hfl_rounds: int = 3) -> dict[str, Any]:
     """Mint certificates, synthesize data, start five processes, align, report, stop them all."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     start = time.perf_counter()
     temporary = workdir is None
     root = Path(tempfile.mkdtemp(prefix="fedcredit-demo-")) if workdir is None else workdir

@@ -47,3 +47,12 @@ def test_route_prints_a_pin_line_and_bad_input_exits_cleanly(tmp_path: Path) -> 
     assert wrong.exit_code == ExitCode.TRUST and "expected 'bank'" in wrong.output
     assert not (tmp_path / "x.crt").exists()
     assert missing.exit_code == ExitCode.TRUST and "cannot read certificate" in missing.output
+
+
+def test_a_fingerprint_with_an_emoji_code_in_it_prints_as_it_is() -> None:
+    """`:CD:` inside a fingerprint once printed as a CD emoji (rich's emoji codes)."""
+    from fedcredit.cli.shared import console
+
+    with console.capture() as captured:
+        console.print('core = "CA:CD:B6"', highlight=False)
+    assert captured.get().strip() == 'core = "CA:CD:B6"'
