@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,7 +22,8 @@ def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
             label: NodeClient, features: list[NodeClient], *, resume: bool,
             on_epoch: Callable[[dict[str, Any]], None],
             cancelled: Callable[[], bool] | None = None,
-            limits: WireLimits | None = None) -> list[dict[str, Any]]:
+            limits: WireLimits | None = None,
+            vault: MutableMapping[str, bytes] | None = None) -> list[dict[str, Any]]:
     """Drive the job over the network to its end; every round's report goes to `on_epoch`;
     `cancelled` is asked before each step (JobCancelled once it says so)."""
     spec = JobSpec(label=job.label, features=job.features, align_job=job.align_job,
@@ -30,12 +31,15 @@ def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
     send = grpc_send([label, *features],
                      deadline_s=job.step_deadline_seconds or algo.step_deadline_seconds,
                      attempts=job.step_attempts, limits=limits)
-    net = NodeNetwork(algo, job_id, spec, label, features, send, cancelled)
+    net = NodeNetwork(algo, job_id, spec, label, features, send, cancelled, vault)
     reports: list[dict[str, Any]] = []
     try:
         started = time.perf_counter()
         for progress in algo.drive(net, settings, resume=resume):
-            if progress.kind == "epoch":
+            if progress.kind == "final":  # figures computed once: they complete the last round
+                reports[-1:] = [progress.report]
+                on_epoch(progress.report)
+            elif progress.kind == "epoch":
                 report = {**progress.report,
                           "seconds": round(time.perf_counter() - started, 3)}
                 reports.append(report)

@@ -29,6 +29,7 @@ from coordinator.nodes import NodeClients
 from coordinator.scoring import ScoringRelay
 from coordinator.steps import JobCancelled
 from coordinator.store import JobRecord, NodeRecord, Store
+from coordinator.vault import FileVault
 from crypto.pki import verify_peer_certificate
 from models.jobs import TrainingJob, job_record, parse_job
 from models.protocol import Algorithm
@@ -291,7 +292,8 @@ class Coordinator:
             run_job(algo, job_id, job, settings, self.clients.get(label),
                     [self.clients.get(f) for f in features], resume=resume, on_epoch=on_epoch,
                     cancelled=self._cancels[job_id].is_set,
-                    limits=self.config.limits)
+                    limits=self.config.limits,
+                    vault=FileVault(self.config.state_dir / "vault" / job_id))
             best = algo.best(history)
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -80,8 +80,10 @@ class NodeNetwork:
 
     def __init__(self, algorithm: Algorithm, job_id: str, spec: JobSpec, label: Peer,
                  features: Sequence[Peer], send: Send,
-                 cancelled: Callable[[], bool] | None = None) -> None:
+                 cancelled: Callable[[], bool] | None = None,
+                 vault: MutableMapping[str, bytes] | None = None) -> None:
         self.algorithm, self.job_id, self.spec, self.send = algorithm, job_id, spec, send
+        self.vault: MutableMapping[str, bytes] = vault if vault is not None else {}
         self.cancelled = cancelled
         self.label = label.party
         self.features = tuple(f.party for f in features)

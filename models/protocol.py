@@ -17,7 +17,7 @@ named `base:party` (the recipient); a part a feature node sends to the label nod
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import ProtocolError
 from common.payload import Payload
-from crypto.masks import DEFAULT_MASK_BOUND
 
 Role = Literal["label", "feature"]
 
@@ -116,8 +115,8 @@ class Floors(BaseModel):
 
     min_batch: int = Field(default=64, ge=2)
     """Smallest training batch this node answers: tiny batches let a peer solve for values."""
-    min_mask_bound: float = Field(default=DEFAULT_MASK_BOUND, gt=0)
-    """Smallest bound of the masks that hide values the arbiter decrypts."""
+    min_mask_bits: int = Field(default=40, ge=40, le=64)
+    """Fewest bits of statistical hiding for every value the arbiter decrypts."""
     min_validation_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Label node: smallest share of its rows held out for validation (0: train = test)."""
     min_histogram_rows: int = Field(default=128, ge=1)
@@ -168,9 +167,11 @@ class RoleSetup:
 
 @dataclass(frozen=True)
 class Progress:
-    """What a driver yields: `setup` once the parties are open, then one `epoch` per round."""
+    """What a driver yields: `setup` once the parties are open, one `epoch` per round, and a
+    driver that computes its figures once at the end yields them as `final` (same keys as the
+    last round's report, which it replaces)."""
 
-    kind: Literal["setup", "epoch"]
+    kind: Literal["setup", "epoch", "final"]
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,6 +181,7 @@ class Network(Protocol):
     job_id: str
     label: str
     features: tuple[str, ...]
+    vault: MutableMapping[str, bytes]  # the driver's secrets that must survive a resume
 
     def run(self, step: str, epoch: int = 0, batch: int = 0,
             parts: Sequence[Payload] = (), *, extra: Mapping[str, Any] | None = None,

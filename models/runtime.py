@@ -29,6 +29,7 @@ class LocalRun:
     bytes_by_message: Counter[str] = field(default_factory=Counter)
     payloads: list[tuple[str, bytes]] = field(default_factory=list)
     stored: dict[str, dict[str, bytes]] = field(default_factory=dict)  # party -> STORE outputs
+    final: dict[str, Any] | None = None  # a driver's `final` report (figures computed once)
 
     @property
     def tree_seconds(self) -> list[float]:
@@ -51,6 +52,7 @@ class LocalNetwork:
         self._roles.update({name: ("feature", obj) for name, obj in features.items()})
         self._memo: dict[str, dict[str, Any]] = {name: {} for name in self._roles}
         self.moved = 0
+        self.vault: dict[str, bytes] = {}
 
     def _carry(self, kind: str, data: bytes) -> None:
         self.record.bytes_by_message[kind] += len(data)
@@ -101,6 +103,8 @@ def run_local(algorithm: Algorithm, label: tuple[str, Any], features: Mapping[st
         now = time.perf_counter()
         if progress.kind == "setup":
             run.setup_seconds, run.setup_bytes = now - started, net.moved
+        elif progress.kind == "final":
+            run.final = progress.report
         else:
             run.reports.append(progress.report)
             run.epoch_seconds.append(now - started)

@@ -78,10 +78,12 @@ def ciphertext_raw(ct: Any) -> np.ndarray:
     return flat.reshape(int(ct.size()), int(ct.coeff_modulus_size()), int(ct.poly_modulus_degree()))
 
 
-def ciphertext_from_raw(ctx: Any, parms_id: Any, raw: np.ndarray) -> Any:
-    """A coefficient-form ciphertext at `parms_id` holding `raw` (size, primes, N)."""
+def ciphertext_from_raw(ctx: Any, parms_id: Any, raw: np.ndarray, *, ntt: bool = False,
+                        scale: float = 1.0) -> Any:
+    """A ciphertext at `parms_id` holding `raw` (size, primes, N), in coefficient form unless
+    `ntt`, with `scale` (1.0 for BFV)."""
     data = np.ascontiguousarray(raw, dtype="<u8")
     size, primes, degree = data.shape
     dyn = _stream(struct.pack("<Q", data.size) + data.tobytes())
-    members = _CT_MEMBERS.pack(*parms_id, 0, size, degree, primes, 1.0, 1)
+    members = _CT_MEMBERS.pack(*parms_id, int(ntt), size, degree, primes, scale, 1)
     return load(sa.Ciphertext(ctx), ctx, _stream(members + dyn))

@@ -26,8 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import ProtocolError
 from crypto.he import CkksParams, pack_frames, unpack_frames
-from crypto.masks import DEFAULT_MASK_BOUND
 from models.protocol import StepKey as StepKey
+
+# The ring of label-private LR: no ciphertext is ever rescaled, so all 158 data bits stay at the
+# top level for the masked values the arbiter decrypts (see crypto.he.lr); 218 bits in all is the
+# 128-bit limit at N = 8192. Weights live at scale 2^36.
+LR_PARAMS = CkksParams(8192, (53, 52, 53, 60), 36)
 
 
 class VlrConfig(BaseModel):
@@ -48,9 +52,9 @@ class VlrConfig(BaseModel):
     tol: float = 1e-4
     validation_fraction: float = 0.2  # 0: validate on the training rows (train = test)
     seed: int = 0
-    mask_bound: float = DEFAULT_MASK_BOUND
-    cache_bytes: int = 2 << 30  # encoded plaintexts of X kept across epochs, per party
-    params: CkksParams = Field(default_factory=CkksParams)  # for L's own validation key
+    mask_bits: int = 40  # statistical hiding of every value the arbiter decrypts (bits)
+    cache_bytes: int = 2 << 30  # encoded diagonals of X kept across epochs, per party
+    params: CkksParams = Field(default_factory=lambda: LR_PARAMS)  # the arbiter's ring
 
     @model_validator(mode="after")
     def _consistent(self) -> VlrConfig:
@@ -63,6 +67,8 @@ class VlrConfig(BaseModel):
             problems.append(
                 f"need 1 <= min_batch ({self.min_batch}) <= batch_size ({self.batch_size})"
             )
+        if not 40 <= self.mask_bits <= 64:
+            problems.append(f"mask_bits {self.mask_bits} must be in 40..64")
         if self.batch_size > self.params.slot_count:
             problems.append(f"batch_size {self.batch_size} exceeds {self.params.slot_count} slots")
         if self.max_epochs < 1 or self.patience < 1:
@@ -103,8 +109,8 @@ class EpochReport:
 
     epoch: int
     loss: float
-    auc: float
-    ks: float
+    auc: float | None  # None per epoch: AUC/KS are computed once, for the final model
+    ks: float | None
     improved: bool
     stop: bool
     best_epoch: int

@@ -1,8 +1,12 @@
-"""Vertical logistic regression, declared once: its steps, the roles that run them, its driver.
+"""Label-private vertical logistic regression, declared once: its steps, roles and driver.
 
-Set-up:  A.public_context() → L.open → plan, validation context (sealed to each F) → F.open
-Batch:   L.positions → F.forward → L.residual → L|F.gradient → A decrypts masked → L|F.update
-Epoch:   F.validate → L.end_epoch (report) → F.end_epoch(improved); `finish` once L says stop.
+Set-up:  A.public_context() → L.open → plan, L's own public context (sealed to each F) → F.open
+Batch:   L.positions → F.forward [u_F/4] → L.residual [d] → L|F.gradient (masked step) →
+         A.refresh → L|F.update (each party's encrypted weights step; nobody sees them)
+Epoch:   F.validate [u_F] → L.loss [u + r] → A.refresh → L.loss_sum [Σ u² - 4zu + r'] →
+         A.reencrypt (under L's own key) → L.end_epoch (one loss scalar) → F.end_epoch(improved)
+End:     L|F.reveal [w_best + r] → A.reencrypt (under each party's own key) → L|F.finish (own
+         weights; F sends its final validation logits under L's key) → L.metrics (AUC, KS once)
 A (the arbiter) is the driver itself: it runs at the coordinator and holds the training key.
 """
 
@@ -43,7 +47,7 @@ def apply_floors(settings: VlrConfig, floors: Floors) -> VlrConfig:
     """A job below any of this node's floors is refused, naming the setting and both values."""
     check_floor("[vlr] batch_size", settings.batch_size, floors.min_batch, "min_batch")
     check_floor("[vlr] min_batch", settings.min_batch, floors.min_batch, "min_batch")
-    check_floor("[vlr] mask_bound", settings.mask_bound, floors.min_mask_bound, "min_mask_bound")
+    check_floor("[vlr] mask_bits", settings.mask_bits, floors.min_mask_bits, "min_mask_bits")
     check_floor("[vlr] validation_fraction", settings.validation_fraction,
                 floors.min_validation_fraction, "min_validation_fraction")
     return settings
@@ -76,8 +80,21 @@ def _label_gradient(role: LabelParty, call: Call) -> Mapping[str, Output]:
     return {"gradient": role.gradient(call.key, residual)}
 
 
+def _label_loss(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    return {"logits": role.loss_request(call.key.epoch, call.each("validation"))}
+
+
+def _label_loss_sum(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    return {"loss_request": role.loss_sum(call.part("refreshed"))}
+
+
 def _label_end_epoch(role: LabelParty, call: Call) -> Mapping[str, Output]:
-    report = role.end_epoch(call.key.epoch, call.each("validation"))
+    report = role.end_epoch(call.key.epoch, call.part("loss"))
+    return {"report": json.dumps(asdict(report)).encode()}
+
+
+def _label_metrics(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    report = role.metrics(call.each("final_validation"))
     return {"report": json.dumps(asdict(report)).encode()}
 
 
@@ -114,15 +131,22 @@ def _update(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]
     return {}
 
 
+def _reveal(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"reveal": role.reveal_request()}
+
+
 def _finish(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]:
-    """Keep the best epoch's weights; this party's part of the model stays at this node."""
-    role.finish()
+    """Read this party's final weights (under its own key); its part of the model stays here."""
+    role.finish(call.part("revealed"))
     if role.scaler is None:
         raise ProtocolError(f"job {call.key.job} finished before it was opened")
     model = PartyModel(party=call.me, role="label" if isinstance(role, LabelParty) else "feature",
                        job=call.key.job, features=call.columns, weights=role.weights,
                        mean=role.scaler.mean, scale=role.scaler.scale)
-    return {"model": model.to_json().encode()}
+    out: dict[str, Output] = {"model": model.to_json().encode()}
+    if isinstance(role, FeatureParty):
+        out["final_validation"] = role.final_logits()
+    return out
 
 
 STEPS = (
@@ -144,21 +168,49 @@ STEPS = (
     Step("update", "feature", _update, takes=("decrypted",)),
     Step("validate", "feature", _feature_validate, per_batch=False,
          sends=(Send("validation", To.LABEL),)),
-    Step("end_epoch", "label", _label_end_epoch, takes=("validation",), per_batch=False,
+    Step("loss", "label", _label_loss, takes=("validation",), per_batch=False,
+         sends=(Send("logits", To.DRIVER),)),
+    Step("loss_sum", "label", _label_loss_sum, takes=("refreshed",), per_batch=False,
+         sends=(Send("loss_request", To.DRIVER),)),
+    Step("end_epoch", "label", _label_end_epoch, takes=("loss",), per_batch=False,
          checkpoint=True, sends=(Send("report", To.DRIVER),)),
     Step("end_epoch", "feature", _feature_end_epoch, per_batch=False, checkpoint=True),
-    Step("finish", "label", _finish, per_batch=False, sends=(Send("model", To.STORE),)),
-    Step("finish", "feature", _finish, per_batch=False, sends=(Send("model", To.STORE),)),
+    Step("reveal", "label", _reveal, per_batch=False, sends=(Send("reveal", To.DRIVER),)),
+    Step("reveal", "feature", _reveal, per_batch=False, sends=(Send("reveal", To.DRIVER),)),
+    Step("finish", "label", _finish, takes=("revealed",), per_batch=False,
+         sends=(Send("model", To.STORE),)),
+    Step("finish", "feature", _finish, takes=("revealed",), per_batch=False,
+         sends=(Send("model", To.STORE), Send("final_validation", To.LABEL))),
+    Step("metrics", "label", _label_metrics, takes=("final_validation",), per_batch=False,
+         sends=(Send("report", To.DRIVER),)),
 )
 
 
 # --- the driver (the arbiter's side) ------------------------------------------------------------
 
+ARBITER_KEY = "vlr-arbiter-key"
+
+
+def _arbiter(net: Network, settings: VlrConfig, resume: bool) -> Arbiter:
+    """A fresh key pair, or on resume the one the parties' weights are encrypted under."""
+    kept = net.vault.get(ARBITER_KEY) if resume else None
+    if resume and kept is None:
+        raise ProtocolError(f"job {net.job_id} cannot resume: the coordinator no longer holds "
+                            "the arbiter key its weights are encrypted under")
+    arbiter = Arbiter(net.job_id, settings.params, secret=kept)
+    if kept is None:
+        net.vault[ARBITER_KEY] = arbiter.secret_bytes()
+    return arbiter
+
+
+def _one(reply: Mapping[str, Mapping[str, Payload]], party: str, name: str) -> bytes:
+    return reply[party][name].data
+
 
 def drive(net: Network, settings: VlrConfig, *, resume: bool = False,
           arbiter: Arbiter | None = None) -> Iterator[Progress]:
-    """Run the job to its end; yields after set-up and after every epoch."""
-    arbiter = arbiter or Arbiter(net.job_id)  # a fresh key pair per run
+    """Run the job to its end; yields after set-up, after every epoch, and the final metrics."""
+    arbiter = arbiter or _arbiter(net, settings, resume)
     context = Payload("arbiter_context", arbiter.public_context())
     opened = net.run("open", parts=[context], extra={"resume": resume}, at=[net.label])
     own = opened[net.label]
@@ -171,7 +223,7 @@ def drive(net: Network, settings: VlrConfig, *, resume: bool = False,
             raise ProtocolError(f"{party} resumes at epoch {reply['next_epoch'].data!r}, "
                                 f"{net.label} at {next_epoch}: checkpoints differ")
     yield Progress("setup", {"next_epoch": next_epoch, "n_batches": n_batches})
-    epoch = next_epoch
+    epoch, label = next_epoch, net.label
     while True:
         for batch in range(n_batches):
             positions = merged(net.run("positions", epoch, batch))
@@ -180,28 +232,46 @@ def drive(net: Network, settings: VlrConfig, *, resume: bool = False,
             gradients = net.run("gradient", epoch, batch, residual)  # every party at once
             key = StepKey(net.job_id, epoch, batch, "gradient")
             net.run("update", epoch, batch, [
-                Payload("decrypted", arbiter.decrypt_gradient(key, party, reply["gradient"].data),
+                Payload("decrypted", arbiter.refresh_step(key, party, reply["gradient"].data),
                         recipient=party)
                 for party, reply in gradients.items()])
         validation = merged(net.run("validate", epoch))
-        report: dict[str, Any] = json.loads(
-            net.run("end_epoch", epoch, parts=validation, at=[net.label])[net.label]
-            ["report"].data)
+        logits = _one(net.run("loss", epoch, parts=validation), label, "logits")
+        refreshed = arbiter.refresh_logits(StepKey(net.job_id, epoch, -1, "loss"), label, logits)
+        request = _one(net.run("loss_sum", epoch, parts=[Payload("refreshed", refreshed)]),
+                       label, "loss_request")
+        loss = arbiter.reencrypt(StepKey(net.job_id, epoch, -1, "loss_sum"), label, request)
+        report: dict[str, Any] = json.loads(_one(
+            net.run("end_epoch", epoch, parts=[Payload("loss", loss)], at=[label]),
+            label, "report"))
         net.run("end_epoch", epoch, extra={"improved": report["improved"]}, at=net.features)
         yield Progress("epoch", report)
         if report["stop"]:
             break
         epoch += 1
-    net.run("finish")
+    reveals = net.run("reveal", epoch)
+    finals = net.run("finish", epoch, parts=[
+        Payload("revealed", arbiter.reencrypt(StepKey(net.job_id, epoch, -1, "reveal"), party,
+                                              reply["reveal"].data), recipient=party)
+        for party, reply in reveals.items()])
+    metrics = json.loads(_one(net.run("metrics", epoch, parts=merged(finals)), label, "report"))
+    net.vault.pop(ARBITER_KEY, None)  # no ciphertext under it is needed any more
+    yield Progress("final", {**report, "auc": metrics["auc"], "ks": metrics["ks"],
+                             "log_loss": metrics["loss"], "final": True})
 
 
 def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The final model's figures (the last report carries them) or the lowest-loss epoch."""
+    finals = [h for h in history if h.get("final")]
+    if finals:
+        return finals[-1]
     return min(history, key=lambda h: h["loss"]) if history else {}
 
 
 ALGORITHM = Algorithm(
     name="vlr",
-    summary="Vertical logistic regression across the bank and every feature node (CKKS).",
+    summary="Label-private vertical logistic regression across the bank and every feature node "
+            "(CKKS, encrypted weights).",
     purpose="vertical-lr training", settings=VlrConfig, steps=STEPS,
     make_role=two_roles(LabelParty, FeatureParty),
     apply_floors=apply_floors, drive=drive, scoring=VLR_SCORING,

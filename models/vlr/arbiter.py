@@ -1,64 +1,84 @@
-"""Arbiter A of vertical LR (the coordinator): holds the training key, decrypts masked gradients."""
+"""Arbiter A of label-private vertical LR (the coordinator): holds the training key and performs
+the two exact decryptions of `crypto.he.lr_arbiter`, each at most once per party and step."""
 
 from __future__ import annotations
 
 from common.errors import ProtocolError
-from crypto.he import CKKS_SUITE, CkksParams, HeSuite, unpack_frames
-from crypto.masks import DEFAULT_DECIMALS, round_decrypted
-from models.vlr import StepCache, StepKey, decode_positions, encode_values
+from crypto.he import unpack_frames
+from crypto.he.interface import LrArbiterHe, LrSuite
+from crypto.he.lr_arbiter import CKKS_LR_SUITE
+from crypto.he.params import CkksParams
+from models.vlr import LR_PARAMS, StepCache, StepKey
+from models.vlr.layout import VALIDATION_SCALE
 
 
 class Arbiter:
-    """Makes the job's CKKS key pair; decrypts each party's masked gradient once per batch.
+    """A's side of one job. `refresh` brings masked steps (and L's masked validation logits) back
+    to a working scale; `reencrypt` hands a masked value to its owner under the owner's own key.
 
-    No ciphertext outlives a batch, so a resumed job simply builds a new Arbiter (a fresh key
-    pair) and re-sends its public context; the secret key is never checkpointed.
+    A sees only values masked by fresh randomness 2^mask_bits times their bound; it never decodes
+    them. A resumed job needs the same key pair (the parties' weights are encrypted under it):
+    the driver keeps `secret_bytes()` in the coordinator's vault until the job ends.
     """
 
-    def __init__(
-        self,
-        job: str,
-        params: CkksParams | None = None,
-        *,
-        suite: HeSuite = CKKS_SUITE,
-        decimals: int = DEFAULT_DECIMALS,
-        max_values: int = 1 << 16,
-    ) -> None:
-        self.job, self.decimals, self.max_values = job, decimals, max_values
-        self._backend = suite.make_private(params or CkksParams(), True)
+    def __init__(self, job: str, params: CkksParams | None = None, *,
+                 suite: LrSuite = CKKS_LR_SUITE, secret: bytes | None = None) -> None:
+        self.job = job
+        self._he: LrArbiterHe = (suite.load_arbiter(secret) if secret is not None
+                                 else suite.make_arbiter(params or LR_PARAMS))
         self._public: bytes | None = None
-        self._served: set[tuple[str, int, int]] = set()
+        self._served: set[tuple[str, StepKey]] = set()
         self._steps = StepCache(capacity=256)
         self.decryptions = 0
 
     def public_context(self) -> bytes:
         """The job's public context (public, Galois and relin keys; no secret key)."""
         if self._public is None:
-            self._public = self._backend.public_bytes()
+            self._public = self._he.public_bytes()
         return self._public
 
-    def decrypt_gradient(self, key: StepKey, party: str, request: bytes) -> bytes:
-        """Decrypt a party's masked gradient request; return the wanted slots, rounded (float64)."""
-        if key.job != self.job or key.step != "gradient":
-            raise ProtocolError(f"step {key} is not a gradient decryption of job {self.job}")
-        cache_key = (party, key)
-        cached = self._steps.lookup(cache_key, request)
+    def secret_bytes(self) -> bytes:
+        return self._he.secret_bytes()
+
+    def _once(self, key: StepKey, party: str, request: bytes) -> bytes | None:
+        if key.job != self.job:
+            raise ProtocolError(f"step {key} is not of job {self.job}")
+        cached = self._steps.lookup((party, key), request)
+        if cached is None and (party, key) in self._served:
+            raise ProtocolError(f"{party} already had {key} decrypted")
+        return cached
+
+    def _done(self, key: StepKey, party: str, request: bytes, answer: bytes) -> bytes:
+        self._served.add((party, key))
+        self.decryptions += 1
+        return self._steps.store((party, key), request, answer)
+
+    def refresh_step(self, key: StepKey, party: str, request: bytes) -> bytes:
+        """A party's masked weight step, brought to the weights' scale afresh."""
+        if key.step != "gradient":
+            raise ProtocolError(f"step {key} is not a gradient")
+        cached = self._once(key, party, request)
         if cached is not None:
             return cached
-        served = (party, key.epoch, key.batch)
-        if served in self._served:
-            raise ProtocolError(f"{party} already had batch {served[1:]} decrypted")
+        answer = self._he.refresh(request, self._he.params.scale)
+        return self._done(key, party, request, answer)
+
+    def refresh_logits(self, key: StepKey, party: str, request: bytes) -> bytes:
+        """L's masked validation logits, brought to the validation scale afresh."""
+        cached = self._once(key, party, request)
+        if cached is not None:
+            return cached
+        return self._done(key, party, request, self._he.refresh(request, VALIDATION_SCALE))
+
+    def reencrypt(self, key: StepKey, party: str, request: bytes) -> bytes:
+        """A masked value and its owner's public context → the value under the owner's key."""
+        cached = self._once(key, party, request)
+        if cached is not None:
+            return cached
         frames = unpack_frames(request, max_frames=2)
         if len(frames) != 2:
-            raise ProtocolError("a gradient request has two frames: ciphertexts and wanted slots")
-        values = self._backend.decrypt(frames[0])
-        wanted = decode_positions(frames[1], values.size)
-        if wanted.size > self.max_values:
-            raise ProtocolError(f"{wanted.size} values wanted, more than {self.max_values}")
-        answer = encode_values(round_decrypted(values[wanted], self.decimals))
-        self._served.add(served)
-        self.decryptions += 1
-        return self._steps.store(cache_key, request, answer)
+            raise ProtocolError("a re-encryption request has two frames: value and owner key")
+        return self._done(key, party, request, self._he.reencrypt(frames[0], frames[1]))
 
     def state_dict(self) -> dict[str, object]:
         return {"role": "arbiter", "job": self.job, "decryptions": self.decryptions}

@@ -1,21 +1,23 @@
-"""Feature party F of vertical LR: partial logits out, masked gradient to A, its own weights."""
+"""Feature party F of label-private vertical LR: encrypted logits out, its own weights stepping
+unseen, its final weights revealed to it alone."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.he import CKKS_SUITE, HeBackend, HeSuite
+from crypto.he.interface import LrHe, LrSuite
+from crypto.he.lr_arbiter import CKKS_LR_SUITE
 from models.vlr import FeatureAlignment, StepKey, VlrConfig, decode_plan, decode_positions
 from models.vlr.layout import GradientParty
 from models.vlr.preprocess import Standardizer, feature_design, has_indicator, train_mask
 
 
 class FeatureParty(GradientParty):
-    """One feature holder. Step order per batch: forward → gradient → update.
+    """One feature holder. Per batch: forward → gradient → update; per epoch: validate.
 
-    `config.min_batch` is F's own floor: the node should take it from its own configuration, not
-    from the job request, since small batches are what would let L infer F's values.
+    `config.min_batch` is F's own floor: the node takes it from its own configuration, not from
+    the job request.
     """
 
     def __init__(
@@ -26,15 +28,15 @@ class FeatureParty(GradientParty):
         alignment: FeatureAlignment,
         config: VlrConfig,
         *,
-        suite: HeSuite = CKKS_SUITE,
+        suite: LrSuite = CKKS_LR_SUITE,
     ) -> None:
         table = np.asarray(table, dtype=np.float64)
         alignment.validate(table.shape[0])
         width = table.shape[1] + int(has_indicator(alignment))
-        super().__init__(job, width, config, penalized=np.ones(width, dtype=bool))
+        super().__init__(job, width, config, np.ones(width, dtype=bool), suite)
         self.name = name
-        self._table, self._alignment, self._suite = table, alignment, suite
-        self._validator: HeBackend | None = None
+        self._table, self._alignment = table, alignment
+        self._validator: LrHe | None = None
         self._train = np.zeros(alignment.n_rows, dtype=bool)
         self._validation = np.zeros(0, dtype=np.int64)
         self.scaler: Standardizer | None = None
@@ -44,41 +46,45 @@ class FeatureParty(GradientParty):
         return self._alignment.n_rows
 
     def open(self, arbiter_context: bytes, validation_context: bytes, plan: bytes) -> None:
-        """Load A's public context (training) and L's (validation); build X on the plan's rows."""
-        arbiter = self._suite.load_public(arbiter_context)
+        """Load A's public context (training) and L's own (final validation logits)."""
         self._validator = self._suite.load_public(validation_context)
         train, self._validation = decode_plan(plan, self.n_rows)
         if train.size < self.config.min_batch:
             raise ProtocolError(f"{train.size} training rows: fewer than one minimum batch")
         self._train = train_mask(self.n_rows, train)
         design, self.scaler = feature_design(self._table, self._alignment, train)
-        self._attach(arbiter, design)
+        self._attach(arbiter_context, design)
 
     def forward(self, key: StepKey, positions: bytes) -> bytes:
-        """[u_F / 4] for the batch rows, encrypted under A's key (bytes for L)."""
+        """[u_F / 4] for the batch rows, under A's key (for L)."""
         self._check_key(key, "forward")
         cached = self._steps.lookup(key, positions)
         if cached is not None:
             return cached
-        arbiter, design, _ = self._opened()
         rows = decode_positions(positions, self.n_rows)
         if not np.all(self._train[rows]):
             raise ProtocolError("batch asks for rows outside the training plan")
         self._begin_batch(key, rows)
-        quarter_logits = 0.25 * (design[rows] @ self.weights)
-        return self._steps.store(key, positions, arbiter.encrypt(quarter_logits))
+        return self._steps.store(key, positions, self._quarter_logits(rows))
 
     def validation_logits(self, key: StepKey) -> bytes:
-        """[u_F] on L's validation rows, under L's own key (many rows per ciphertext)."""
+        """[u_F] on L's validation rows under A's key: L only ever sees one masked loss."""
         self._check_key(key, "validate")
         cached = self._steps.lookup(key, b"")
         if cached is not None:
             return cached
-        _, design, _ = self._opened()
-        if self._validator is None or self._pending is not None or key.epoch != self._next_epoch:
+        if self._pending is not None or key.epoch != self._next_epoch:
             raise ProtocolError(f"validation of epoch {key.epoch} out of order")
-        logits = design[self._validation] @ self.weights
-        return self._steps.store(key, b"", self._validator.encrypt(logits))
+        return self._steps.store(key, b"", self._logits(self._validation))
+
+    def final_logits(self) -> bytes:
+        """The final model's u_F on the validation rows, under L's own key (for AUC and KS:
+        what scoring those rows would tell L)."""
+        _, design = self._opened()
+        if self._validator is None:
+            raise ProtocolError("feature party not opened")
+        return self._validator.encrypt(design[self._validation] @ self.weights,
+                                       self.config.params.scale)
 
     def end_epoch(self, epoch: int, improved: bool) -> None:
         """L's verdict on the epoch: keep these weights as the best if validation improved."""

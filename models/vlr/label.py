@@ -1,18 +1,23 @@
-"""Label party L of vertical LR: plans batches, forms the encrypted residual, validates."""
+"""Label party L of label-private vertical LR: plans batches, forms the encrypted residual, and
+learns one loss scalar per epoch and the final model's metrics, nothing per row."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.he import CKKS_SUITE, HeBackend, HeSuite, pack_frames
+from crypto.he import pack_frames
+from crypto.he.interface import LrHe, LrSuite
+from crypto.he.lr_arbiter import CKKS_LR_SUITE
 from models.metrics import auc, ks, log_loss
 from models.vlr import EpochReport, StepKey, VlrConfig, encode_plan, encode_positions
-from models.vlr.layout import GradientParty
+from models.vlr.layout import U_MAX, VALIDATION_SCALE, GradientParty
 from models.vlr.preprocess import Standardizer, label_design
 
 
@@ -44,7 +49,11 @@ def epoch_order(n_batches: int, config: VlrConfig, epoch: int) -> np.ndarray:
 
 
 class LabelParty(GradientParty):
-    """The bank. Per batch: batch_positions → (F.forward) → residual → gradient → update."""
+    """The bank. Per batch: batch_positions → (F.forward) → residual → gradient → update.
+
+    Per epoch: loss_request → (A refreshes [u + r]) → loss_sum → (A re-encrypts the masked
+    Taylor loss under L's own key) → end_epoch. After the last epoch: metrics.
+    """
 
     def __init__(
         self,
@@ -54,7 +63,7 @@ class LabelParty(GradientParty):
         feature_parties: Sequence[str],
         config: VlrConfig,
         *,
-        suite: HeSuite = CKKS_SUITE,
+        suite: LrSuite = CKKS_LR_SUITE,
     ) -> None:
         features = np.asarray(features, dtype=np.float64)
         labels = np.asarray(labels, dtype=np.float64).reshape(-1)
@@ -63,15 +72,17 @@ class LabelParty(GradientParty):
         if not np.all((labels == 0) | (labels == 1)):
             raise ValueError("labels must be 0 or 1")
         width = features.shape[1] + 1  # the intercept is L's, unpenalised
-        super().__init__(job, width, config, penalized=np.arange(width) < width - 1)
-        self._features, self.labels, self._suite = features, labels, suite
+        super().__init__(job, width, config, np.arange(width) < width - 1, suite)
+        self._features, self.labels = features, labels
         self.feature_parties = tuple(sorted(feature_parties))
         self.train, self.validation = split_positions(labels.size, config)
         self._batches = fixed_batches(self.train, config)
-        self._own_key: HeBackend | None = None
+        self._own: LrHe | None = None
         self.scaler: Standardizer | None = None
         self._best_loss, self._best_epoch, self._wait = math.inf, -1, 0
+        self._epoch_masks: dict[str, Any] = {}
         self.history: list[EpochReport] = []
+        self.final: EpochReport | None = None
 
     @property
     def n_batches(self) -> int:
@@ -82,17 +93,19 @@ class LabelParty(GradientParty):
         return bool(self.history) and self.history[-1].stop
 
     def open(self, arbiter_context: bytes) -> None:
-        """Load A's public context; make L's own key pair for validation; build X_L."""
-        arbiter = self._suite.load_public(arbiter_context)
-        self._own_key = self._suite.make_private(self.config.params, False)
+        """Load A's public context; make L's own key pair on the same ring; build X_L."""
         design, self.scaler = label_design(self._features, self.train)
-        self._attach(arbiter, design)
+        self._own = self._suite.own_key(self.config.params)
+        self._attach(arbiter_context, design)
+
+    def _own_key(self) -> LrHe:
+        if self._own is None:
+            raise ProtocolError("label party not opened yet")
+        return self._own
 
     def validation_context(self) -> bytes:
-        """L's public context (no secret key, no Galois keys) for F's validation logits."""
-        if self._own_key is None:
-            raise ProtocolError("label party not opened yet")
-        return self._own_key.public_bytes()
+        """L's own public context (no secret key, no rotation keys)."""
+        return self._own_key().public_bytes()
 
     def plan(self) -> bytes:
         return encode_plan(self.train, self.validation)
@@ -110,7 +123,7 @@ class LabelParty(GradientParty):
         return self._steps.store(key, b"", encode_positions(rows))
 
     def residual(self, key: StepKey, forwards: Mapping[str, bytes]) -> bytes:
-        """[d] = Σ[u_F/4] + u_L/4 + 1/2 - y under A's key (bytes for every F and for L itself)."""
+        """[d] = Σ[u_F/4] + [u_L/4] + 1/2 - y under A's key (for every F and for L itself)."""
         self._check_key(key, "residual")
         names = sorted(forwards)
         request = pack_frames([n.encode() for n in names] + [forwards[n] for n in names])
@@ -119,43 +132,77 @@ class LabelParty(GradientParty):
             return cached
         if tuple(names) != self.feature_parties:
             raise ProtocolError(f"residual needs forwards from {self.feature_parties}, got {names}")
-        arbiter, design, _ = self._opened()
+        he, _ = self._opened()
         rows = self._pending_for(key).positions
-        plain = 0.25 * (design[rows] @ self.weights) + 0.5 - self.labels[rows]
+        own = self._quarter_logits(rows)
         parts = [forwards[n] for n in names]
-        blob = arbiter.add(parts, plain) if parts else arbiter.encrypt(plain)
+        if any(he.scales(p) != he.scales(own) for p in parts):
+            raise ProtocolError("a forward part is not one ciphertext at the residual's scale")
+        blob = he.add([*parts, own], 0.5 - self.labels[rows])
         return self._steps.store(key, request, blob)
 
-    def end_epoch(self, epoch: int, validation_parts: Mapping[str, bytes]) -> EpochReport:
-        """Validation loss/AUC/KS from Σ[u_F] (decrypted under L's key) + u_L; early stopping."""
-        if epoch < self._next_epoch:
-            return self.history[epoch]
+    def loss_request(self, epoch: int, validation_parts: Mapping[str, bytes]) -> bytes:
+        """[u + r] on the validation rows (u = Σ u_F + u_L), masked for the arbiter's refresh."""
+        if tuple(sorted(validation_parts)) != self.feature_parties:
+            raise ProtocolError(f"validation needs parts from {self.feature_parties}")
         if self._applied != self.n_batches or self._last_update[0] != epoch:
             raise ProtocolError(f"epoch {epoch} ended before all {self.n_batches} batches ran")
-        if tuple(sorted(validation_parts)) != self.feature_parties or self._own_key is None:
-            raise ProtocolError(f"validation needs parts from {self.feature_parties}")
-        _, design, _ = self._opened()
-        logits = design[self.validation] @ self.weights
-        if validation_parts:
-            summed = self._own_key.add([validation_parts[n] for n in self.feature_parties])
-            hosts = self._own_key.decrypt(summed)
-            if hosts.size != logits.size:
-                raise ProtocolError(f"validation parts hold {hosts.size} rows, not {logits.size}")
-            logits = logits + hosts
-        y = self.labels[self.validation]
-        loss = log_loss(y, logits)
+        he, _ = self._opened()
+        own = self._logits(self.validation)
+        summed = he.add([*(validation_parts[n] for n in self.feature_parties), own])
+        masked, masks = he.mask(summed, 2.0**self.config.mask_bits * U_MAX)
+        self._epoch_masks = {"logits": masks, "scale": he.scales(masked)[0]}
+        return masked
+
+    def loss_sum(self, refreshed: bytes) -> bytes:
+        """Unmask the refreshed logits, form [Σ u² - 4 z u] (z = 2y - 1), mask it, and name L's
+        own key for the arbiter to re-encrypt it under."""
+        he, _ = self._opened()
+        if "logits" not in self._epoch_masks or he.scales(refreshed)[0] != VALIDATION_SCALE:
+            raise ProtocolError("loss_sum without a refreshed validation request")
+        ratio = Fraction(VALIDATION_SCALE) / Fraction(self._epoch_masks["scale"])
+        u = he.unmask(refreshed, self._epoch_masks.pop("logits"), ratio)
+        z = 2.0 * self.labels[self.validation] - 1.0
+        total = he.square_sum(u, -4.0 * z)
+        bound = 2.0**self.config.mask_bits * self.validation.size * (U_MAX**2 + 4 * U_MAX)
+        masked, self._epoch_masks["loss"] = he.mask(total, bound)
+        return pack_frames([masked, self.validation_context()])
+
+    def end_epoch(self, epoch: int, loss_part: bytes) -> EpochReport:
+        """The epoch's validation loss (second-order Taylor, one scalar), early stopping."""
+        if epoch < self._next_epoch:
+            return self.history[epoch]
+        if "loss" not in self._epoch_masks:
+            raise ProtocolError(f"end of epoch {epoch} without a masked loss")
+        own = self._own_key()
+        value = float(own.decrypt(own.unmask(loss_part, self._epoch_masks.pop("loss")))[0])
+        loss = math.log(2.0) + value / (8.0 * self.validation.size)
         improved = loss < self._best_loss - self.config.tol
         if improved:
             self._best_loss, self._best_epoch, self._wait = loss, epoch, 0
         else:
             self._wait += 1
         stop = self._wait >= self.config.patience or epoch + 1 >= self.config.max_epochs
-        report = EpochReport(
-            epoch, loss, auc(y, logits), ks(y, logits), improved, stop, self._best_epoch
-        )
+        report = EpochReport(epoch, loss, None, None, improved, stop, self._best_epoch)
         self._close_epoch(epoch, improved)
         self.history.append(report)
         return report
+
+    def metrics(self, final_parts: Mapping[str, bytes]) -> EpochReport:
+        """AUC, KS and log loss of the final model on the validation rows, computed once."""
+        if tuple(sorted(final_parts)) != self.feature_parties or not self.history:
+            raise ProtocolError(f"final metrics need parts from {self.feature_parties}")
+        _, design = self._opened()
+        logits = design[self.validation] @ self.weights
+        if final_parts:
+            own = self._own_key()
+            hosts = own.decrypt(own.add([final_parts[n] for n in self.feature_parties]))
+            logits = logits + hosts[: logits.size]
+        y = self.labels[self.validation]
+        last = self.history[-1]
+        self.final = EpochReport(last.epoch, log_loss(y, logits), auc(y, logits), ks(y, logits),
+                                 last.improved, True, self._best_epoch)
+        return self.final
 
     def state_dict(self) -> dict[str, object]:
         state = self._base_state()

@@ -140,7 +140,7 @@ def test_a_job_below_the_nodes_own_batch_floor_is_refused(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("floor", "value", "setting"), [
-    ("min_mask_bound", 2.0**40, "mask_bound"),
+    ("min_mask_bits", 48, "mask_bits"),
     ("min_validation_fraction", 0.3, "validation_fraction"),
 ])
 def test_every_floor_is_the_nodes_own(tmp_path: Path, floor: str, value: float,
