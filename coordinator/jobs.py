@@ -44,8 +44,8 @@ def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
                           "seconds": round(time.perf_counter() - started, 3)}
                 reports.append(report)
                 on_epoch(report)
-                log.info("job %s %s %s: loss %.5f auc %.4f", job_id, algo.unit,
-                         report.get("epoch"), report["loss"], report["auc"])
+                log.info("job %s %s %s: loss %.5f auc %s", job_id, algo.unit,
+                         report.get("epoch"), report["loss"], report.get("auc"))
             started = time.perf_counter()
         return reports
     finally:

@@ -19,6 +19,18 @@ def log_loss(y: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
+def taylor_loss_terms(y: np.ndarray, logits: np.ndarray) -> float:
+    """Sum of u^2 - 4 z u (z = 2y - 1): what label-private LR computes under encryption."""
+    y, u = np.asarray(y, dtype=np.float64), np.asarray(logits, dtype=np.float64)
+    return float(np.sum(u * u - 4.0 * (2.0 * y - 1.0) * u))
+
+
+def taylor_loss(terms: float, n: int) -> float:
+    """Second-order Taylor logistic loss log 2 - z u / 2 + u^2 / 8, averaged over n rows, from
+    the sum of `taylor_loss_terms`: the validation loss label-private LR stops early on."""
+    return math.log(2.0) + terms / (8.0 * n)
+
+
 def auc(y: npt.ArrayLike, score: npt.ArrayLike, *, undefined: float = math.nan) -> float:
     """Area under the ROC curve: Mann-Whitney U from average ranks (ties count one half).
 

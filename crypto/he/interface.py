@@ -18,44 +18,12 @@ from crypto.he.params import CkksParams
 
 @dataclass(frozen=True)
 class Prepared:
-    """Plaintext operands of `masked_packed_products`, encoded once by a backend (cacheable)."""
+    """Plaintext operands (a batch's encoded diagonals), encoded once by a backend (cacheable)."""
 
     backend: str
-    shape: tuple[int, int, int]  # (groups, fold, slots)
+    shape: tuple[int, int, int]  # (1, period, slots)
     nbytes: int
     native: Any
-
-
-class HeBackend(Protocol):
-    """What the VLR roles need from homomorphic encryption; values travel as `bytes`.
-
-    `masked_packed_products(v, P, masks)` returns G ciphertexts, group g holding in slot s
-    sum_{u<R} sum_{k<F} v[(s+u+kR) mod S] * P[g,k,(s+u) mod S] + masks[g,s], with R = S/F.
-    """
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def slot_count(self) -> int: ...
-    @property
-    def can_decrypt(self) -> bool: ...
-    def public_bytes(self) -> bytes: ...
-    def encrypt(self, values: np.ndarray) -> bytes: ...
-    def add(self, parts: Sequence[bytes], plain: np.ndarray | None = None) -> bytes: ...
-    def prepare(self, plains: np.ndarray) -> Prepared: ...
-    def masked_packed_products(
-        self, vector: bytes, prepared: Prepared, masks: np.ndarray
-    ) -> bytes: ...
-    def decrypt(self, data: bytes) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class HeSuite:
-    """How a VLR role gets its backends: load a peer's public context, or make its own key pair."""
-
-    name: str
-    load_public: Callable[[bytes], HeBackend]
-    make_private: Callable[[CkksParams, bool], HeBackend]  # (params, with Galois keys)
 
 
 class LabelHe(Protocol):
@@ -101,15 +69,6 @@ class SbtSuite:
     name: str
     make_private: Callable[[], LabelHe]
     load_public: Callable[[bytes], FeatureHe]
-
-
-def check_prepared(prepared: Prepared, backend: str, slots: int, masks: np.ndarray) -> None:
-    """Refuse operands prepared by another backend or for another shape."""
-    groups, fold, s = prepared.shape
-    if prepared.backend != backend or s != slots or slots % fold or fold & (fold - 1):
-        raise ValueError(f"prepared operands {prepared.shape} do not fit backend {backend}")
-    if masks.shape != (groups, slots):
-        raise ValueError(f"masks shape {masks.shape} != {(groups, slots)}")
 
 
 def as_vector(values: np.ndarray) -> np.ndarray:

@@ -290,8 +290,13 @@ class CkksLr:
         """Add a fresh integer mask to every chunk: coefficients uniform in +-(scale * bound),
         so every slot value v with |v| <= bound / 2^40 is hidden to 2^-40. Returns the masks."""
         cts, masks = self.unpack(data), []
+        room = sum(q.bit_length() for q in self.primes) - 2  # centred, and a sum of two
         for i, ct in enumerate(cts):
             limit = int(float(ct.scale) * bound)
+            if limit.bit_length() > room:
+                raise ProtocolError(
+                    f"a mask of 2^{math.log2(bound):.0f} at scale 2^{math.log2(ct.scale):.0f} "
+                    f"needs {limit.bit_length()} bits; the ring has {room} at the top level")
             coeffs = lr_coeffs.uniform_coefficients(self.params.poly_modulus_degree, limit)
             cts[i] = lr_coeffs.shift(self, ct, lr_coeffs.to_ntt(self, coeffs), +1)
             masks.append(coeffs)

@@ -68,11 +68,11 @@ def plain_raw(lr: Any, pt: Any) -> np.ndarray:
 
 def shift(lr: Any, ct: Any, raw_ntt: np.ndarray, sign: int) -> Any:
     """ct with `sign` * the polynomial `raw_ntt` added to its first component (same scale)."""
-    data = seal_bytes.ciphertext_raw(ct).astype(object)
-    qs = np.array(lr.primes, dtype=object)[:, None]
-    term = raw_ntt.astype(object)
-    data[0] = (data[0] + term) % qs if sign > 0 else (data[0] - term) % qs
-    return seal_bytes.ciphertext_from_raw(lr.seal, lr.top, data.astype(np.uint64), ntt=True,
+    data = seal_bytes.ciphertext_raw(ct).copy()
+    qs = np.array(lr.primes, dtype=np.uint64)[:, None]  # primes < 2^60: a + q never overflows
+    term = raw_ntt if sign > 0 else (qs - raw_ntt) % qs
+    data[0] = (data[0] + term) % qs
+    return seal_bytes.ciphertext_from_raw(lr.seal, lr.top, data, ntt=True,
                                           scale=float(ct.scale))
 
 

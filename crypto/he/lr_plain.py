@@ -2,7 +2,8 @@
 
 A "ciphertext" is (scale, values); `relabel`, `refresh` and `reencrypt` keep the scale
 bookkeeping of the real thing, so the roles run the same steps and benchmarks show what
-encryption costs. Masks are drawn but not added (see `mask`). Refused in production like every twin (`crypto.he.plain`).
+encryption costs. Masks are drawn but not added (see `mask`). Refused in production like every
+twin (`crypto.he.plain`).
 """
 
 from __future__ import annotations

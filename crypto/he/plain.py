@@ -15,17 +15,11 @@ from common.errors import ProtocolError
 from common.production import PRODUCTION_ENV as PRODUCTION_ENV
 from common.production import refuse_in_production
 from crypto.he.bfv_ring import HIST_PLAIN_BITS, chunk_width
-from crypto.he.frames import VECTOR_HEADER, pack_vector, unpack_frames, unpack_vector
+from crypto.he.frames import VECTOR_HEADER, pack_vector, unpack_frames
 from crypto.he.interface import (
     FeatureHe,
-    HeBackend,
-    HeSuite,
-    Prepared,
     SbtSuite,
-    as_vector,
-    check_prepared,
 )
-from crypto.he.params import CkksParams
 
 _PLAIN_TAG = b"PLN1"
 _PLAIN_CONTEXT = b"fedcredit/plain-twin/v1"
@@ -37,108 +31,6 @@ _TESTING_TOKEN = object()
 
 def _refuse_in_production() -> None:
     refuse_in_production("the plaintext crypto twin")
-
-
-class PlainBackend:
-    """CKKS's twin (VLR): values as float64 bytes. `PlainBackend.for_testing()` or
-    `PlainBackend.suite_for_testing()` only."""
-
-    name = "plain-twin"
-
-    def __init__(self, slot_count: int, *, _token: object = None) -> None:
-        if _token is not _TESTING_TOKEN:
-            raise TypeError("PlainBackend is test-only: use PlainBackend.for_testing()")
-        if slot_count < 2 or slot_count & (slot_count - 1):
-            raise ValueError(f"slot_count {slot_count} must be a power of two")
-        self._slots = slot_count
-
-    @classmethod
-    def for_testing(cls, slot_count: int = CkksParams().slot_count) -> PlainBackend:
-        _refuse_in_production()
-        return cls(slot_count, _token=_TESTING_TOKEN)
-
-    @classmethod
-    def suite_for_testing(cls) -> HeSuite:
-        _refuse_in_production()
-
-        def load_public(data: bytes) -> HeBackend:
-            if data != _PLAIN_CONTEXT:
-                raise ProtocolError("not a plain-twin context")
-            return cls.for_testing()
-
-        def make_private(params: CkksParams, galois_keys: bool) -> HeBackend:
-            return cls.for_testing(params.slot_count)
-
-        return HeSuite("plain-twin", load_public, make_private)
-
-    @property
-    def slot_count(self) -> int:
-        return self._slots
-
-    @property
-    def can_decrypt(self) -> bool:
-        return True
-
-    def public_bytes(self) -> bytes:
-        return _PLAIN_CONTEXT
-
-    def _pack(self, flat: np.ndarray) -> bytes:
-        s = self._slots
-        chunks = [flat[i : i + s].astype("<f8").tobytes() for i in range(0, flat.size, s)]
-        return pack_vector(_PLAIN_TAG, flat.size, s, chunks)
-
-    def _unpack(self, data: bytes) -> np.ndarray:
-        n, chunks = unpack_vector(data, _PLAIN_TAG, self._slots)
-        if any(len(c) % 8 or len(c) > 8 * self._slots for c in chunks):
-            raise ProtocolError("plain-twin chunk has a bad length")
-        flat = np.frombuffer(b"".join(chunks), dtype="<f8").astype(np.float64)
-        if flat.size != n:
-            raise ProtocolError(f"plain-twin vector has {flat.size} values, header says {n}")
-        return flat
-
-    def encrypt(self, values: np.ndarray) -> bytes:
-        return self._pack(as_vector(values))
-
-    def add(self, parts: Sequence[bytes], plain: np.ndarray | None = None) -> bytes:
-        if not parts:
-            raise ValueError("nothing to add")
-        vectors = [self._unpack(p) for p in parts]
-        if len({v.size for v in vectors}) != 1:
-            raise ProtocolError("cannot add vectors of different lengths")
-        total = np.sum(vectors, axis=0)
-        if plain is not None:
-            total = total + as_vector(plain)
-        return self._pack(total)
-
-    def prepare(self, plains: np.ndarray) -> Prepared:
-        copy = np.array(plains, dtype=np.float64)
-        groups, fold, slots = copy.shape
-        return Prepared(self.name, (groups, fold, slots), copy.nbytes, copy)
-
-    def masked_packed_products(self, vector: bytes, prepared: Prepared, masks: np.ndarray) -> bytes:
-        s = self._slots
-        check_prepared(prepared, self.name, s, masks)
-        v = np.zeros(s)
-        values = self._unpack(vector)
-        if values.size > s:
-            raise ProtocolError(f"residual must fit one chunk of {s} slots")
-        v[: values.size] = values
-        _, fold, _ = prepared.shape
-        width = s // fold
-        slot = np.arange(s)
-        copies = v[(slot[None, :] + width * np.arange(fold)[:, None]) % s]  # (F, S)
-        products = np.einsum("gks,ks->gs", prepared.native, copies)
-        cumulative = np.cumsum(
-            np.concatenate(
-                [np.zeros((products.shape[0], 1)), products, products[:, :width]], axis=1
-            ),
-            axis=1,
-        )
-        windows = cumulative[:, slot + width] - cumulative[:, slot]
-        return self._pack((windows + masks).reshape(-1))
-
-    def decrypt(self, data: bytes) -> np.ndarray:
-        return self._unpack(data)
 
 
 class PlainTwin:

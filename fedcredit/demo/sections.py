@@ -51,7 +51,7 @@ def train_vertical_lr(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
         raise RuntimeError(f"training job {job.job_id} {job.state}: {job.error}")
     seconds = time.perf_counter() - started
     metrics = json.loads(job.metrics_json)
-    best = next(h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"])
+    best = metrics["history"][-1]  # the final model's AUC/KS, computed once, complete it
     with console.status("fitting the pooled and bank-only twins outside the network"):
         tables = load_party_tables({p.name: p.data for p in net.parties}, LABEL_PARTY)
         twins = compare_vlr(net.workdir / "state", tables, LABEL_PARTY, FEATURE_PARTIES,

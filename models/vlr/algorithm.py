@@ -8,6 +8,17 @@ Epoch:   F.validate [u_F] → L.loss [u + r] → A.refresh → L.loss_sum [Σ u�
 End:     L|F.reveal [w_best + r] → A.reencrypt (under each party's own key) → L|F.finish (own
          weights; F sends its final validation logits under L's key) → L.metrics (AUC, KS once)
 A (the arbiter) is the driver itself: it runs at the coordinator and holds the training key.
+
+Where this departs from DESIGN §4.2, and why:
+* A never decodes a masked value to floating point (a 2^40-times larger mask leaves a float64
+  value 13 bits): it decrypts to exact integers and re-encrypts (`crypto.he.lr_arbiter`). So the
+  masked loss scalar is not "decrypted by A" but re-encrypted under L's own key; L removes its
+  mask inside its ciphertext. A learns less than §4.2 allows, L the same.
+* Early stopping uses the second-order Taylor loss (the one computable under encryption); the
+  exact log loss, AUC and KS are computed once, for the final model.
+* A resumed job needs the key its weights are encrypted under: the coordinator keeps the job's
+  secret key in a private file of its state directory (`coordinator/vault.py`) until the job
+  ends, and deletes it then.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.metrics import auc, ks, log_loss
+from models.metrics import auc, ks, log_loss, taylor_loss, taylor_loss_terms
 from models.vlr import EpochReport, FeatureAlignment, VlrConfig
 from models.vlr.label import epoch_order, fixed_batches, split_positions
 from models.vlr.preprocess import feature_design, label_design
@@ -47,8 +47,8 @@ def train_centralized(
     *,
     taylor: bool = True,
 ) -> CentralizedResult:
-    """L's split, batches and order, the same update and early stopping; `taylor=False` uses
-    the exact logistic gradient instead of its first-order Taylor form."""
+    """L's split, batches and order, the same update and early stopping (on the Taylor loss, as
+    the federated protocol does); `taylor=False` uses the exact logistic gradient and loss."""
     y = np.asarray(labels, dtype=np.float64)
     train, validation = split_positions(y.size, config)
     batches = fixed_batches(train, config)
@@ -64,7 +64,8 @@ def train_centralized(
             grad = x.T @ d / rows.size + config.l2 * np.where(penalized, weights, 0.0)
             weights = weights - rate * grad
         logits = design[validation] @ weights
-        loss = log_loss(y[validation], logits)
+        loss = (taylor_loss(taylor_loss_terms(y[validation], logits), validation.size)
+                if taylor else log_loss(y[validation], logits))
         improved = loss < best_loss - config.tol
         if improved:
             best_loss, best_epoch, wait = loss, epoch, 0

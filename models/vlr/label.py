@@ -15,7 +15,7 @@ from common.errors import ProtocolError
 from crypto.he import pack_frames
 from crypto.he.interface import LrHe, LrSuite
 from crypto.he.lr_arbiter import CKKS_LR_SUITE
-from models.metrics import auc, ks, log_loss
+from models.metrics import auc, ks, log_loss, taylor_loss
 from models.vlr import EpochReport, StepKey, VlrConfig, encode_plan, encode_positions
 from models.vlr.layout import U_MAX, VALIDATION_SCALE, GradientParty
 from models.vlr.preprocess import Standardizer, label_design
@@ -176,7 +176,7 @@ class LabelParty(GradientParty):
             raise ProtocolError(f"end of epoch {epoch} without a masked loss")
         own = self._own_key()
         value = float(own.decrypt(own.unmask(loss_part, self._epoch_masks.pop("loss")))[0])
-        loss = math.log(2.0) + value / (8.0 * self.validation.size)
+        loss = taylor_loss(value, self.validation.size)
         improved = loss < self._best_loss - self.config.tol
         if improved:
             self._best_loss, self._best_epoch, self._wait = loss, epoch, 0

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crypto.he import CKKS_SUITE, HeSuite, PlainBackend
+from crypto.he.interface import LrSuite
+from crypto.he.lr_arbiter import CKKS_LR_SUITE
+from crypto.he.lr_plain import PLAIN_LR_SUITE
 from fedcredit.bench.vlr import run_vlr_benchmark, synthetic_vertical
 from models.metrics import auc
 from models.vlr import FeatureAlignment, VlrConfig
@@ -49,7 +51,7 @@ def _give_credit() -> tuple[np.ndarray, np.ndarray, np.ndarray, FeatureAlignment
     return guest[:, 2:], guest[:, 1], host[:, 1:], FeatureAlignment(n, np.arange(n), own)
 
 
-def _federated_auc(suite: HeSuite, config: VlrConfig) -> tuple[float, float]:
+def _federated_auc(suite: LrSuite, config: VlrConfig) -> tuple[float, float]:
     x_label, y, host, alignment = _give_credit()
     label = LabelParty("gc", x_label, y, ["host"], config, suite=suite)
     party = FeatureParty("host", "gc", host, alignment, config, suite=suite)
@@ -62,13 +64,13 @@ def _federated_auc(suite: HeSuite, config: VlrConfig) -> tuple[float, float]:
 
 def test_give_credit_twin_lands_on_the_centralised_baseline() -> None:
     config = GIVE_CREDIT.model_copy(update=dict(max_epochs=20))
-    federated, centralised = _federated_auc(PlainBackend.suite_for_testing(), config)
+    federated, centralised = _federated_auc(PLAIN_LR_SUITE, config)
     assert abs(federated - centralised) < 1e-4 and centralised > 0.69
 
 
 @pytest.mark.slow
 def test_give_credit_encrypted_lands_on_the_centralised_baseline() -> None:
-    federated, centralised = _federated_auc(CKKS_SUITE, GIVE_CREDIT)  # 5 epochs: ~5 s
+    federated, centralised = _federated_auc(CKKS_LR_SUITE, GIVE_CREDIT)
     assert abs(federated - centralised) < 0.005 and federated > 0.68
 
 

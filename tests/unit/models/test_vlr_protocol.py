@@ -1,4 +1,4 @@
-"""Tests for the label-private vertical-LR roles, step by step and end to end, encrypted and twin."""
+"""The label-private vertical-LR roles, step by step and end to end, encrypted and twin."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def build(suite: LrSuite, config: VlrConfig = CONFIG, rows: int = 600,
     own = np.random.default_rng(2).permutation(keep.size)
     f2_table = np.empty((keep.size, 3))
     f2_table[own] = host[keep, 3:]
-    f1 = FeatureParty("f1", JOB, host[:, :3], FeatureAlignment(rows, np.arange(rows),
-                                                               np.arange(rows)), config, suite=suite)
+    everyone = FeatureAlignment(rows, np.arange(rows), np.arange(rows))
+    f1 = FeatureParty("f1", JOB, host[:, :3], everyone, config, suite=suite)
     f2 = FeatureParty("f2", JOB, f2_table, FeatureAlignment(rows, keep, own), config, suite=suite)
     label = LabelParty(JOB, data.label_features, data.labels, ["f1", "f2"], config, suite=suite)
     return label, [f1, f2], arbiter or Arbiter(JOB, suite=suite)

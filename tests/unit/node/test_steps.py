@@ -93,9 +93,10 @@ def test_a_declared_job_runs_through_the_handlers_and_leaves_models_and_checkpoi
     bank, core = _nodes(tmp_path)
     settings = VLR.settings.model_validate(SETTINGS)
     net = _network("job-1", bank, core, SETTINGS)
-    reports = [p.report for p in drive(net, settings, arbiter=_arbiter("job-1"))
-               if p.kind == "epoch"]
-    assert [r["epoch"] for r in reports] == [0, 1, 2] and reports[-1]["auc"] > 0.7
+    progress = list(drive(net, settings, arbiter=_arbiter("job-1")))
+    reports = [p.report for p in progress if p.kind == "epoch"]
+    assert [r["epoch"] for r in reports] == [0, 1, 2]
+    assert progress[-1].kind == "final" and progress[-1].report["auc"] > 0.7
     core_model = (core.state.state_dir / "models" / "job-1" / "model.json").read_text()
     assert '"features": ["c0", "c1", "c2"]' in core_model
     checkpoint = bank.state.state_dir / "jobs" / "job-1" / "checkpoint.npz"
@@ -105,14 +106,19 @@ def test_a_declared_job_runs_through_the_handlers_and_leaves_models_and_checkpoi
 def test_a_resumed_job_continues_from_the_checkpoint(tmp_path: Path) -> None:
     bank, core = _nodes(tmp_path)
     settings = VLR.settings.model_validate(SETTINGS)
-    first = drive(_network("job-2", bank, core, SETTINGS), settings, arbiter=_arbiter("job-2"))
+    network = _network("job-2", bank, core, SETTINGS)
+    first = drive(network, settings)
     assert [p.kind for p in (next(first), next(first))] == ["setup", "epoch"]
     first.close()  # the coordinator went away after epoch 0
     bank, core = _nodes(tmp_path)  # restarted nodes: new state objects, same folders
-    resumed = drive(_network("job-2", bank, core, SETTINGS), settings, resume=True,
-                    arbiter=_arbiter("job-2"))
+    again = _network("job-2", bank, core, SETTINGS)
+    again.vault = network.vault  # the coordinator's vault outlives its process
+    resumed = drive(again, settings, resume=True)
     setup = next(resumed)
     assert setup.report["next_epoch"] == 1
+    resumed.close()
+    with pytest.raises(ProtocolError, match="no longer holds the arbiter key"):
+        next(drive(_network("job-2", bank, core, SETTINGS), settings, resume=True))
 
 
 def _header(step: str, **config: object) -> common_pb2.StepHeader:

@@ -1,4 +1,4 @@
-"""Tests for CKKS parameters, public contexts and the CKKS backend against its twin."""
+"""Tests for CKKS parameters, public contexts and the label-private LR context's plumbing."""
 
 from __future__ import annotations
 
@@ -7,28 +7,24 @@ import pytest
 import tenseal as ts
 
 from common.errors import ProtocolError
-from crypto.he import (
-    CKKS_SUITE,
-    PRODUCTION_ENV,
-    CkksBackend,
-    CkksParams,
-    PlainBackend,
-    pack_frames,
-    unpack_frames,
-)
+from crypto.he import PRODUCTION_ENV, CkksParams, pack_frames, unpack_frames
 from crypto.he.ckks import load_public_context, make_context, public_context_bytes
+from crypto.he.lr import CkksLr
+from crypto.he.lr_arbiter import CKKS_LR_SUITE, CkksLrArbiter
+from crypto.he.lr_plain import PLAIN_LR_SUITE, PlainLr
+from models.vlr import LR_PARAMS
 
 SLOTS = CkksParams().slot_count
 
 
 @pytest.fixture(scope="module")
-def private() -> CkksBackend:
-    return CkksBackend.create(CkksParams())
+def private() -> CkksLrArbiter:
+    return CkksLrArbiter.create(LR_PARAMS)
 
 
 @pytest.fixture(scope="module")
-def public(private: CkksBackend) -> CkksBackend:
-    return CkksBackend.from_public_bytes(private.public_bytes())
+def public(private: CkksLrArbiter) -> CkksLr:
+    return CkksLr.from_public_bytes(private.public_bytes())
 
 
 def test_default_params_are_the_design_choice() -> None:
@@ -84,84 +80,41 @@ def test_garbage_context_is_refused() -> None:
         load_public_context(b"not a context")
 
 
-def test_encrypt_add_decrypt_round_trip(private: CkksBackend, public: CkksBackend) -> None:
+def test_encrypt_add_decrypt_round_trip(private: CkksLrArbiter, public: CkksLr) -> None:
     a, b = np.linspace(-3, 3, SLOTS + 10), np.linspace(5, -5, SLOTS + 10)
-    total = public.add([public.encrypt(a), public.encrypt(b)], plain=np.full(a.size, 0.5))
-    assert np.allclose(private.decrypt(total), a + b + 0.5, atol=1e-6)
+    total = public.add([public.encrypt(a, 2.0**36), public.encrypt(b, 2.0**36)],
+                       plain=np.full(a.size, 0.5))
+    assert np.allclose(private.decrypt(total)[: a.size], a + b + 0.5, atol=1e-6)
 
 
-def test_public_backend_cannot_decrypt(public: CkksBackend) -> None:
+def test_public_backend_cannot_decrypt(public: CkksLr) -> None:
     assert not public.can_decrypt
     with pytest.raises(PermissionError):
-        public.decrypt(public.encrypt(np.ones(3)))
+        public.decrypt(public.encrypt(np.ones(3), 2.0**36))
 
 
-def test_backends_refuse_each_others_bytes(public: CkksBackend) -> None:
-    twin = PlainBackend.for_testing()
+def test_backends_refuse_each_others_bytes(public: CkksLr) -> None:
+    twin = PlainLr(LR_PARAMS)
     with pytest.raises(ProtocolError):
-        public.add([twin.encrypt(np.ones(4))])
+        public.add([twin.encrypt(np.ones(4), 2.0**36)])
     with pytest.raises(ProtocolError):
-        twin.decrypt(public.encrypt(np.ones(4)))
+        twin.decrypt(public.encrypt(np.ones(4), 2.0**36))
 
 
-def test_tampered_ciphertext_is_refused(private: CkksBackend) -> None:
-    frames = unpack_frames(private.encrypt(np.ones(4)))
+def test_tampered_ciphertext_is_refused(private: CkksLrArbiter) -> None:
+    frames = unpack_frames(private.encrypt(np.ones(4), 2.0**36))
     frames[1] = frames[1][:100] + bytes(50) + frames[1][150:]
     with pytest.raises(ProtocolError):
         private.decrypt(pack_frames(frames))
 
 
-def _packed_reference(vector: np.ndarray, plains: np.ndarray) -> np.ndarray:
-    """Slot-by-slot definition of masked_packed_products with zero masks (slow, obvious)."""
-    groups, fold, slots = plains.shape
-    width = slots // fold
-    out = np.zeros((groups, slots))
-    for s in range(0, slots, 97):  # a sample of slots keeps it quick
-        for u in range(width):
-            for k in range(fold):
-                t = (s + u) % slots
-                out[:, s] += vector[(t + k * width) % slots] * plains[:, k, t]
-    return out
-
-
-@pytest.mark.parametrize("fold", [1, 8, 64])
-def test_packed_products_agree_between_ckks_and_twin(
-    private: CkksBackend, public: CkksBackend, fold: int
-) -> None:
-    rng = np.random.default_rng(fold)
-    vector, plains = rng.normal(size=SLOTS), rng.normal(size=(2, fold, SLOTS)) * 1e-3
-    plains[1, 0] = 0.0  # a zero operand is skipped, not multiplied
-    masks = np.zeros((2, SLOTS))
-    twin = PlainBackend.for_testing()
-    expected = twin.decrypt(
-        twin.masked_packed_products(twin.encrypt(vector), twin.prepare(plains), masks)
-    )
-    got = private.decrypt(
-        public.masked_packed_products(public.encrypt(vector), public.prepare(plains), masks)
-    )
-    assert np.allclose(got, expected, atol=1e-5)
-    sampled = np.arange(0, SLOTS, 97)
-    reference = _packed_reference(vector, plains)
-    assert np.allclose(expected.reshape(2, SLOTS)[:, sampled], reference[:, sampled])
-
-
-def test_all_zero_group_still_returns_the_mask(private: CkksBackend, public: CkksBackend) -> None:
-    plains, masks = np.zeros((1, 4, SLOTS)), np.full((1, SLOTS), 7.0)
-    blob = public.masked_packed_products(public.encrypt(np.ones(10)), public.prepare(plains), masks)
-    assert np.allclose(private.decrypt(blob), 7.0, atol=1e-6)
-
-
-def test_plain_twin_is_only_reachable_for_testing(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(TypeError):
-        PlainBackend(SLOTS)
-    assert CKKS_SUITE.name == "ckks"
+def test_plain_twin_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CKKS_LR_SUITE.name == "ckks" and PLAIN_LR_SUITE.name == "plain"
     monkeypatch.setenv(PRODUCTION_ENV, "1")
     with pytest.raises(RuntimeError, match=PRODUCTION_ENV):
-        PlainBackend.for_testing()
-    with pytest.raises(RuntimeError, match=PRODUCTION_ENV):
-        PlainBackend.suite_for_testing()
+        PLAIN_LR_SUITE.make_arbiter(LR_PARAMS)
 
 
 def test_ckks_loader_refuses_the_twins_context() -> None:
     with pytest.raises(ProtocolError):
-        CKKS_SUITE.load_public(PlainBackend.for_testing().public_bytes())
+        CKKS_LR_SUITE.load_public(PlainLr(LR_PARAMS).public_bytes())

@@ -96,3 +96,11 @@ def test_square_sum_gives_the_taylor_loss_terms(pair: tuple[CkksLrArbiter, CkksL
     enc = party.encrypt(u, 2.0**30)
     total = arbiter.decrypt(party.square_sum(enc, -4 * z))
     assert np.allclose(total, np.sum(u * u - 4 * z * u), rtol=1e-6)
+
+
+def test_a_mask_that_would_wrap_the_modulus_is_refused(pair: tuple[CkksLrArbiter, CkksLr]) -> None:
+    _, party = pair
+    enc = party.encrypt(np.ones(4), SW * SX * SX)  # 2^80
+    party.mask(enc, 2.0**70)  # 150 bits: fits
+    with pytest.raises(ProtocolError, match="needs 161 bits; the ring has 156"):
+        party.mask(enc, 2.0**80)

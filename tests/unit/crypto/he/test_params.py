@@ -6,8 +6,9 @@ import pytest
 import tenseal as ts
 
 from common.errors import ProtocolError
-from crypto.he import CKKS_SUITE, MAX_COEFF_BITS_128, check_128_bit
+from crypto.he import MAX_COEFF_BITS_128, check_128_bit
 from crypto.he.ckks import load_public_context
+from crypto.he.lr import CkksLr
 from crypto.he.params import load_tenseal_context
 from tests.unit.crypto.he.weak import over_bound_ckks_context
 
@@ -42,7 +43,7 @@ def test_the_training_loader_names_n_and_bits_of_a_weak_context() -> None:
     weak = ts.context(ts.SCHEME_TYPE.CKKS, 2048, coeff_mod_bit_sizes=[27, 27])
     weak.global_scale = 2.0**20
     with pytest.raises(ProtocolError, match=r"2048 \(coefficient modulus 54 bits\)"):
-        CKKS_SUITE.load_public(weak.serialize(save_secret_key=False))
+        CkksLr.from_public_bytes(weak.serialize(save_secret_key=False))
 
 
 def test_a_context_above_the_bound_is_refused_on_load() -> None:
