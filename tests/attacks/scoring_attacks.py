@@ -2,61 +2,43 @@
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import hmac
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
-from common.chunks import chunked
-from crypto import seal
+from crypto.he import unpack_frames
+from crypto.pseudonym import HASH_DOMAIN, PSEUDONYM_BYTES, pseudonyms_of_points
+from crypto.psi_pool import blind, hash_to_points
+from crypto.score_wire import ids_seal_context
 from node.scoring.bank import BankScorer
-from common.limits import HASHED_ID_BYTES
-from node.scoring.wire import ScoringSetup, hash_ids, setup_seal_context
-from node.trust import verify_pinned
-from proto.fedcredit.v1 import coordinator_pb2
+
+
+class ChurningBank(BankScorer):
+    """A bank whose own software no longer stops it repeating an enterprise in one request."""
+
+    def _distinct(self, ids: Sequence[str]) -> None:
+        return None
 
 
 class IsolatingBank(BankScorer):
-    """A bank that gives every feature node but `target` a different id key, so only the
-    target's ids match (the old protocol: the requester chose the id-hash key)."""
+    """A bank that wants only `target` to match its ids: it seals the true pseudonyms to the
+    target and another enterprise's to every other node (it signs the target's list). With the
+    old protocol it chose per-node id keys instead; the set-up is now one signed blob that the
+    coordinator gives every node alike, so the pseudonym lists are all it can still vary."""
 
     target = ""
+    decoy = "91110000000000000X"
 
-    def _setup(self) -> None:
-        from crypto.he import scoring as score_he
-
-        context, model_context = score_he.public_bytes(self.context), self.part.public_context
-        assert self.tls is not None
-        ca_pem = self.tls.read()[0]
-        sealed = []
-        for peer in self.feature_nodes:
-            key = self.id_key if peer.party == self.target or not self.target \
-                else secrets.token_bytes(32)
-            payload = ScoringSetup(id_key=key, context=context,
-                                   model_context=model_context).encode()
-            public = verify_pinned(self.party, self.config.trust.peers, ca_pem, seal.PeerKey(
-                party=peer.party, cert_pem=peer.cert_pem, sealing_pk=peer.sealing_public_key,
-                signature=peer.signature), self.audit, job=self.job)
-            sealer = seal.Sealer(self.sealing_key.private_key, public)
-            sealed.append(coordinator_pb2.SealedSetup(node=peer.party, sealed=sealer.seal(
-                payload, setup_seal_context(self.job, self.party, peer.party))))
-        header = coordinator_pb2.ScoreSetupHeader(
-            bank=self.party, model_id=self.model_id, model_job=self.job,
-            context_bytes=len(context), model_context_bytes=len(model_context))
-
-        def upload() -> Iterator[coordinator_pb2.ScoreSetupUpload]:
-            yield coordinator_pb2.ScoreSetupUpload(header=header)
-            yield from chunked(context, lambda c: coordinator_pb2.ScoreSetupUpload(context=c))
-            yield from chunked(model_context,
-                               lambda c: coordinator_pb2.ScoreSetupUpload(model_context=c))
-            for one in sealed:
-                yield coordinator_pb2.ScoreSetupUpload(sealed_setup=one)
-
-        self.stub.ScoreSetup(upload(), timeout=120)
-
-    def score(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.setup()  # the set-up for the current target
-        return super().score(*args, **kwargs)
+    def _seal_ids(self, pseudonyms: bytes, salt: bytes, number: int) -> dict[str, bytes]:
+        if not self.target:
+            return super()._seal_ids(pseudonyms, salt, number)
+        count = len(pseudonyms) // PSEUDONYM_BYTES
+        decoys = self.pseudonyms([f"{self.decoy[:-4]}{k:04d}" for k in range(count)])
+        return {node: sealer.seal(salt + (pseudonyms if node == self.target else decoys),
+                                  ids_seal_context(self.job, self.party, node, number))
+                for node, sealer in self.sealers.items()}
 
 
 def seen_pseudonyms(state_dir: Path, bank: str) -> set[bytes]:
@@ -67,8 +49,8 @@ def seen_pseudonyms(state_dir: Path, bank: str) -> set[bytes]:
 
 
 def local_secrets(state_dir: Path) -> list[bytes]:
-    """Every key-like secret a feature node holds: small files whole, and the id key of any
-    set-up a bank gave it."""
+    """Every key-like secret a feature node holds: each small file whole, and every 32-byte
+    window of its key files."""
     found: list[bytes] = []
     for path in sorted(state_dir.rglob("*")):
         if not path.is_file() or path.stat().st_size > 4 << 20:
@@ -76,20 +58,42 @@ def local_secrets(state_dir: Path) -> list[bytes]:
         data = path.read_bytes()
         if 16 <= len(data) <= 64:
             found.append(data)
-        try:
-            found.append(ScoringSetup.decode(data).id_key)
-        except Exception:  # noqa: BLE001, S112 - not a set-up: try the next file
-            continue
+        if path.suffix == ".key" and len(data) <= 1 << 16:
+            found += [data[i:i + 32] for i in range(0, max(len(data) - 31, 0), 8)]
     return found
+
+
+def _guesses(key: bytes, candidates: list[str], points: bytes) -> list[bytes]:
+    """What `key` could make of each candidate: a keyed hash, or the pseudonym function."""
+    keyed = [hmac.new(key, c.encode(), hashlib.sha256).digest()[:PSEUDONYM_BYTES]
+             for c in candidates]
+    if len(key) != 32:
+        return keyed
+    raised = pseudonyms_of_points(blind(points, key))
+    return keyed + [raised[i:i + PSEUDONYM_BYTES] for i in range(0, len(raised),
+                                                                   PSEUDONYM_BYTES)]
 
 
 def name_queried(state_dir: Path, bank: str, candidates: list[str]) -> set[str]:
     """The curious feature node: each candidate whose pseudonym, by any function it can
-    evaluate with what it holds, is one it was asked about."""
+    evaluate with what it holds (keyed hashes and the pseudonym function under every secret it
+    has, and the pseudonym function with no key at all), is one it was asked about."""
     seen = seen_pseudonyms(state_dir, bank)
-    named: set[str] = set()
+    points = hash_to_points(candidates, HASH_DOMAIN)
+    unkeyed = pseudonyms_of_points(points)
+    named = {c for k, c in enumerate(candidates)
+             if unkeyed[k * PSEUDONYM_BYTES:(k + 1) * PSEUDONYM_BYTES] in seen}
     for key in local_secrets(state_dir):
-        hashed = hash_ids(key, candidates)
-        named |= {c for k, c in enumerate(candidates)
-                  if hashed[k * HASHED_ID_BYTES:(k + 1) * HASHED_ID_BYTES] in seen}
+        guesses = _guesses(key, candidates, points)
+        named |= {candidates[k % len(candidates)] for k, g in enumerate(guesses) if g in seen}
     return named
+
+
+def own_named(state_dir: Path, bank: str, own_ids: list[str]) -> set[str]:
+    """What the node may name (DESIGN §5): its own customers that were asked about, through
+    the index of its own ids (the control that shows the harness reads what the node saw)."""
+    seen = seen_pseudonyms(state_dir, bank)
+    _, _, blob = unpack_frames((state_dir / "scoring" / "pseudonyms.bin").read_bytes(),
+                               max_frames=3)
+    return {ident for k, ident in enumerate(own_ids)
+            if blob[k * PSEUDONYM_BYTES:(k + 1) * PSEUDONYM_BYTES] in seen}

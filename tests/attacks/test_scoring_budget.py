@@ -3,8 +3,9 @@ daily budget of answers about one enterprise (DESIGN §0, §4.5), through real p
 
 The curious bank runs its own software: between rounds it throws its scoring keys away (new
 CKKS key pair, new set-up at every node; under the old protocol also a new id-hash key), starts a
-new scorer, and asks about the same enterprise one at a time, in a batch that repeats it, and
-under new consent references and purposes. It counts the decisions it got.
+new scorer, and asks about the same enterprise one at a time, in a batch that repeats it (its own
+check for repeats switched off), and under new consent references and purposes. It counts the
+decisions it got.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import pytest
 from common.errors import FedcreditError
 from node.scoring.bank import BankScorer
 from node.scoring.budget import DEFAULT_DAILY_BUDGET
+from tests.attacks.scoring_attacks import ChurningBank
 from tests.attacks.scoring_network import JOB, Scoring
 
 ROUNDS = 3
-
-pytestmark = pytest.mark.xfail(strict=True, reason="old protocol: the requesting bank chooses the id-hash key (issue 13); removed with pseudonyms")
 
 
 def _answers(scorer: BankScorer, ids: list[str], target: str, tag: str) -> int:
@@ -41,7 +41,7 @@ def test_key_and_shape_churn_gets_no_more_than_the_budget(scoring_net: Scoring) 
     got = 0
     for round_no in range(ROUNDS):
         shutil.rmtree(scoring_net.state("bank") / "scoring" / JOB, ignore_errors=True)
-        scorer = scoring_net.scorer()  # new keys: a fresh set-up at every node
+        scorer = scoring_net.scorer(ChurningBank)  # new keys: a fresh set-up at every node
         try:
             got += _answers(scorer, [target] * 5 + filler, target, f"{round_no}-dup")
             for n in range(DEFAULT_DAILY_BUDGET + 1):
