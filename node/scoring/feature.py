@@ -48,7 +48,7 @@ from models.scoring import SCORING_KINDS, FeaturePart, ScoringKind
 from node.alignment import check_job_id
 from node.columns import model_columns
 from node.scoring.budget import DEFAULT_DAILY_BUDGET, BudgetBook
-from node.scoring.index import PseudonymIndex
+from node.scoring.index import Evaluate, PseudonymIndex
 from node.state import NodeState
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
@@ -76,12 +76,15 @@ def scoring_kind(algorithm: str) -> ScoringKind:
 class FeatureScoring:
     """A feature node's scoring handlers, with the banks' set-ups and the query budget."""
 
-    def __init__(self, state: NodeState, daily_budget: int = DEFAULT_DAILY_BUDGET) -> None:
+    def __init__(self, state: NodeState, daily_budget: int = DEFAULT_DAILY_BUDGET, *,
+                 evaluate: Evaluate | None = None) -> None:
+        """`evaluate` raises blinded points to the network's pseudonym key; by default the
+        coordinator's EvaluatePseudonyms (a unit test passes the key itself)."""
         self.state = state
         self.daily_budget = daily_budget
         self.setups: dict[tuple[str, str], BankSetup] = {}
         self._lock = threading.Lock()
-        self.index = PseudonymIndex(state, self._evaluate)
+        self.index = PseudonymIndex(state, evaluate or self._evaluate)
 
     def _evaluate(self, points: bytes) -> tuple[bytes, str]:
         """The coordinator raises our blinded points to the network's pseudonym key."""

@@ -14,8 +14,6 @@ import shutil
 
 import grpc
 
-import pytest
-
 from common.errors import FedcreditError
 from node.scoring.bank import BankScorer
 from node.scoring.budget import DEFAULT_DAILY_BUDGET

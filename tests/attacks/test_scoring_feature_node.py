@@ -11,7 +11,6 @@ holds (`scoring_attacks.name_queried`), and names the candidates that match.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from common.uscc import generate_uscc
 from tests.attacks.scoring_attacks import name_queried, own_named

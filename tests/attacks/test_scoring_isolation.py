@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
-import pytest
 
 from common.errors import FedcreditError
 from fedcredit.evaluate import plaintext_probabilities
@@ -77,8 +76,8 @@ def test_the_bank_cannot_isolate_one_nodes_membership_or_partial(scoring_net: Sc
     base = _logit(plaintext_probabilities(state, {"bank": scoring_net.tables["bank"]}, JOB,
                                           ids))
     isolated = float((np.abs(logits - base - u_target)[shared] < 1e-3).mean())
-    print(f"crafted request answered: {answered}; membership of {TARGET}: accuracy {accuracy:.3f}, coverage counts allow "
-          f"{bound:.3f}; partial logit of {TARGET} recovered for {isolated:.0%} of "
+    print(f"crafted request answered: {answered}; membership of {TARGET}: accuracy "
+          f"{accuracy:.3f}, coverage counts allow {bound:.3f}; partial logit of {TARGET} recovered for {isolated:.0%} of "
           f"{int(shared.sum())} enterprises it shares with another node")
     assert not answered  # the nodes were sealed different lists: no sum for anyone
     assert accuracy <= bound + 0.02
