@@ -77,7 +77,8 @@ def test_the_bank_cannot_isolate_one_nodes_membership_or_partial(scoring_net: Sc
                                           ids))
     isolated = float((np.abs(logits - base - u_target)[shared] < 1e-3).mean())
     print(f"crafted request answered: {answered}; membership of {TARGET}: accuracy "
-          f"{accuracy:.3f}, coverage counts allow {bound:.3f}; partial logit of {TARGET} recovered for {isolated:.0%} of "
+          f"{accuracy:.3f}, coverage counts allow {bound:.3f}; partial logit of {TARGET} "
+          f"recovered for {isolated:.0%} of "
           f"{int(shared.sum())} enterprises it shares with another node")
     assert not answered  # the nodes were sealed different lists: no sum for anyone
     assert accuracy <= bound + 0.02
