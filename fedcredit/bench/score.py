@@ -32,7 +32,6 @@ from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2
 
-
 LOAD_USES = 15  # times the load test asks about one id: the batch asked once, the budget is 20
 
 
