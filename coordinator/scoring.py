@@ -1,16 +1,22 @@
-"""Joint scoring at the coordinator: relay sealed set-ups, add encrypted parts; see no result.
+"""Joint scoring at the coordinator: pseudonym key, signed set-ups, sums; sees no id or result.
 
-For the requesting bank only (its certificate must name it): `resolve` names its model and the
-feature nodes' signed sealing keys; `setup` keeps the bank's public CKKS context and the model's
-relay (`models.scoring.SCORING_KINDS[algorithm].relay`, from the model's public context; a
-context carrying a secret key is refused) and forwards each sealed set-up to its node; `score`
-forwards the keyed-hash ids and the model's request to every feature node, adds their CKKS parts
-and combines their model parts; ids a node refused (budget) go back as one bitmap naming no
-node. No gRPC server code here: coordinator.server calls these.
+`evaluate` raises a registered node's blinded points to the network's pseudonym key
+(`crypto.pseudonym`, kept 0600 in the state directory; at most `DAILY_EVALUATIONS` points a node
+a day). For the requesting bank only (its certificate must name it): `resolve` names its model
+and the feature nodes' signed sealing keys; `setup` checks the bank's signature over its set-up
+(public CKKS context and the model's public context; a context carrying a secret key is refused),
+keeps the context and the model's relay (`models.scoring.SCORING_KINDS[algorithm].relay`) and
+forwards the same signed bytes to every feature node; `score` checks the signed consent record
+(signature, expiry, bank, model job, purpose, reference, set-up; a refusal is audited), forwards
+each node the pseudonym list the bank sealed to it and the model's request, and adds the nodes'
+CKKS parts and combines their model parts only when every feature node of the model answered;
+ids the nodes refused (budget) go back as one bitmap naming no node. No gRPC server code here:
+coordinator.server calls these.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -24,29 +30,36 @@ import numpy as np
 import tenseal as ts
 
 from common.audit import AuditLog
-from common.chunks import chunked, read_chunks, split_header
+from common.chunks import CHUNK_BYTES, chunked, read_chunks, split_header
 from common.errors import PeerUnavailable, ProtocolError, TrustError
-from common.limits import HASHED_ID_BYTES, MAX_CONTEXT_BYTES, MAX_PART_BYTES, MAX_SCORE_IDS
+from common.limits import MAX_CONTEXT_BYTES, MAX_PART_BYTES, MAX_SCORE_IDS
 from common.rpc import RETRYABLE
 from coordinator.nodes import NodeClients
 from coordinator.store import ModelRecord, NodeRecord, Store
+from crypto.consent import ConsentRefused, verify_blob, verify_consent
 from crypto.he import pack_frames, unpack_frames
 from crypto.he import scoring as score_he
+from crypto.pseudonym import PseudonymKey
+from crypto.psi_pool import PSI_POINT_BYTES
+from crypto.score_wire import SETUP_DOMAIN, sealed_ids_bytes, setup_digest, setup_payload
 from models.scoring import SCORING_KINDS, RelayPart, ScoringKind
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
 log = logging.getLogger(__name__)
 
 SCORE_DEADLINE_S = 120.0
+DAILY_EVALUATIONS = 5_000_000  # pseudonym points one node may have evaluated a day
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class BankSession:
-    """A bank's set-up of one model: its public CKKS context and the model's relay."""
+    """A bank's set-up of one model: its public CKKS context, the model's relay, the digest of
+    the signed set-up every feature node holds."""
 
     context: ts.Context
     relay: RelayPart
+    digest: str
 
 
 def _kind(model: ModelRecord) -> ScoringKind:
@@ -77,13 +90,37 @@ def _call_node(party: str, what: str, call: Callable[[], T], *, attempts: int,
 class ScoringRelay:
     """Handles the requesting bank's ResolveScoringModel, ScoreSetup and Score calls."""
 
-    def __init__(self, store: Store, clients: NodeClients, audit: AuditLog) -> None:
+    def __init__(self, store: Store, clients: NodeClients, audit: AuditLog,
+                 key: PseudonymKey) -> None:
         self.store = store
         self.clients = clients
         self.audit = audit
+        self.key = key
         self.sessions: dict[tuple[str, str], BankSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=8)
         self._lock = threading.Lock()
+        self._evaluated: dict[tuple[str, str], int] = {}  # (node, day) -> points
+
+    # pseudonyms -----------------------------------------------------------------------------
+    def evaluate(self, request: coordinator_pb2.PseudonymPoints, caller: str | None,
+                 insecure: bool) -> coordinator_pb2.PseudonymPoints:
+        """Raise a registered node's blinded points to the pseudonym key (sees no id)."""
+        who = caller or "insecure"
+        if not insecure and (caller is None or self.store.node(caller) is None):
+            raise TrustError(f"{caller!r} is not a registered node: no pseudonyms for it")
+        day = dt.datetime.now(dt.UTC).date().isoformat()
+        count = len(request.points) // PSI_POINT_BYTES
+        with self._lock:
+            done = self._evaluated.get((who, day), 0)
+            if done + count > DAILY_EVALUATIONS:
+                self.audit.append("pseudonyms.refused", peer=who, rows=count, details={
+                    "reason": f"over {DAILY_EVALUATIONS} evaluations a day"})
+                raise ProtocolError(f"{who} has had {done} pseudonym points evaluated today; "
+                                    f"{count} more would pass the cap of {DAILY_EVALUATIONS}")
+            self._evaluated = {k: v for k, v in self._evaluated.items() if k[1] == day}
+            self._evaluated[(who, day)] = done + count
+        return coordinator_pb2.PseudonymPoints(points=self.key.evaluate(request.points),
+                                                key_id=self.key.key_id)
 
     # who asks, for which model -----------------------------------------------------------------
     def _bank(self, bank: str, caller: str | None, insecure: bool) -> NodeRecord:
@@ -131,46 +168,69 @@ class ScoringRelay:
         header, rest = split_header(messages, "scoring set-up")
         record = self._bank(header.bank, caller, insecure)
         model = self._model(header.bank, header.model_id, header.model_job)
-        features = model.parties[1:]
         for size in (header.context_bytes, header.model_context_bytes):
             if size > MAX_CONTEXT_BYTES:
                 raise ProtocolError(f"a public context of {size} bytes is over the limit of "
                                     f"{MAX_CONTEXT_BYTES}")
-        fields, items = read_chunks(rest, {"context": header.context_bytes,
-                                           "model_context": header.model_context_bytes},
-                                    exact=True, items={"sealed_setup": len(features)})
+        fields, _ = read_chunks(rest, {"context": header.context_bytes,
+                                       "model_context": header.model_context_bytes}, exact=True)
         if not fields["context"]:
             raise ProtocolError("scoring set-up carries no public context")
+        payload = setup_payload(model.job_id, header.bank, fields["context"],
+                                fields["model_context"])
+        if not insecure:
+            try:
+                verify_blob(record.cert_pem, SETUP_DOMAIN, payload, header.setup_signature,
+                            signer=header.bank, what="scoring set-up")
+            except ConsentRefused as err:
+                raise TrustError(str(err)) from err
         public = score_he.load_context(fields["context"], private=False)  # refuses a secret key
         relay = _kind(model).relay(model.job_id, fields["model_context"])
-        sealed = {s.node: s.sealed for s in items["sealed_setup"]}
         bank_key = common_pb2.PeerKey(party=header.bank, cert_pem=record.cert_pem,
                                       sealing_public_key=record.sealing_public_key,
                                       signature=record.signature)
+        request = node_pb2.ScoreSetupRequest(
+            bank=bank_key, algorithm=model.algorithm, model_job=model.job_id,
+            context=fields["context"], model_context=fields["model_context"],
+            setup_signature=header.setup_signature, pseudonym_key=self.key.key_id)
         calls = []
-        for name in features:
-            if not sealed.get(name):
-                raise ProtocolError(f"scoring set-up for {name} must be sealed to it")
-            request = node_pb2.ScoreSetupRequest(bank=bank_key, algorithm=model.algorithm,
-                                                 model_job=model.job_id, sealed_setup=sealed[name])
+        for name in model.parties[1:]:  # the same signed bytes to every feature node
             stub = self.clients.get(self._node(name)).stub
             calls.append(self.pool.submit(
                 _call_node, name, "scoring set-up",
-                lambda stub=stub, request=request: stub.ScoreSetup(
-                    request, timeout=SCORE_DEADLINE_S), attempts=3, backoff_s=1.0))
+                lambda stub=stub: stub.ScoreSetup(request, timeout=SCORE_DEADLINE_S),
+                attempts=3, backoff_s=1.0))
         for call in calls:
             call.result()
         with self._lock:
-            self.sessions[(header.bank, model.job_id)] = BankSession(public, relay)
+            self.sessions[(header.bank, model.job_id)] = BankSession(public, relay,
+                                                                     setup_digest(payload))
         self.audit.append("score.setup", job=model.job_id, peer=header.bank,
                           purpose="joint scoring")
         return node_pb2.ScoreSetupReply()
+
+    def _check_consent(self, record: NodeRecord, header: coordinator_pb2.ScoreRequestHeader,
+                       model: ModelRecord, session: BankSession, insecure: bool) -> None:
+        """Refuse (and audit) a consent that is not a record signed by the bank, unexpired,
+        for this model, purpose, reference and set-up; before anything is relayed."""
+        if insecure:
+            return
+        try:
+            verify_consent(record.cert_pem, header.consent_record, header.consent_signature,
+                           bank=header.bank, model_job=model.job_id, purpose=header.purpose,
+                           reference=header.consent.strip(), setup=session.digest,
+                           pseudonyms=None)
+        except ConsentRefused as err:
+            self.audit.append("score.refused", job=model.job_id, peer=header.bank,
+                              consent=header.consent.strip(), purpose=header.purpose,
+                              rows=header.ids, details={"reason": f"consent: {err}"})
+            raise ProtocolError(f"consent refused: {err}") from err
 
     def score(self, messages: Iterable[coordinator_pb2.ScoreRequest], caller: str | None,
               insecure: bool) -> Iterator[coordinator_pb2.ScoreReply]:
         header, rest = split_header(messages, "scoring request")
         bank = header.bank
-        self._bank(bank, caller, insecure)
+        record = self._bank(bank, caller, insecure)
         model = self._model(bank, header.model_id, header.model_job)
         consent, purpose = header.consent.strip(), header.purpose
         if not consent:
@@ -187,17 +247,26 @@ class ScoringRelay:
             session = self.sessions.get((bank, model.job_id))
         if session is None:
             raise ProtocolError(f"scoring of {model.model_id} is not set up for {bank}")
-        fields, _ = read_chunks(rest, {"hashed_ids": header.ids * HASHED_ID_BYTES,
-                                       "model_request": header.model_request_bytes}, exact=True)
+        self._check_consent(record, header, model, session, insecure)
         features = model.parties[1:]
+        size = sealed_ids_bytes(header.ids)
+        if header.sealed_ids_bytes != size:
+            raise ProtocolError(f"sealed pseudonym lists of {header.sealed_ids_bytes} bytes for "
+                                f"{header.ids} ids; expected {size}")
+        per_node = -(-size // CHUNK_BYTES)
+        fields, items = read_chunks(rest, {"model_request": header.model_request_bytes},
+                                    exact=True, items={"sealed_ids": per_node * len(features)})
+        sealed = _sealed_lists(items["sealed_ids"], features, size)
         forward = node_pb2.ScorePartialHeader(
             bank=bank, algorithm=model.algorithm, model_job=model.job_id, consent=consent,
             purpose=purpose, request_no=header.request_no, ids=header.ids,
             model_request_bytes=header.model_request_bytes,
-            consent_record=header.consent_record, consent_signature=header.consent_signature)
+            consent_record=header.consent_record, consent_signature=header.consent_signature,
+            pseudonym_key=self.key.key_id)
         calls = [self.pool.submit(_call_node, name, "scoring request",
-                                  self._partial_call(name, forward, fields), attempts=2,
-                                  backoff_s=0.2) for name in features]
+                                  self._partial_call(name, forward, sealed[name],
+                                                     fields["model_request"]),
+                                  attempts=2, backoff_s=0.2) for name in features]
         answers = {name: call.result() for name, call in zip(features, calls, strict=True)}
         sums = score_he.add_ciphertexts(session.context,
                                         [unpack_frames(a["partials"]) for a in answers.values()])
@@ -211,15 +280,14 @@ class ScoringRelay:
         yield from chunked(combined, lambda c: coordinator_pb2.ScoreReply(model_sum=c))
         yield from chunked(refused, lambda c: coordinator_pb2.ScoreReply(refused_budget=c))
 
-    def _partial_call(self, name: str, header: node_pb2.ScorePartialHeader,
-                      fields: dict[str, bytes]) -> Callable[[], dict[str, bytes]]:
+    def _partial_call(self, name: str, header: node_pb2.ScorePartialHeader, sealed: bytes,
+                      model_request: bytes) -> Callable[[], dict[str, bytes]]:
         stub = self.clients.get(self._node(name)).stub
 
         def messages() -> Iterator[node_pb2.ScorePartialRequest]:
             yield node_pb2.ScorePartialRequest(header=header)
-            yield from chunked(fields["hashed_ids"],
-                               lambda c: node_pb2.ScorePartialRequest(hashed_ids=c))
-            yield from chunked(fields["model_request"],
+            yield from chunked(sealed, lambda c: node_pb2.ScorePartialRequest(sealed_ids=c))
+            yield from chunked(model_request,
                                lambda c: node_pb2.ScorePartialRequest(model_request=c))
 
         def call() -> dict[str, bytes]:
@@ -231,6 +299,24 @@ class ScoringRelay:
             return answer
 
         return call
+
+
+def _sealed_lists(items: list[coordinator_pb2.SealedIds], nodes: list[str],
+                  size: int) -> dict[str, bytes]:
+    """Each feature node's sealed pseudonym list, joined from its chunks; every node must have
+    one of the declared size (the coordinator cannot open them)."""
+    parts: dict[str, list[bytes]] = {name: [] for name in nodes}
+    for item in items:
+        if item.node not in parts:
+            raise ProtocolError(f"a sealed pseudonym list for {item.node!r}, which is not a "
+                                f"feature node of this model")
+        parts[item.node].append(item.sealed)
+    lists = {name: b"".join(chunks) for name, chunks in parts.items()}
+    wrong = [f"{name} ({len(blob)} bytes)" for name, blob in lists.items() if len(blob) != size]
+    if wrong:
+        raise ProtocolError(f"every feature node needs a sealed pseudonym list of {size} bytes; "
+                            f"not so for {', '.join(wrong)}")
+    return lists
 
 
 def _refused_union(bitmaps: list[bytes], ids: int) -> bytes:

@@ -86,6 +86,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         yield from self.core.scoring.score(request_iterator, peer_party(context),
                                            self.core.insecure)
 
+    @rpc_method("Coordinator.EvaluatePseudonyms", log, _any_certified)
+    def EvaluatePseudonyms(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.scoring.evaluate(request, peer_party(context), self.core.insecure)
+
 
     @rpc_method("Coordinator.DepositAnchor", log, _any_certified)
     def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -31,6 +31,7 @@ from coordinator.steps import JobCancelled
 from coordinator.store import JobRecord, NodeRecord, Store
 from coordinator.vault import FileVault
 from crypto.pki import verify_peer_certificate
+from crypto.pseudonym import PseudonymKey
 from models.jobs import TrainingJob, job_record, parse_job
 from models.protocol import Algorithm
 from models.registry import ALGORITHMS, algorithm
@@ -63,7 +64,8 @@ class Coordinator:
         self.store = Store(config.database)
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor="coordinator")
         self.clients = NodeClients(self.tls, client_interceptors)
-        self.scoring = ScoringRelay(self.store, self.clients, self.audit)
+        self.scoring = ScoringRelay(self.store, self.clients, self.audit,
+                                    PseudonymKey.load_or_create(config.state_dir / "pseudonym.key"))
         self._cancels: dict[str, threading.Event] = {}  # running training jobs' cancel flags
         self.anchoring = Anchoring("coordinator", self.store, self.audit, self.clients, self.tls)
         for job in self.store.jobs():

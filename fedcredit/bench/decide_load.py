@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import sys
 import threading
@@ -31,12 +32,13 @@ def _post(url: str, body: dict[str, Any]) -> int:
         return 0
 
 
-def load_decisions(url: str, ids: Sequence[str], clients: int, seconds: float,
-                   ) -> dict[str, Any]:
-    """`clients` threads POST /v1/decisions back to back for `seconds`, each id at most once
-    (the network's per-enterprise budget); throughput, latency percentiles and errors."""
+def load_decisions(url: str, ids: Sequence[str], clients: int, seconds: float, *,
+                   uses: int = 1) -> dict[str, Any]:
+    """`clients` threads POST /v1/decisions back to back for `seconds`, each id at most `uses`
+    times (keep it within the network's per-enterprise daily budget); throughput, latency
+    percentiles and errors."""
     expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
-    pending = iter(ids)
+    pending = itertools.chain.from_iterable(itertools.repeat(ids, uses))
     lock = threading.Lock()
     latencies: list[float] = []
     errors = [0]

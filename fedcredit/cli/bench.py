@@ -68,12 +68,17 @@ def bench_sbt(
 def bench_score(
     ids: Annotated[int, typer.Option(help="Ids scored in one batch.")] = 100_000,
     singles: Annotated[int, typer.Option(help="Single-enterprise requests timed.")] = 200,
+    clients: Annotated[int, typer.Option(
+        help="Concurrent clients of the decision service in the load test.")] = 50,
+    seconds: Annotated[float, typer.Option(help="Length of the load test, in seconds.")] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Joint scoring through the coordinator to four nodes: latency and batch throughput."""
+    """Joint scoring through the coordinator to four nodes: latency, batch throughput, and the
+    decision service under load (`service_*`)."""
     from fedcredit.bench.score import run_score_benchmark
 
-    show_result(guarded(lambda: run_score_benchmark(ids, singles=singles)), as_json)
+    show_result(guarded(lambda: run_score_benchmark(ids, singles=singles, clients=clients,
+                                                    load_seconds=seconds)), as_json)
 
 
 @bench_app.command("hfl")

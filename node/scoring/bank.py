@@ -3,12 +3,16 @@
 Runs on the bank's premises with the bank node's config, certificate and state directory (the
 `fedcredit score` command, or a bank service): the decrypted result never leaves the bank.
 Keys are made once per model job and kept 0600 in `scoring/<job>/`: the CKKS key pair for the
-feature nodes' summed partial logits and coverage (`bank.key`, SEAL serialisation), the id-hash
-key (`id.key`) and the model's own scoring key if it has one (SecureBoost: `bank.bfv`, a BFV key
-of the bank's own, never the training key). What differs between models is behind
-`models.scoring.SCORING_KINDS`; reason codes are the bank's own features with the largest weight
-towards default; an enterprise the bank does not know gets "no history at this bank", one no
-party holds gets outcome "refer" (no grade), one the network refused gets outcome "refused".
+feature nodes' summed partial logits and coverage (`bank.key`, SEAL serialisation) and the
+model's own scoring key if it has one (SecureBoost: `bank.bfv`, a BFV key of the bank's own,
+never the training key). The set-up (public contexts) is signed with the bank's certificate key
+and given to every feature node alike, once at start. Ids travel as pseudonyms the bank cannot
+choose (`crypto.pseudonym`: evaluated blinded by the coordinator, kept in a bounded cache here),
+sealed to each feature node with a fresh salt that the signed consent record's digest covers.
+What differs between models is behind `models.scoring.SCORING_KINDS`; reason codes are the
+bank's own features with the largest weight towards default; an enterprise the bank does not
+know gets "no history at this bank", one no party holds gets outcome "refer" (no grade), one the
+network refused gets outcome "refused".
 """
 
 from __future__ import annotations
@@ -27,31 +31,36 @@ import numpy as np
 import tenseal as ts
 
 from common.audit import AuditLog
-from common.chunks import chunked, read_chunks
+from common.chunks import CHUNK_BYTES, chunked, read_chunks
 from common.errors import ProtocolError
 from common.limits import MAX_PART_BYTES
 from common.tls import TlsFiles, secure_channel
 from crypto import seal
-from crypto.consent import ConsentRecord, pseudonyms_digest, sign_consent
+from crypto.consent import SALT_BYTES, ConsentRecord, pseudonyms_digest, sign_blob, sign_consent
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
+from crypto.pseudonym import PSEUDONYM_BYTES
+from crypto.score_wire import (
+    SETUP_DOMAIN,
+    ids_digest,
+    ids_seal_context,
+    sealed_ids_bytes,
+    setup_digest,
+    setup_payload,
+)
 from models.scoring import SCORING_KINDS, BankPart
 from node.alignment import check_job_id
 from node.columns import model_columns
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.policy import CreditPolicy
-from node.scoring.wire import (
-    ScoringSetup,
-    hash_ids,
-    ids_digest,
-    setup_seal_context,
-)
+from node.scoring.index import pseudonyms_for
 from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 SCORE_DEADLINE_S = 300.0
 DEFAULT_CONSENT_SECONDS = 86400.0
+PSEUDONYM_CACHE = 1_000_000  # ids whose pseudonym we keep in memory
 NO_HISTORY = ("no history at this bank",)
 
 
@@ -117,7 +126,7 @@ class BankScorer:
         if kind is None:
             raise ProtocolError(f"model {self.model_id} is {self.algorithm}; this scorer serves "
                                 f"{', '.join(sorted(SCORING_KINDS))} models")
-        self.context, self.id_key, fresh = self._keys()
+        self.context = self._keys()
         key_path = self.state_dir / "scoring" / self.job / kind.key_file if kind.key_file else None
         own_key = key_path.read_bytes() if key_path is not None and key_path.exists() else b""
         self.part: BankPart = kind.load_bank(self.state_dir / "models" / self.job, self.job,
@@ -126,31 +135,44 @@ class BankScorer:
                                  model=f"model {self.model_id} (job {self.job})")
         if key_path is not None and not own_key:
             _write_private(key_path, self.part.private_key)
-            fresh = True
         self._requests = itertools.count(secrets.randbelow(2**31))
         self._he_lock = threading.Lock()  # our TenSEAL context and the model part
         self._setup_lock = threading.Lock()
         basis = policy.credit_line.basis_column
         self.basis = (self.table.X[:, self.table.features.index(basis)]
                       if basis in self.table.features else np.full(self.table.rows, np.nan))
-        if fresh:
-            self.setup()
+        self.setup_digest = ""  # of the set-up we signed and gave every feature node
+        self.sealers = self._sealers()
+        self._pseudonyms: dict[str, bytes] = {}
+        self._pseudonym_key = ""
+        self._cache_lock = threading.Lock()
+        self.setup()  # once at start: every feature node holds this signed set-up
 
     def close(self) -> None:
         self.channel.close()
 
-    def _keys(self) -> tuple[ts.Context, bytes, bool]:
-        """Our CKKS scoring key pair and id-hash key for this model, made once, kept 0600."""
-        folder = self.state_dir / "scoring" / self.job
-        key_path, id_path = folder / "bank.key", folder / "id.key"
-        if key_path.exists() and id_path.exists():
-            return (score_he.load_context(key_path.read_bytes(), private=True),
-                    id_path.read_bytes(), False)
+    def _keys(self) -> ts.Context:
+        """Our CKKS scoring key pair for this model, made once, kept 0600."""
+        key_path = self.state_dir / "scoring" / self.job / "bank.key"
+        if key_path.exists():
+            return score_he.load_context(key_path.read_bytes(), private=True)
         ctx = score_he.new_private_context()
-        id_key = secrets.token_bytes(32)
-        for path, data in ((key_path, score_he.private_bytes(ctx)), (id_path, id_key)):
-            _write_private(path, data)
-        return ctx, id_key, True
+        _write_private(key_path, score_he.private_bytes(ctx))
+        return ctx
+
+    def _sealers(self) -> dict[str, seal.Sealer]:
+        """A sealer to each feature node's sealing key, once verified against its pinned
+        certificate (in insecure mode: as the coordinator gave it)."""
+        ca_pem = self.tls.read()[0] if self.tls else None
+        sealers = {}
+        for peer in self.feature_nodes:
+            public = peer.sealing_public_key
+            if ca_pem is not None:
+                public = verify_pinned(self.party, self.config.trust.peers, ca_pem, seal.PeerKey(
+                    party=peer.party, cert_pem=peer.cert_pem, sealing_pk=public,
+                    signature=peer.signature), self.audit, job=self.job)
+            sealers[peer.party] = seal.Sealer(self.sealing_key.private_key, public)
+        return sealers
 
     @property
     def input_features(self) -> tuple[str, ...]:
@@ -160,44 +182,67 @@ class BankScorer:
         return (*self.part.features, *extra)
 
     def setup(self) -> None:
-        """Give each feature node our public contexts and id key, sealed to it."""
+        """Give every feature node our public contexts, signed, through the coordinator."""
         with self._setup_lock:
             self._setup()
 
     def _setup(self) -> None:
         context, model_context = score_he.public_bytes(self.context), self.part.public_context
-        sealed_payload = ScoringSetup(id_key=self.id_key, context=context,
-                                      model_context=model_context).encode()
-        ca_pem = self.tls.read()[0] if self.tls else None
-        sealed = []
-        for peer in self.feature_nodes:
-            public = peer.sealing_public_key
-            if ca_pem is not None:
-                public = verify_pinned(self.party, self.config.trust.peers, ca_pem, seal.PeerKey(
-                    party=peer.party, cert_pem=peer.cert_pem, sealing_pk=public,
-                    signature=peer.signature), self.audit, job=self.job)
-            sealer = seal.Sealer(self.sealing_key.private_key, public)
-            sealed.append(coordinator_pb2.SealedSetup(node=peer.party, sealed=sealer.seal(
-                sealed_payload, setup_seal_context(self.job, self.party, peer.party))))
+        payload = setup_payload(self.job, self.party, context, model_context)
+        self.setup_digest = setup_digest(payload)
+        signature = (sign_blob(self._key_pem, SETUP_DOMAIN, payload, signer=self.party)
+                     if self._key_pem is not None else b"")
         header = coordinator_pb2.ScoreSetupHeader(
             bank=self.party, model_id=self.model_id, model_job=self.job,
-            context_bytes=len(context), model_context_bytes=len(model_context))
+            context_bytes=len(context), model_context_bytes=len(model_context),
+            setup_signature=signature)
 
         def upload() -> Iterator[coordinator_pb2.ScoreSetupUpload]:
             yield coordinator_pb2.ScoreSetupUpload(header=header)
             yield from chunked(context, lambda c: coordinator_pb2.ScoreSetupUpload(context=c))
             yield from chunked(model_context,
                                lambda c: coordinator_pb2.ScoreSetupUpload(model_context=c))
-            for one in sealed:
-                yield coordinator_pb2.ScoreSetupUpload(sealed_setup=one)
 
         self.stub.ScoreSetup(upload(), timeout=SCORE_DEADLINE_S)
 
-    def _call(self, header: coordinator_pb2.ScoreRequestHeader, hashed: bytes,
+    def pseudonyms(self, ids: Sequence[str]) -> bytes:
+        """The network's pseudonyms of `ids` (16 bytes each, in order): cached, the rest
+        evaluated blinded by the coordinator (it sees random points, no id)."""
+        with self._cache_lock:
+            known = dict(self._pseudonyms)
+        missing = sorted({i for i in ids if i not in known})
+        if missing:
+            def evaluate(points: bytes) -> tuple[bytes, str]:
+                reply = self.stub.EvaluatePseudonyms(
+                    coordinator_pb2.PseudonymPoints(points=points), timeout=SCORE_DEADLINE_S)
+                return reply.points, reply.key_id
+
+            blob, key_id = pseudonyms_for(missing, evaluate)
+            fresh = {ident: blob[k * PSEUDONYM_BYTES:(k + 1) * PSEUDONYM_BYTES]
+                     for k, ident in enumerate(missing)}
+            with self._cache_lock:
+                if key_id != self._pseudonym_key or len(self._pseudonyms) > PSEUDONYM_CACHE:
+                    self._pseudonyms.clear()  # a new network key (or a full cache): start over
+                    self._pseudonym_key = key_id
+                    known = {}
+                self._pseudonyms.update(fresh)
+            known.update(fresh)
+        return b"".join(known[i] for i in ids)
+
+    def _seal_ids(self, pseudonyms: bytes, salt: bytes, number: int) -> dict[str, bytes]:
+        """The request's salt and pseudonyms sealed to each feature node, the same list to
+        each (the consent record's digest covers it, and every node checks that digest)."""
+        return {node: sealer.seal(salt + pseudonyms, ids_seal_context(
+            self.job, self.party, node, number)) for node, sealer in self.sealers.items()}
+
+    def _call(self, header: coordinator_pb2.ScoreRequestHeader, sealed: dict[str, bytes],
               model_request: bytes) -> dict[str, bytes]:
         def messages() -> Iterator[coordinator_pb2.ScoreRequest]:
             yield coordinator_pb2.ScoreRequest(header=header)
-            yield from chunked(hashed, lambda c: coordinator_pb2.ScoreRequest(hashed_ids=c))
+            for node, blob in sealed.items():
+                for start in range(0, len(blob), CHUNK_BYTES):
+                    yield coordinator_pb2.ScoreRequest(sealed_ids=coordinator_pb2.SealedIds(
+                        node=node, sealed=blob[start:start + CHUNK_BYTES]))
             yield from chunked(model_request,
                                lambda c: coordinator_pb2.ScoreRequest(model_request=c))
 
@@ -233,50 +278,64 @@ class BankScorer:
                         basis[k] = number
         return own_rows, present, basis
 
-    def consent(self, hashed: bytes, reference: str, purpose: str, expires_unix: float,
-                ) -> tuple[bytes, bytes]:
-        """The consent record for these pseudonyms, signed with our certificate key (unsigned
-        in insecure mode, where nobody could check it)."""
-        record = ConsentRecord(pseudonyms=pseudonyms_digest(hashed), bank=self.party,
-                               model_job=self.job, purpose=purpose, reference=reference,
-                               expires_unix=int(expires_unix))
+    def consent(self, salt: bytes, pseudonyms: bytes, reference: str, purpose: str,
+                expires_unix: float) -> tuple[bytes, bytes]:
+        """The consent record for these pseudonyms under our set-up, signed with our
+        certificate key (unsigned in insecure mode, where nobody could check it)."""
+        record = ConsentRecord(pseudonyms=pseudonyms_digest(salt, pseudonyms), bank=self.party,
+                               model_job=self.job, setup=self.setup_digest, purpose=purpose,
+                               reference=reference, expires_unix=int(expires_unix))
         if self._key_pem is None:
             return record.encode(), b""
         return record.encode(), sign_consent(self._key_pem, record)
 
+    def _distinct(self, ids: Sequence[str]) -> None:
+        """One request names each enterprise once (every feature node refuses a repeat)."""
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            twice = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise ProtocolError(f"enterprise id {twice!r} appears more than once in one request")
+
     def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
               features: Sequence[Features | None] | None = None,
               consent_expires: float | None = None) -> list[Decision]:
-        """Joint decisions for `ids`; refused without a consent reference. `features[k]`, if
-        given, holds bank-side values for `ids[k]` over (or instead of) our table's row. The
-        consent record we sign expires at `consent_expires` (Unix time; default in a day)."""
+        """Joint decisions for `ids` (each once); refused without a consent reference.
+        `features[k]`, if given, holds bank-side values for `ids[k]` over (or instead of) our
+        table's row. The consent record we sign expires at `consent_expires` (Unix time;
+        default in a day)."""
         if not consent.strip():
             self.audit.append("score.refused", job=self.job, purpose=purpose,
                               details={"reason": "no consent reference"})
             raise ProtocolError("a scoring request needs the enterprise's consent reference")
         if features is not None and len(features) != len(ids):
             raise ProtocolError(f"{len(features)} feature sets for {len(ids)} ids")
-        hashed = hash_ids(self.id_key, list(ids))
+        self._distinct(ids)
+        pseudonyms = self.pseudonyms(ids)
         expires = time.time() + DEFAULT_CONSENT_SECONDS if consent_expires is None \
             else consent_expires
-        record, signature = self.consent(hashed, consent.strip(), purpose, expires)
         own_rows, present, basis = self.own_inputs(ids, features)
         number = next(self._requests) % 2**32
         with self._he_lock:
             model_request = self.part.request(number, own_rows, present)
-        header = coordinator_pb2.ScoreRequestHeader(
-            bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
-            purpose=purpose, request_no=number, ids=len(ids),
-            model_request_bytes=len(model_request), consent_record=record,
-            consent_signature=signature)
+
+        def ask() -> dict[str, bytes]:
+            salt = secrets.token_bytes(SALT_BYTES)
+            record, signature = self.consent(salt, pseudonyms, consent.strip(), purpose, expires)
+            header = coordinator_pb2.ScoreRequestHeader(
+                bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
+                purpose=purpose, request_no=number, ids=len(ids),
+                model_request_bytes=len(model_request), consent_record=record,
+                consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(len(ids)))
+            return self._call(header, self._seal_ids(pseudonyms, salt, number), model_request)
+
         try:
             try:
-                reply = self._call(header, hashed, model_request)
+                reply = ask()
             except grpc.RpcError as err:
                 if "is not set up" not in (err.details() or ""):
                     raise
                 self.setup()  # a node or the coordinator lost our set-up: give it again
-                reply = self._call(header, hashed, model_request)
+                reply = ask()
         except BaseException:
             with self._he_lock:
                 self.part.discard(number)  # no answer will come for this request
@@ -293,7 +352,7 @@ class BankScorer:
         reasons = self._reasons(weights, present)
         self.audit.append("score", job=self.job, consent=consent, purpose=purpose,
                           rows=len(ids), details={"model": self.model_id,
-                                                  "ids_digest": ids_digest(hashed)})
+                                                  "ids_digest": ids_digest(pseudonyms)})
         refused = _bits(reply["refused_budget"], len(ids))
         coverage = (covered + present).astype(int)
         return [_decision(ids[k], float(probability[k]), float(scores[k]),

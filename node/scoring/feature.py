@@ -1,14 +1,16 @@
-"""Feature node side of joint scoring (DESIGN §3.5): sealed set-up, keyed-hash lookup, budget,
+"""Feature node side of joint scoring (DESIGN §4.5): signed set-up, pseudonym lookup, budget,
 encrypted parts.
 
-`setup` opens a bank's set-up (sealed to this node, bound to the model job and direction) and
-indexes this node's ids under the bank's id key, keeping the bank's pinned certificate;
-`partial` answers one request: a consent record signed by that certificate's key, unexpired and
-about exactly these ids, required and logged (`crypto.consent`; a refusal audited), the bank's
-daily budget per enterprise charged (an id over it is refused on its
-own: neutral parts and a bit in `refused_budget`), then the model's part
-(`models.scoring.SCORING_KINDS[algorithm]`) beside CKKS (partial logit, coverage) ciphertexts
-under the bank's key. No gRPC here: node.server calls these handlers.
+`setup` checks the bank's signature over its set-up (the same bytes every feature node gets),
+keeps it with the bank's pinned certificate, and makes sure our ids are indexed under the
+network's pseudonym key (`node.scoring.index`); `partial` answers one request: the pseudonym
+list the bank sealed to us opened, a consent record signed by the bank's certificate key,
+unexpired, for this set-up and about exactly these pseudonyms required and logged
+(`crypto.consent`; a refusal audited), a pseudonym repeated in one request refused, the bank's
+daily budget per pseudonym charged (an id over it is refused on its own: neutral parts and a bit
+in `refused_budget`), then the model's part (`models.scoring.SCORING_KINDS[algorithm]`) beside
+CKKS (partial logit, coverage) ciphertexts under the bank's key. No gRPC here: node.server calls
+these handlers.
 """
 
 from __future__ import annotations
@@ -18,32 +20,37 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import tenseal as ts
 
 from common.chunks import chunked, read_chunks, split_header
 from common.errors import ProtocolError
-from common.limits import HASHED_ID_BYTES, MAX_PART_BYTES, MAX_SCORE_IDS
-from crypto.consent import ConsentRefused, verify_consent
+from common.limits import MAX_PART_BYTES, MAX_SCORE_IDS
+from common.tls import secure_channel
+from crypto.consent import SALT_BYTES, ConsentRefused, verify_blob, verify_consent
 from crypto.enrol import certificate_fingerprint
-from crypto.he import pack_frames
+from crypto.he import pack_frames, unpack_frames
 from crypto.he import scoring as score_he
 from crypto.pki import verify_peer_certificate
+from crypto.pseudonym import split
+from crypto.score_wire import (
+    SETUP_DOMAIN,
+    ids_digest,
+    ids_seal_context,
+    sealed_ids_bytes,
+    setup_digest,
+    setup_payload,
+)
 from crypto.seal import PeerKey
 from models.scoring import SCORING_KINDS, FeaturePart, ScoringKind
 from node.alignment import check_job_id
 from node.columns import model_columns
 from node.scoring.budget import DEFAULT_DAILY_BUDGET, BudgetBook
-from node.scoring.wire import (
-    ScoringSetup,
-    hash_ids,
-    ids_digest,
-    setup_seal_context,
-    split_ids,
-)
+from node.scoring.index import Evaluate, PseudonymIndex
 from node.state import NodeState
-from proto.fedcredit.v1 import node_pb2
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,10 @@ class BankSetup:
     bank: str
     part: FeaturePart
     context: ts.Context
-    index: dict[bytes, int]
     columns: np.ndarray  # this node's table, the model's columns in the model's order
     cert_pem: bytes  # the bank's certificate, pinned here (empty in insecure mode)
+    digest: str  # of the signed set-up: consent records name it
+    sealer_public: bytes  # the bank's sealing key, verified against its pinned certificate
 
 
 def scoring_kind(algorithm: str) -> ScoringKind:
@@ -68,11 +76,26 @@ def scoring_kind(algorithm: str) -> ScoringKind:
 class FeatureScoring:
     """A feature node's scoring handlers, with the banks' set-ups and the query budget."""
 
-    def __init__(self, state: NodeState, daily_budget: int = DEFAULT_DAILY_BUDGET) -> None:
+    def __init__(self, state: NodeState, daily_budget: int = DEFAULT_DAILY_BUDGET, *,
+                 evaluate: Evaluate | None = None) -> None:
+        """`evaluate` raises blinded points to the network's pseudonym key; by default the
+        coordinator's EvaluatePseudonyms (a unit test passes the key itself)."""
         self.state = state
         self.daily_budget = daily_budget
         self.setups: dict[tuple[str, str], BankSetup] = {}
         self._lock = threading.Lock()
+        self.index = PseudonymIndex(state, evaluate or self._evaluate)
+
+    def _evaluate(self, points: bytes) -> tuple[bytes, str]:
+        """The coordinator raises our blinded points to the network's pseudonym key."""
+        channel = secure_channel(self.state.config.coordinator, self.state.tls, "coordinator")
+        try:
+            stub = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+            reply = stub.EvaluatePseudonyms(coordinator_pb2.PseudonymPoints(points=points),
+                                            timeout=300)
+        finally:
+            channel.close()
+        return reply.points, reply.key_id
 
     @cached_property
     def budget(self) -> BudgetBook:
@@ -87,42 +110,56 @@ class FeatureScoring:
 
     # set-up -------------------------------------------------------------------------------------
     def setup(self, request: node_pb2.ScoreSetupRequest) -> node_pb2.ScoreSetupReply:
-        """Open the bank's sealed set-up, load our part of the model under its keys, keep it."""
+        """Check the bank's signed set-up, load our part of the model under its keys, keep it,
+        and have our ids indexed under the network's pseudonym key."""
         self._check_role()
         kind = scoring_kind(request.algorithm)
         job, key = check_job_id(request.model_job), request.bank
-        bank, me = key.party, self.state.party
+        bank = key.party
         public = self.state.verify_peer(PeerKey(party=bank, cert_pem=key.cert_pem,
                                                 sealing_pk=key.sealing_public_key,
                                                 signature=key.signature), job=job)
-        opened = self.state.sealer_for(public).open(request.sealed_setup,
-                                                    setup_seal_context(job, bank, me))
         cert_pem = key.cert_pem if self.state.ca_pem is not None else b""
-        self._load(bank, job, kind, ScoringSetup.decode(opened), cert_pem)
+        signed = pack_frames([request.context, request.model_context, request.setup_signature,
+                              public])
+        self._load(bank, job, kind, signed, cert_pem)
+        self.index.current(request.pseudonym_key)
         folder = self._dir(bank, job)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "bank.crt").write_bytes(cert_pem)
         path, tmp = folder / "setup.bin", folder / "setup.tmp"
-        tmp.write_bytes(opened)
+        tmp.write_bytes(signed)
         tmp.chmod(0o600)
         tmp.replace(path)
         self.state.audit.append("score.setup", job=job, peer=bank, purpose="joint scoring")
         return node_pb2.ScoreSetupReply()
 
-    def _load(self, bank: str, job: str, kind: ScoringKind, setup: ScoringSetup,
+    def _load(self, bank: str, job: str, kind: ScoringKind, signed: bytes,
               cert_pem: bytes) -> BankSetup:
+        try:
+            context, model_context, signature, sealer_public = unpack_frames(signed,
+                                                                             max_frames=4)
+        except (ValueError, ProtocolError) as err:
+            raise ProtocolError(f"scoring set-up is malformed: {err}") from err
+        payload = setup_payload(job, bank, context, model_context)
+        if cert_pem:
+            try:
+                verify_blob(cert_pem, SETUP_DOMAIN, payload, signature, signer=bank,
+                            what="scoring set-up")
+            except ConsentRefused as err:
+                self.state.audit.append("score.refused", job=job, peer=bank,
+                                        purpose="joint scoring", details={"reason": str(err)})
+                raise ProtocolError(f"scoring set-up refused: {err}") from err
         folder = self.state.state_dir / "models" / check_job_id(job)
         if not folder.is_dir():
             raise ProtocolError(f"{self.state.party} holds no part of a model trained by job "
                                 f"{job}")
-        part = kind.load_feature(folder, job, setup.model_context)
+        part = kind.load_feature(folder, job, model_context)
         columns = model_columns(self.state.table, part.features, party=self.state.party,
                                 model=f"the model of job {job}")
-        hashed = hash_ids(setup.id_key, self.state.table.ids)
-        index = {hashed[i * HASHED_ID_BYTES:(i + 1) * HASHED_ID_BYTES]: i
-                 for i in range(self.state.table.rows)}
-        found = BankSetup(bank=bank, part=part, index=index, columns=columns, cert_pem=cert_pem,
-                          context=score_he.load_context(setup.context, private=False))
+        found = BankSetup(bank=bank, part=part, columns=columns, cert_pem=cert_pem,
+                          context=score_he.load_context(context, private=False),
+                          digest=setup_digest(payload), sealer_public=sealer_public)
         with self._lock:
             self.setups[(bank, job)] = found
         return found
@@ -137,11 +174,10 @@ class FeatureScoring:
         if not path.exists():
             raise ProtocolError(not_set_up)
         try:
-            setup = ScoringSetup.decode(path.read_bytes())
             cert_pem = self._stored_cert(bank, path.with_name("bank.crt"))
+            return self._load(bank, job, kind, path.read_bytes(), cert_pem)
         except ProtocolError as err:  # e.g. kept by an older version: the bank sets up again
             raise ProtocolError(f"{not_set_up} (stored set-up unreadable: {err})") from err
-        return self._load(bank, job, kind, setup, cert_pem)
 
     def _stored_cert(self, bank: str, path: Path) -> bytes:
         """The bank's certificate kept with its set-up, if still the one pinned here."""
@@ -155,19 +191,37 @@ class FeatureScoring:
         return cert_pem
 
     def _check_consent(self, setup: BankSetup, header: node_pb2.ScorePartialHeader,
-                       job: str, blob: bytes) -> None:
+                       job: str, salt: bytes, pseudonyms: bytes) -> None:
         """Refuse (and audit) a request whose consent is not a record signed by the bank."""
         if not setup.cert_pem:  # insecure development mode: no certificates to check with
             return
         try:
             verify_consent(setup.cert_pem, header.consent_record, header.consent_signature,
                            bank=setup.bank, model_job=job, purpose=header.purpose,
-                           reference=header.consent.strip(), hashed_ids=blob)
+                           reference=header.consent.strip(), setup=setup.digest,
+                           pseudonyms=(salt, pseudonyms))
         except ConsentRefused as err:
-            self.state.audit.append("score.refused", job=job, peer=setup.bank,
-                                    consent=header.consent.strip(), purpose=header.purpose,
-                                    details={"reason": str(err), "ids_digest": ids_digest(blob)})
-            raise ProtocolError(f"consent refused: {err}") from err
+            self.refuse(job, header, f"consent: {err}", pseudonyms)
+
+    def refuse(self, job: str, header: node_pb2.ScorePartialHeader, reason: str,
+               pseudonyms: bytes = b"") -> NoReturn:
+        """Audit a refused request and raise, saying why."""
+        self.state.audit.append("score.refused", job=job, peer=header.bank,
+                                consent=header.consent.strip(), purpose=header.purpose,
+                                rows=header.ids, details={"reason": reason, **(
+                                    {"ids_digest": ids_digest(pseudonyms)} if pseudonyms
+                                    else {})})
+        raise ProtocolError(f"refused: {reason}")
+
+    def _open_ids(self, setup: BankSetup, header: node_pb2.ScorePartialHeader, job: str,
+                  sealed: bytes) -> tuple[bytes, bytes]:
+        """(salt, pseudonyms) the bank sealed to us for this request."""
+        try:
+            opened = self.state.sealer_for(setup.sealer_public).open(sealed, ids_seal_context(
+                job, setup.bank, self.state.party, header.request_no))
+        except ProtocolError as err:
+            self.refuse(job, header, f"sealed pseudonyms: {err}")
+        return opened[:SALT_BYTES], opened[SALT_BYTES:]
 
     # one request ----------------------------------------------------------------------------
     def partial(self, messages: Iterable[node_pb2.ScorePartialRequest],
@@ -179,9 +233,8 @@ class FeatureScoring:
         bank, job = header.bank, check_job_id(header.model_job)
         consent, purpose = header.consent.strip(), header.purpose
         if not consent:
-            self.state.audit.append("score.refused", job=job, peer=bank, purpose="joint scoring",
-                                    details={"reason": "no consent reference"})
-            raise ProtocolError("a scoring request needs the enterprise's consent reference")
+            self.refuse(job, header, "no consent reference: a scoring request needs the "
+                        "enterprise's consent reference")
         setup = self._setup_for(bank, job, kind)
         if not 0 < header.ids <= MAX_SCORE_IDS:
             raise ProtocolError(f"a scoring request names 1 to {MAX_SCORE_IDS} ids, "
@@ -189,11 +242,15 @@ class FeatureScoring:
         if header.model_request_bytes > MAX_PART_BYTES:
             raise ProtocolError(f"a model request of {header.model_request_bytes} bytes is over "
                                 f"the limit of {MAX_PART_BYTES}")
-        fields, _ = read_chunks(rest, {"hashed_ids": header.ids * HASHED_ID_BYTES,
+        fields, _ = read_chunks(rest, {"sealed_ids": sealed_ids_bytes(header.ids),
                                        "model_request": header.model_request_bytes}, exact=True)
-        blob = fields["hashed_ids"]
-        hashed = split_ids(blob)
-        self._check_consent(setup, header, job, blob)
+        salt, blob = self._open_ids(setup, header, job, fields["sealed_ids"])
+        self._check_consent(setup, header, job, salt, blob)
+        hashed = split(blob)
+        if len(set(hashed)) != len(hashed):
+            self.refuse(job, header, f"{len(hashed) - len(set(hashed))} pseudonym(s) repeated "
+                        f"in one request", blob)
+        index = self.index.current(header.pseudonym_key)
         over = self.budget.charge(bank, hashed)
         refused = np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
         if refused.any():
@@ -202,7 +259,7 @@ class FeatureScoring:
                 rows=int(refused.sum()),
                 details={"reason": f"query budget spent ({self.budget.daily_budget} a day)",
                          "ids_digest": ids_digest(blob)})
-        rows = np.fromiter((setup.index.get(h, -1) for h in hashed), dtype=np.int64,
+        rows = np.fromiter((index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
         rows[refused] = -1  # a refused id gets neutral parts: nothing of ours for it
         present = rows >= 0
@@ -214,8 +271,7 @@ class FeatureScoring:
         self.state.audit.append(
             "score", job=job, peer=bank, consent=consent, purpose=purpose, rows=len(hashed),
             details={"ids_digest": ids_digest(blob), "covered": int(present.sum()),
-                     "consent_signature": ids_digest(header.consent_signature),
-                     **({"hashed_id": hashed[0].hex()} if len(hashed) == 1 else {})})
+                     "consent_signature": ids_digest(header.consent_signature)})
         yield from chunked(partials, lambda c: node_pb2.ScorePartialReply(partials=c))
         yield from chunked(part, lambda c: node_pb2.ScorePartialReply(model_part=c))
         if refused.any():

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.attacks.scoring_network import Scoring, scoring_network
 from tests.attacks.vlr_transcript import JobTranscript, capture
 
 
 @pytest.fixture(scope="session")
 def vlr_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, JobTranscript]:
     return capture(tmp_path_factory.mktemp("attacks-vlr"))
+
+
+@pytest.fixture(scope="session")
+def scoring_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoring]:
+    with scoring_network(tmp_path_factory.mktemp("attacks-scoring")) as found:
+        yield found

@@ -73,7 +73,7 @@ def test_decrypted_probabilities_equal_the_plaintext_model(scoring: Setup) -> No
     assert {d.grade for d in decisions[:-1]} <= {g.grade for g in scorer.policy.grades}
 
 
-def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -> None:
+def test_coordinator_handles_only_ciphertexts_and_sealed_pseudonyms(scoring: Setup) -> None:
     _, tap, tables, scorer = scoring
     ids = list(tables["bank"].ids[300:340])
     decisions = scorer.score(ids, consent="consent-batch-2")
@@ -83,13 +83,16 @@ def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -
     assert not [i for t in tables.values() for i in t.ids if i.encode() in blob]
     for d in decisions:  # no result in any message
         assert np.asarray(d.probability, "<f8").tobytes() not in blob
+    pseudonyms = scorer.pseudonyms(ids)
+    for k in range(len(ids)):  # the coordinator holds the pseudonym key: it never sees one
+        assert pseudonyms[16 * k:16 * (k + 1)] not in blob
     for method, direction, field, data in tap.fields():
         if ".NodeService/" in method and direction == "request":
-            # What a feature node is sent: keyed-hash ids, or a set-up sealed to it. Never a
-            # sum, a result or another node's part.
-            assert field in ("header", "hashed_ids", "sealed_setup")
-        if field == "hashed_ids":
-            assert len(data) % 16 == 0
+            # What a feature node is sent: pseudonyms sealed to it, or the bank's signed
+            # set-up. Never a sum, a result or another node's part.
+            assert field in ("header", "sealed_ids", "setup")
+        if field == "sealed_ids" and ".NodeService/" in method:
+            assert (len(data) - 16 - 72) % 16 == 0  # salt, pseudonyms, seal
 
 
 def test_no_feature_node_sees_another_nodes_part(scoring: Setup) -> None:
@@ -103,13 +106,12 @@ def test_request_without_consent_is_refused_and_logged(scoring: Setup) -> None:
     net, _, tables, scorer = scoring
     header = coordinator_pb2.ScoreRequestHeader(bank=scorer.party, model_id=scorer.model_id,
                                                 model_job=scorer.job, consent="", ids=1)
-    from node.scoring.wire import hash_ids
-
+    sealed = scorer._seal_ids(scorer.pseudonyms([tables["bank"].ids[0]]), bytes(16), 1)
     with pytest.raises(grpc.RpcError) as err:
         list(scorer.stub.Score(iter([
             coordinator_pb2.ScoreRequest(header=header),
-            coordinator_pb2.ScoreRequest(hashed_ids=hash_ids(scorer.id_key,
-                                                             [tables["bank"].ids[0]]))]),
+            *(coordinator_pb2.ScoreRequest(sealed_ids=coordinator_pb2.SealedIds(
+                node=node, sealed=blob)) for node, blob in sealed.items())]),
             timeout=30))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "consent" in (err.value.details() or "")

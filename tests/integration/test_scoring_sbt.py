@@ -148,18 +148,17 @@ def test_coordinator_handles_only_ciphertexts_and_keyed_hashes(scoring: Setup) -
     for method, direction, field, data in tap.fields():
         names.add(field)
         if ".NodeService/" in method and direction == "request":
-            # A feature node is sent keyed-hash ids with the bank's encrypted selectors, or a
-            # set-up sealed to it: never a sum, a result or another node's part.
-            assert field in ("header", "hashed_ids", "model_request", "sealed_setup")
-            if field == "hashed_ids":
-                assert len(data) % 16 == 0
+            # A feature node is sent pseudonyms sealed to it with the bank's encrypted
+            # selectors, or the bank's signed set-up: never a sum, a result or another node's
+            # part.
+            assert field in ("header", "sealed_ids", "model_request", "setup")
+            if field == "sealed_ids":
+                assert (len(data) - 16 - 72) % 16 == 0  # salt, pseudonyms, seal
             if field == "model_request":
                 assert len(data) > 16
-        if field == "hashed_ids" and method.endswith("CoordinatorService/Score"):
-            assert len(data) % 16 == 0
         if field == "model_context":  # the relay's BFV context is public keys only
             BFV_SUITE.load_public(data)
-    assert {"hashed_ids", "model_request", "model_context", "partials", "model_part", "sums",
+    assert {"sealed_ids", "model_request", "model_context", "partials", "model_part", "sums",
             "model_sum"} <= names
     stored = b"".join(p.read_bytes() for p in (net.workdir / "state" / "coordinator").rglob("*")
                       if p.is_file())
@@ -170,10 +169,17 @@ def test_coordinator_refuses_a_context_with_a_secret_key(scoring: Setup) -> None
     _, _, _, scorer = scoring
     key = scorer.part.private_key
     assert isinstance(BfvPrivate.from_private_bytes(key), BfvPrivate)
+    from crypto.consent import sign_blob
+    from crypto.score_wire import SETUP_DOMAIN, setup_payload
+
     context = score_he.public_bytes(scorer.context)
+    assert scorer._key_pem is not None  # the bank signs it: the coordinator still refuses it
+    signature = sign_blob(scorer._key_pem, SETUP_DOMAIN, setup_payload(
+        scorer.job, scorer.party, context, key), signer=scorer.party)
     header = coordinator_pb2.ScoreSetupHeader(bank=scorer.party, model_id=scorer.model_id,
                                               model_job=scorer.job, context_bytes=len(context),
-                                              model_context_bytes=len(key))
+                                              model_context_bytes=len(key),
+                                              setup_signature=signature)
     upload = [coordinator_pb2.ScoreSetupUpload(header=header),
               coordinator_pb2.ScoreSetupUpload(context=context),
               coordinator_pb2.ScoreSetupUpload(model_context=key)]

@@ -40,15 +40,20 @@ class WireTap:
 
     def fields(self) -> list[tuple[str, str, str, bytes]]:
         """(method, direction, field, bytes) of every message's payload: the field set in its
-        `body` oneof (a sub-message serialized), or a sealed set-up."""
+        `body` oneof (a sub-message serialized), a signed set-up ("setup", its contexts) or
+        pseudonym points ("points")."""
         out = []
         with self._lock:
             messages = list(self.messages)
         for method, direction, message in messages:
             oneofs = {o.name for o in message.DESCRIPTOR.oneofs}
             name = message.WhichOneof("body") if "body" in oneofs else None
-            if name is None and message.DESCRIPTOR.fields_by_name.get("sealed_setup"):
-                name = "sealed_setup"
+            if name is None and message.DESCRIPTOR.fields_by_name.get("setup_signature"):
+                out.append((method, direction, "setup", message.context + message.model_context))
+                continue
+            if name is None and message.DESCRIPTOR.fields_by_name.get("points"):
+                out.append((method, direction, "points", message.points))
+                continue
             if name is None:
                 continue
             value = getattr(message, name)

@@ -542,12 +542,18 @@ class ScoreSetupHeader(_message.Message):
     MODEL_JOB_FIELD_NUMBER: _builtins.int
     CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
     MODEL_CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
+    SETUP_SIGNATURE_FIELD_NUMBER: _builtins.int
     bank: _builtins.str
     model_id: _builtins.str
     model_job: _builtins.str
     context_bytes: _builtins.int
     """Sizes of the public contexts that follow, checked before anything is buffered."""
     model_context_bytes: _builtins.int
+    setup_signature: _builtins.bytes
+    """The bank's ECDSA signature (certificate key) over the set-up (node.scoring.wire): the
+    coordinator forwards these same bytes to every feature node, which verifies them against
+    the bank's pinned certificate, so every node encrypts under one key nobody swapped.
+    """
     def __init__(
         self,
         *,
@@ -556,18 +562,47 @@ class ScoreSetupHeader(_message.Message):
         model_job: _builtins.str = ...,
         context_bytes: _builtins.int = ...,
         model_context_bytes: _builtins.int = ...,
+        setup_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "context_bytes", b"context_bytes", "model_context_bytes", b"model_context_bytes", "model_id", b"model_id", "model_job", b"model_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "context_bytes", b"context_bytes", "model_context_bytes", b"model_context_bytes", "model_id", b"model_id", "model_job", b"model_job", "setup_signature", b"setup_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ScoreSetupHeader: _TypeAlias = ScoreSetupHeader  # noqa: Y015
 
 @_typing.final
-class SealedSetup(_message.Message):
-    """A set-up sealed by the bank to one feature node (see ScoreSetupRequest.sealed_setup)."""
+class PseudonymPoints(_message.Message):
+    """Blinded Curve25519 points (32 bytes each, at most 65,536), and in the answer the name of the
+    pseudonym key that raised them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    points: _builtins.bytes
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        points: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PseudonymPoints: _TypeAlias = PseudonymPoints  # noqa: Y015
+
+@_typing.final
+class SealedIds(_message.Message):
+    """The request's pseudonyms (with the request's salt), sealed by the bank to one feature node:
+    the coordinator cannot open them. Chunks of one node's sealed blob, in order.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -587,7 +622,7 @@ class SealedSetup(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SealedSetup: _TypeAlias = SealedSetup  # noqa: Y015
+Global___SealedIds: _TypeAlias = SealedIds  # noqa: Y015
 
 @_typing.final
 class ScoreSetupUpload(_message.Message):
@@ -596,28 +631,24 @@ class ScoreSetupUpload(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     MODEL_CONTEXT_FIELD_NUMBER: _builtins.int
-    SEALED_SETUP_FIELD_NUMBER: _builtins.int
     context: _builtins.bytes
     """Chunks of the bank's public CKKS context (a context with a secret key is refused)."""
     model_context: _builtins.bytes
     """Chunks of the model's public context (SecureBoost: the bank's public BFV keys)."""
     @_builtins.property
     def header(self) -> Global___ScoreSetupHeader: ...
-    @_builtins.property
-    def sealed_setup(self) -> Global___SealedSetup: ...
     def __init__(
         self,
         *,
         header: Global___ScoreSetupHeader | None = ...,
         context: _builtins.bytes = ...,
         model_context: _builtins.bytes = ...,
-        sealed_setup: Global___SealedSetup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "header", b"header", "model_context", b"model_context", "sealed_setup", b"sealed_setup"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "header", b"header", "model_context", b"model_context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "header", b"header", "model_context", b"model_context", "sealed_setup", b"sealed_setup"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "header", b"header", "model_context", b"model_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "context", "model_context", "sealed_setup"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "context", "model_context"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -637,6 +668,7 @@ class ScoreRequestHeader(_message.Message):
     MODEL_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
     CONSENT_RECORD_FIELD_NUMBER: _builtins.int
     CONSENT_SIGNATURE_FIELD_NUMBER: _builtins.int
+    SEALED_IDS_BYTES_FIELD_NUMBER: _builtins.int
     bank: _builtins.str
     model_id: _builtins.str
     model_job: _builtins.str
@@ -646,12 +678,14 @@ class ScoreRequestHeader(_message.Message):
     ids: _builtins.int
     model_request_bytes: _builtins.int
     consent_record: _builtins.bytes
-    """The consent record (canonical JSON: pseudonyms digest, bank, purpose, expiry, reference)
-    and the bank's ECDSA P-256 signature over it with its certificate key; every feature node
-    verifies it against the bank's pinned certificate and refuses and audits one that is
-    missing, expired or forged.
+    """The consent record (canonical JSON: salted pseudonyms digest, bank, model job, set-up
+    digest, purpose, expiry, reference) and the bank's ECDSA P-256 signature over it with its
+    certificate key; the coordinator and every feature node verify it against the bank's
+    certificate and refuse and audit one that is missing, expired or forged.
     """
     consent_signature: _builtins.bytes
+    sealed_ids_bytes: _builtins.int
+    """Size of each feature node's sealed pseudonym list (all the same: salt and ids)."""
     def __init__(
         self,
         *,
@@ -665,10 +699,11 @@ class ScoreRequestHeader(_message.Message):
         model_request_bytes: _builtins.int = ...,
         consent_record: _builtins.bytes = ...,
         consent_signature: _builtins.bytes = ...,
+        sealed_ids_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_id", b"model_id", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_id", b"model_id", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no", "sealed_ids_bytes", b"sealed_ids_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -679,24 +714,25 @@ class ScoreRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
-    HASHED_IDS_FIELD_NUMBER: _builtins.int
     MODEL_REQUEST_FIELD_NUMBER: _builtins.int
-    hashed_ids: _builtins.bytes
+    SEALED_IDS_FIELD_NUMBER: _builtins.int
     model_request: _builtins.bytes
     @_builtins.property
     def header(self) -> Global___ScoreRequestHeader: ...
+    @_builtins.property
+    def sealed_ids(self) -> Global___SealedIds: ...
     def __init__(
         self,
         *,
         header: Global___ScoreRequestHeader | None = ...,
-        hashed_ids: _builtins.bytes = ...,
         model_request: _builtins.bytes = ...,
+        sealed_ids: Global___SealedIds | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "header", b"header", "model_request", b"model_request", "sealed_ids", b"sealed_ids"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "header", b"header", "model_request", b"model_request", "sealed_ids", b"sealed_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "hashed_ids", "model_request"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "model_request", "sealed_ids"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

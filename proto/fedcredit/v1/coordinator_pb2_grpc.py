@@ -101,6 +101,11 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
                 _registered_method=True)
+        self.EvaluatePseudonyms = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/EvaluatePseudonyms',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.FromString,
+                _registered_method=True)
         self.DepositAnchor = channel.unary_unary(
                 '/fedcredit.v1.CoordinatorService/DepositAnchor',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
@@ -208,6 +213,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluatePseudonyms(self, request, context):
+        """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
+        the bank's for the ids it asks about, a feature node's for its own table's ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DepositAnchor(self, request, context):
         """A node deposits its signed audit head; the caller's certificate must name the anchor's party.
         """
@@ -289,6 +302,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.SerializeToString,
+            ),
+            'EvaluatePseudonyms': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluatePseudonyms,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.SerializeToString,
             ),
             'DepositAnchor': grpc.unary_unary_rpc_method_handler(
                     servicer.DepositAnchor,
@@ -652,6 +670,33 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/Score',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluatePseudonyms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/EvaluatePseudonyms',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,10 @@ class CoordinatorServiceStub:
     """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
     Score: _grpc.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]
     """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+    EvaluatePseudonyms: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.PseudonymPoints, _coordinator_pb2.PseudonymPoints]
+    """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
+    the bank's for the ids it asks about, a feature node's for its own table's ids.
+    """
     DepositAnchor: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]
     """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
     ListAnchors: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListAnchorsRequest, _coordinator_pb2.ListAnchorsResponse]
@@ -97,6 +101,10 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
     Score: _aio.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]  # type: ignore[assignment]
     """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+    EvaluatePseudonyms: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.PseudonymPoints, _coordinator_pb2.PseudonymPoints]  # type: ignore[assignment]
+    """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
+    the bank's for the ids it asks about, a feature node's for its own table's ids.
+    """
     DepositAnchor: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]  # type: ignore[assignment]
     """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
     ListAnchors: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListAnchorsRequest, _coordinator_pb2.ListAnchorsResponse]  # type: ignore[assignment]
@@ -208,6 +216,16 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.ScoreReply], _abc.AsyncIterator[_coordinator_pb2.ScoreReply]]:
         """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+
+    @_abc_1.abstractmethod
+    def EvaluatePseudonyms(
+        self,
+        request: _coordinator_pb2.PseudonymPoints,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.PseudonymPoints, _abc.Awaitable[_coordinator_pb2.PseudonymPoints]]:
+        """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
+        the bank's for the ids it asks about, a feature node's for its own table's ids.
+        """
 
     @_abc_1.abstractmethod
     def DepositAnchor(

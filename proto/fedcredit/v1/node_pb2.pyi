@@ -197,14 +197,21 @@ class ScoreSetupRequest(_message.Message):
     BANK_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
     MODEL_JOB_FIELD_NUMBER: _builtins.int
-    SEALED_SETUP_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    MODEL_CONTEXT_FIELD_NUMBER: _builtins.int
+    SETUP_SIGNATURE_FIELD_NUMBER: _builtins.int
+    PSEUDONYM_KEY_FIELD_NUMBER: _builtins.int
     algorithm: _builtins.str
     """"vlr" or "sbt": which scoring kind the model job trained."""
     model_job: _builtins.str
-    sealed_setup: _builtins.bytes
-    """Sealed by the bank to this node, bound to (model job, bank, node): the bank's id-hash key,
-    its public CKKS context and the model's public context. The coordinator cannot open it.
+    context: _builtins.bytes
+    """The bank's public CKKS context and the model's public context, the same bytes for every
+    feature node, with the bank's signature over them (node.scoring.wire.setup_payload).
     """
+    model_context: _builtins.bytes
+    setup_signature: _builtins.bytes
+    pseudonym_key: _builtins.str
+    """The network's pseudonym key (its id) the node indexes its table under."""
     @_builtins.property
     def bank(self) -> _common_pb2.PeerKey:
         """The requesting bank, with its signed sealing key (checked against the CA by the node)."""
@@ -215,11 +222,14 @@ class ScoreSetupRequest(_message.Message):
         bank: _common_pb2.PeerKey | None = ...,
         algorithm: _builtins.str = ...,
         model_job: _builtins.str = ...,
-        sealed_setup: _builtins.bytes = ...,
+        context: _builtins.bytes = ...,
+        model_context: _builtins.bytes = ...,
+        setup_signature: _builtins.bytes = ...,
+        pseudonym_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "model_job", b"model_job", "sealed_setup", b"sealed_setup"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "context", b"context", "model_context", b"model_context", "model_job", b"model_job", "pseudonym_key", b"pseudonym_key", "setup_signature", b"setup_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,6 +264,7 @@ class ScorePartialHeader(_message.Message):
     MODEL_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
     CONSENT_RECORD_FIELD_NUMBER: _builtins.int
     CONSENT_SIGNATURE_FIELD_NUMBER: _builtins.int
+    PSEUDONYM_KEY_FIELD_NUMBER: _builtins.int
     bank: _builtins.str
     algorithm: _builtins.str
     model_job: _builtins.str
@@ -263,17 +274,19 @@ class ScorePartialHeader(_message.Message):
     request_no: _builtins.int
     """The bank's request number (binds the model's ciphertexts to this request)."""
     ids: _builtins.int
-    """How many keyed-hash ids follow (16 bytes each) and the size of the model's request:
-    checked against the node's limits before anything is buffered.
+    """How many pseudonyms the sealed list holds (16 bytes each) and the size of the model's
+    request: checked against the node's limits before anything is buffered.
     """
     model_request_bytes: _builtins.int
     consent_record: _builtins.bytes
-    """The consent record (canonical JSON: pseudonyms digest, bank, purpose, expiry, reference)
-    and the bank's ECDSA P-256 signature over it with its certificate key; every feature node
-    verifies it against the bank's pinned certificate and refuses and audits one that is
-    missing, expired or forged.
+    """The consent record (canonical JSON: salted pseudonyms digest, bank, model job, set-up
+    digest, purpose, expiry, reference) and the bank's ECDSA P-256 signature over it with its
+    certificate key; every feature node verifies it against the bank's pinned certificate and
+    refuses and audits one that is missing, expired or forged.
     """
     consent_signature: _builtins.bytes
+    pseudonym_key: _builtins.str
+    """The network's pseudonym key the bank's pseudonyms were made under."""
     def __init__(
         self,
         *,
@@ -287,10 +300,11 @@ class ScorePartialHeader(_message.Message):
         model_request_bytes: _builtins.int = ...,
         consent_record: _builtins.bytes = ...,
         consent_signature: _builtins.bytes = ...,
+        pseudonym_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "pseudonym_key", b"pseudonym_key", "purpose", b"purpose", "request_no", b"request_no"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -301,26 +315,26 @@ class ScorePartialRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
-    HASHED_IDS_FIELD_NUMBER: _builtins.int
     MODEL_REQUEST_FIELD_NUMBER: _builtins.int
-    hashed_ids: _builtins.bytes
-    """Chunks of the keyed hashes (HMAC-SHA256 under the bank's id key, 16 bytes each)."""
+    SEALED_IDS_FIELD_NUMBER: _builtins.int
     model_request: _builtins.bytes
     """Chunks of the model's request (SecureBoost: the bank's encrypted leaf selectors)."""
+    sealed_ids: _builtins.bytes
+    """Chunks of the pseudonym list the bank sealed to this node (salt, then 16 bytes an id)."""
     @_builtins.property
     def header(self) -> Global___ScorePartialHeader: ...
     def __init__(
         self,
         *,
         header: Global___ScorePartialHeader | None = ...,
-        hashed_ids: _builtins.bytes = ...,
         model_request: _builtins.bytes = ...,
+        sealed_ids: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "header", b"header", "model_request", b"model_request", "sealed_ids", b"sealed_ids"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "hashed_ids", b"hashed_ids", "header", b"header", "model_request", b"model_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "header", b"header", "model_request", b"model_request", "sealed_ids", b"sealed_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "hashed_ids", "model_request"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["header", "model_request", "sealed_ids"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -17,6 +17,8 @@ from crypto.consent import (
 )
 
 IDS = b"\x01" * 16
+SALT = b"\x05" * 16
+SETUP = "ab" * 32
 
 
 def _key_and_cert() -> tuple[bytes, bytes]:
@@ -34,14 +36,16 @@ def _key_and_cert() -> tuple[bytes, bytes]:
 
 
 def _record(**change: object) -> ConsentRecord:
-    fields = {"pseudonyms": pseudonyms_digest(IDS), "bank": "bank", "model_job": "tr",
+    fields = {"pseudonyms": pseudonyms_digest(SALT, IDS), "bank": "bank", "model_job": "tr",
+              "setup": SETUP,
               "purpose": "credit", "reference": "R-1", "expires_unix": 2_000_000_000}
     return ConsentRecord.model_validate({**fields, **change})
 
 
-def _verify(cert: bytes, data: bytes, signature: bytes, now: float = 1_900_000_000) -> None:
+def _verify(cert: bytes, data: bytes, signature: bytes, now: float = 1_900_000_000,
+            pseudonyms: tuple[bytes, bytes] | None = (SALT, IDS)) -> None:
     verify_consent(cert, data, signature, bank="bank", model_job="tr", purpose="credit",
-                   reference="R-1", hashed_ids=IDS, now=now)
+                   reference="R-1", setup=SETUP, pseudonyms=pseudonyms, now=now)
 
 
 def test_a_signed_record_verifies() -> None:
@@ -52,7 +56,9 @@ def test_a_signed_record_verifies() -> None:
 
 @pytest.mark.parametrize(("change", "why"), [
     ({"reference": "R-2"}, "reference"), ({"purpose": "marketing"}, "purpose"),
-    ({"pseudonyms": pseudonyms_digest(b"\x02" * 16)}, "pseudonyms"),
+    ({"pseudonyms": pseudonyms_digest(SALT, b"\x02" * 16)}, "pseudonyms"),
+    ({"pseudonyms": pseudonyms_digest(b"\x06" * 16, IDS)}, "pseudonyms"),
+    ({"setup": "cd" * 32}, "setup"),
     ({"expires_unix": 1_800_000_000}, "expired"),
 ])
 def test_a_record_for_something_else_is_refused(change: dict[str, object], why: str) -> None:
@@ -75,3 +81,12 @@ def test_unsigned_tampered_and_forged_records_are_refused() -> None:
         _verify(cert, record.encode(), sign_consent(other, record))
     with pytest.raises(ConsentRefused, match="malformed"):
         _verify(cert, b'{"v": 1}', b"x")
+
+
+def test_the_coordinator_checks_all_but_the_pseudonyms_it_cannot_see() -> None:
+    key, cert = _key_and_cert()
+    record = _record(pseudonyms=pseudonyms_digest(SALT, b"\x09" * 16))
+    _verify(cert, record.encode(), sign_consent(key, record), pseudonyms=None)
+    expired = _record(expires_unix=1_800_000_000)
+    with pytest.raises(ConsentRefused, match="expired"):
+        _verify(cert, expired.encode(), sign_consent(key, expired), pseudonyms=None)

@@ -4,54 +4,67 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from common.errors import ProtocolError, TrustError
+from common.errors import ProtocolError
 from crypto import seal
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
+from crypto.pseudonym import PseudonymKey
+from crypto.score_wire import ids_seal_context
 from models.vlr.scoring import PartyModel
 from node.config import NodeConfig
 from node.datasource import NodeTable
 from node.scoring.feature import FeatureScoring
-from node.scoring.wire import ScoringSetup, hash_ids, setup_seal_context
+from node.scoring.index import pseudonyms_for
 from node.state import NodeState
 from proto.fedcredit.v1 import common_pb2, node_pb2
 
 JOB = "tr"
 IDS = [f"9111000000000000{k:02d}" for k in range(12)]
+KEY = PseudonymKey(bytes(range(1, 33)))  # the coordinator's, here in process
+
+
+def _evaluate(points: bytes) -> tuple[bytes, str]:
+    return KEY.evaluate(points), KEY.key_id
+
+
+def Scoring(node: NodeState, **kw: Any) -> FeatureScoring:  # noqa: N802 - reads as the class
+    return FeatureScoring(node, evaluate=_evaluate, **kw)
 
 
 class Bank:
-    """What a requesting bank holds: its sealing key, CKKS key pair and id key."""
+    """What a requesting bank holds: its sealing key and CKKS key pair."""
 
     def __init__(self) -> None:
         self.key = seal.SealingKey.generate()
         self.context = score_he.new_private_context()
-        self.id_key = bytes(range(32))
 
     @property
     def peer(self) -> common_pb2.PeerKey:
         return common_pb2.PeerKey(party="bank", sealing_public_key=self.key.public_bytes)
 
-    def setup(self, node: NodeState, *, job: str = JOB, for_node: str = "core",
-              ) -> node_pb2.ScoreSetupRequest:
-        payload = ScoringSetup(id_key=self.id_key, context=score_he.public_bytes(self.context),
-                               model_context=b"").encode()
-        sealed = seal.Sealer(self.key.private_key, node.peer_key.sealing_pk).seal(
-            payload, setup_seal_context(job, "bank", for_node))
+    def setup(self, node: NodeState, *, private: bool = False) -> node_pb2.ScoreSetupRequest:
+        context = (score_he.private_bytes(self.context) if private
+                   else score_he.public_bytes(self.context))
         return node_pb2.ScoreSetupRequest(bank=self.peer, algorithm="vlr", model_job=JOB,
-                                          sealed_setup=sealed)
+                                          context=context, pseudonym_key=KEY.key_id)
 
     def request(self, ids: list[str], consent: str = "consent-1", *, declared: int | None = None,
+                sealed_for: tuple[str, int] = ("core", 7), node: NodeState | None = None,
                 ) -> Iterator[node_pb2.ScorePartialRequest]:
-        hashed = hash_ids(self.id_key, ids)
+        pseudonyms, _ = pseudonyms_for(ids, _evaluate)
+        assert node is not None
+        sealed = seal.Sealer(self.key.private_key, node.peer_key.sealing_pk).seal(
+            bytes(16) + pseudonyms, ids_seal_context(JOB, "bank", *sealed_for))
         yield node_pb2.ScorePartialRequest(header=node_pb2.ScorePartialHeader(
             bank="bank", algorithm="vlr", model_job=JOB, consent=consent, purpose="test",
-            request_no=7, ids=len(ids) if declared is None else declared))
-        yield node_pb2.ScorePartialRequest(hashed_ids=hashed)
+            request_no=7, ids=len(ids) if declared is None else declared,
+            pseudonym_key=KEY.key_id))
+        yield node_pb2.ScorePartialRequest(sealed_ids=sealed)
 
     def decrypt(self, replies: Iterator[node_pb2.ScorePartialReply],
                 n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,11 +96,11 @@ def _audit(node: NodeState) -> str:
 
 
 def test_answers_are_the_models_partial_logits_under_the_banks_key(node: NodeState) -> None:
-    bank, scoring = Bank(), FeatureScoring(node)
+    bank, scoring = Bank(), Scoring(node)
     scoring.setup(bank.setup(node))
     asked = [IDS[3], IDS[10], IDS[0]]  # IDS[10] is unknown here
 
-    logits, covered = bank.decrypt(scoring.partial(bank.request(asked)), len(asked))
+    logits, covered = bank.decrypt(scoring.partial(bank.request(asked, node=node)), len(asked))
 
     model = PartyModel.load(node.state_dir / "models" / JOB / "model.json")
     rows, present = np.array([3, 0, 0]), np.array([True, False, True])
@@ -100,42 +113,70 @@ def test_answers_are_the_models_partial_logits_under_the_banks_key(node: NodeSta
 
 def test_set_up_survives_a_restart_and_is_kept_private(node: NodeState) -> None:
     bank = Bank()
-    FeatureScoring(node).setup(bank.setup(node))
+    Scoring(node).setup(bank.setup(node))
     stored = node.state_dir / "scoring" / f"bank--{JOB}" / "setup.bin"
     assert stored.stat().st_mode & 0o777 == 0o600
 
-    logits, covered = bank.decrypt(FeatureScoring(node).partial(bank.request([IDS[1]])), 1)
+    logits, covered = bank.decrypt(Scoring(node).partial(bank.request([IDS[1]], node=node)), 1)
     assert covered.tolist() == [1]
 
 
 def test_a_request_without_set_up_says_so(node: NodeState) -> None:
     with pytest.raises(ProtocolError, match="is not set up"):
-        list(FeatureScoring(node).partial(Bank().request([IDS[1]])))
+        list(Scoring(node).partial(Bank().request([IDS[1]], node=node)))
 
 
-def test_a_set_up_sealed_for_another_job_or_node_is_refused(node: NodeState) -> None:
-    bank, scoring = Bank(), FeatureScoring(node)
-    for request in (bank.setup(node, job="other"), bank.setup(node, for_node="tax")):
-        with pytest.raises((ProtocolError, TrustError)):
-            scoring.setup(request)
-    assert not scoring.setups
+def test_pseudonyms_sealed_for_another_request_or_node_are_refused(node: NodeState) -> None:
+    bank, scoring = Bank(), Scoring(node)
+    scoring.setup(bank.setup(node))
+    for sealed_for in (("tax", 7), ("core", 8)):
+        with pytest.raises(ProtocolError, match="sealed pseudonyms"):
+            list(scoring.partial(bank.request([IDS[1]], sealed_for=sealed_for, node=node)))
+    assert "score.refused" in _audit(node)
+
+
+def test_a_repeated_pseudonym_is_refused(node: NodeState) -> None:
+    bank, scoring = Bank(), Scoring(node)
+    scoring.setup(bank.setup(node))
+    with pytest.raises(ProtocolError, match="repeated"):
+        list(scoring.partial(bank.request([IDS[1], IDS[2], IDS[1]], node=node)))
+
+
+def test_the_index_is_kept_and_made_again_for_a_new_key(node: NodeState) -> None:
+    scoring = Scoring(node)
+    rows = scoring.index.current(KEY.key_id)
+    expected, _ = pseudonyms_for(IDS[:8], _evaluate)
+    assert rows == {expected[16 * k:16 * (k + 1)]: k for k in range(8)}
+    assert scoring.index.path.stat().st_mode & 0o777 == 0o600
+    calls: list[int] = []
+
+    def counted(points: bytes) -> tuple[bytes, str]:
+        calls.append(len(points))
+        return _evaluate(points)
+
+    assert FeatureScoring(node, evaluate=counted).index.current(KEY.key_id) == rows
+    assert not calls  # after a restart: read from disk, not evaluated again
+    other = PseudonymKey(bytes(range(2, 34)))
+    fresh = FeatureScoring(node, evaluate=lambda p: (other.evaluate(p), other.key_id))
+    assert set(fresh.index.current(other.key_id)).isdisjoint(rows)
 
 
 def test_no_consent_is_refused_and_logged(node: NodeState) -> None:
-    bank, scoring = Bank(), FeatureScoring(node)
+    bank, scoring = Bank(), Scoring(node)
     scoring.setup(bank.setup(node))
     with pytest.raises(ProtocolError, match="consent"):
-        list(scoring.partial(bank.request([IDS[1]], consent="  ")))
+        list(scoring.partial(bank.request([IDS[1]], consent="  ", node=node)))
     assert "score.refused" in _audit(node) and "no consent reference" in _audit(node)
 
 
 def test_an_enterprise_over_its_daily_budget_is_refused_alone(node: NodeState) -> None:
-    bank, scoring = Bank(), FeatureScoring(node, daily_budget=2)
+    bank, scoring = Bank(), Scoring(node, daily_budget=2)
     scoring.setup(bank.setup(node))
     for n in range(2):
-        list(scoring.partial(bank.request([IDS[2]], consent=f"c{n}")))
+        list(scoring.partial(bank.request([IDS[2]], consent=f"c{n}", node=node)))
 
-    replies = list(scoring.partial(bank.request([IDS[2], IDS[4], IDS[10]], consent="c3")))
+    replies = list(scoring.partial(bank.request([IDS[2], IDS[4], IDS[10]], consent="c3",
+                                                node=node)))
 
     refused = b"".join(r.refused_budget for r in replies)
     assert np.unpackbits(np.frombuffer(refused, np.uint8), count=3).tolist() == [1, 0, 0]
@@ -145,19 +186,19 @@ def test_an_enterprise_over_its_daily_budget_is_refused_alone(node: NodeState) -
     assert abs(logits[0]) < 1e-6
     assert "score.refused" in _audit(node) and "budget" in _audit(node)
     for n in range(2):  # IDS[4] was charged once above: one more, then refused
-        replies = list(scoring.partial(bank.request([IDS[4]], consent=f"d{n}")))
+        replies = list(scoring.partial(bank.request([IDS[4]], consent=f"d{n}", node=node)))
     assert [r.WhichOneof("body") for r in replies][-1] == "refused_budget"
 
 
 def test_a_batch_without_refusals_sends_no_bitmap(node: NodeState) -> None:
-    bank, scoring = Bank(), FeatureScoring(node)
+    bank, scoring = Bank(), Scoring(node)
     scoring.setup(bank.setup(node))
-    replies = list(scoring.partial(bank.request([IDS[1], IDS[3]])))
+    replies = list(scoring.partial(bank.request([IDS[1], IDS[3]], node=node)))
     assert {r.WhichOneof("body") for r in replies} == {"partials"}
 
 
 def test_sizes_are_checked_before_anything_is_buffered(node: NodeState) -> None:
-    bank, scoring = Bank(), FeatureScoring(node)
+    bank, scoring = Bank(), Scoring(node)
     scoring.setup(bank.setup(node))
 
     def never_read() -> Iterator[node_pb2.ScorePartialRequest]:
@@ -167,10 +208,10 @@ def test_sizes_are_checked_before_anything_is_buffered(node: NodeState) -> None:
 
     with pytest.raises(ProtocolError, match="ids"):
         list(scoring.partial(never_read()))
-    with pytest.raises(ProtocolError, match="hashed_ids"):  # more ids than declared
-        list(scoring.partial(bank.request([IDS[1], IDS[2]], declared=1)))
+    with pytest.raises(ProtocolError, match="sealed_ids"):  # more ids than declared
+        list(scoring.partial(bank.request([IDS[1], IDS[2]], declared=1, node=node)))
     with pytest.raises(ProtocolError, match="cut short"):
-        list(scoring.partial(bank.request([IDS[1]], declared=2)))
+        list(scoring.partial(bank.request([IDS[1]], declared=2, node=node)))
 
 
 def test_an_unknown_algorithm_and_a_label_node_are_refused(node: NodeState) -> None:
@@ -178,18 +219,13 @@ def test_an_unknown_algorithm_and_a_label_node_are_refused(node: NodeState) -> N
     request = bank.setup(node)
     request.algorithm = "gbdt"
     with pytest.raises(ProtocolError, match="gbdt"):
-        FeatureScoring(node).setup(request)
+        Scoring(node).setup(request)
     node.role = "label"
     with pytest.raises(ProtocolError, match="only feature nodes"):
-        FeatureScoring(node).setup(bank.setup(node))
+        Scoring(node).setup(bank.setup(node))
 
 
 def test_context_with_a_secret_key_is_refused(node: NodeState) -> None:
     bank = Bank()
-    private = ScoringSetup(id_key=bank.id_key, context=score_he.private_bytes(bank.context),
-                           model_context=b"").encode()
-    sealed = seal.Sealer(bank.key.private_key, node.peer_key.sealing_pk).seal(
-        private, setup_seal_context(JOB, "bank", "core"))
     with pytest.raises(ProtocolError, match="secret key"):
-        FeatureScoring(node).setup(node_pb2.ScoreSetupRequest(
-            bank=bank.peer, algorithm="vlr", model_job=JOB, sealed_setup=sealed))
+        Scoring(node).setup(bank.setup(node, private=True))

@@ -1,0 +1,90 @@
+"""A feature node's own ids under the network's pseudonym key, evaluated blinded at the coordinator.
+
+The node blinds the hash of each of its table's ids with a fresh scalar (`crypto.pseudonym`),
+has the coordinator raise the points to the pseudonym key in calls of at most 65,536 points, and
+unblinds them: the coordinator sees only random points, the node gets its ids' pseudonyms and
+nothing for any other id. The index is kept 0600 in `scoring/pseudonyms.bin` beside the key's id
+and a fingerprint of the table's ids, and made again when either changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+
+from common.errors import ProtocolError
+from common.files import atomic_write
+from crypto.he import pack_frames, unpack_frames
+from crypto.pseudonym import MAX_POINTS, PSEUDONYM_BYTES, blind_ids, finish, new_blinding
+from node.state import NodeState
+
+Evaluate = Callable[[bytes], tuple[bytes, str]]
+"""Blinded points -> (the coordinator's raised points, its pseudonym key's id)."""
+
+
+def table_fingerprint(ids: Sequence[str]) -> bytes:
+    digest = hashlib.sha256(b"fedcredit/pseudonym-index/v1\x00")
+    for ident in ids:
+        digest.update(ident.encode() + b"\x00")
+    return digest.digest()
+
+
+def pseudonyms_for(ids: Sequence[str], evaluate: Evaluate) -> tuple[bytes, str]:
+    """The pseudonyms of `ids` (16 bytes each, in order) and the key's id, through `evaluate`."""
+    out: list[bytes] = []
+    key_id = ""
+    for start in range(0, len(ids), MAX_POINTS):
+        chunk = list(ids[start:start + MAX_POINTS])
+        blinding = new_blinding()
+        points, found = evaluate(blind_ids(chunk, blinding))
+        if key_id and found != key_id:
+            raise ProtocolError("the coordinator's pseudonym key changed during one evaluation")
+        key_id = found
+        out.append(finish(points, blinding, len(chunk)))
+    return b"".join(out), key_id
+
+
+class PseudonymIndex:
+    """Row of each of our pseudonyms under the current key, made once and kept on disk."""
+
+    def __init__(self, state: NodeState, evaluate: Evaluate) -> None:
+        self.state = state
+        self.evaluate = evaluate
+        self.path = state.state_dir / "scoring" / "pseudonyms.bin"
+        self.key_id = ""
+        self.rows: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def current(self, key_id: str) -> dict[bytes, int]:
+        """Our rows by pseudonym under the key named `key_id` (made again if it changed)."""
+        with self._lock:
+            if key_id and key_id == self.key_id:
+                return self.rows
+            ids = self.state.table.ids
+            fingerprint = table_fingerprint(ids)
+            blob = self._stored(key_id, fingerprint)
+            if blob is None:
+                blob, made_under = pseudonyms_for(ids, self.evaluate)
+                if key_id and made_under != key_id:
+                    raise ProtocolError(f"the coordinator's pseudonym key is {made_under}, the "
+                                        f"request's {key_id}: ask again")
+                key_id = made_under
+                atomic_write(self.path, pack_frames([key_id.encode(), fingerprint, blob]), 0o600)
+                self.state.audit.append("pseudonyms.indexed", rows=len(ids),
+                                        details={"key": key_id})
+            self.rows = {blob[i * PSEUDONYM_BYTES:(i + 1) * PSEUDONYM_BYTES]: i
+                         for i in range(len(ids))}
+            self.key_id = key_id
+            return self.rows
+
+    def _stored(self, key_id: str, fingerprint: bytes) -> bytes | None:
+        if not key_id or not self.path.exists():
+            return None
+        try:
+            stored_key, stored_table, blob = unpack_frames(self.path.read_bytes(), max_frames=3)
+        except (ValueError, ProtocolError):
+            return None
+        if stored_key.decode() != key_id or stored_table != fingerprint:
+            return None
+        return blob
