@@ -34,7 +34,7 @@ def to_ntt(lr: Any, coeffs: Sequence[int]) -> np.ndarray:
     res = np.array([[c % q for c in coeffs] for q in lr.primes], dtype=np.uint64)
     holder = seal_bytes.ciphertext_from_raw(lr.seal, lr.top, np.stack([res, np.ones_like(res)]))
     lr.evaluator.transform_to_ntt_inplace(holder)
-    out: np.ndarray = seal_bytes.ciphertext_raw(holder)[0]
+    out: np.ndarray = seal_bytes.ciphertext_raw(holder, polys=1)[0]
     return out
 
 
@@ -43,7 +43,7 @@ def from_ntt(lr: Any, raw: np.ndarray) -> list[int]:
     holder = seal_bytes.ciphertext_from_raw(lr.seal, lr.top, np.stack([raw, np.ones_like(raw)]),
                                             ntt=True)
     lr.evaluator.transform_from_ntt_inplace(holder)
-    residues = seal_bytes.ciphertext_raw(holder)[0]
+    residues = seal_bytes.ciphertext_raw(holder, polys=1)[0]
     big = modulus(lr.primes)
     total = [0] * residues.shape[1]
     for i, q in enumerate(lr.primes):
@@ -68,12 +68,12 @@ def plain_raw(lr: Any, pt: Any) -> np.ndarray:
 
 def shift(lr: Any, ct: Any, raw_ntt: np.ndarray, sign: int) -> Any:
     """ct with `sign` * the polynomial `raw_ntt` added to its first component (same scale)."""
-    data = seal_bytes.ciphertext_raw(ct).copy()
-    qs = np.array(lr.primes, dtype=np.uint64)[:, None]  # primes < 2^60: a + q never overflows
-    term = raw_ntt if sign > 0 else (qs - raw_ntt) % qs
-    data[0] = (data[0] + term) % qs
-    return seal_bytes.ciphertext_from_raw(lr.seal, lr.top, data, ntt=True,
-                                          scale=float(ct.scale))
+    pt = seal_bytes.plaintext_from_raw(lr.seal, lr.top, raw_ntt, float(ct.scale))
+    if sign > 0:
+        lr.evaluator.add_plain_inplace(ct, pt)
+    else:
+        lr.evaluator.sub_plain_inplace(ct, pt)
+    return ct
 
 
 def uniform_coefficients(count: int, bound: int) -> list[int]:

@@ -3,9 +3,9 @@
 Two gaps in the public API are wrapped here and nowhere else:
 * `sealapi` objects save to and load from file paths only, so bytes go through an anonymous
   memfd (`save`, `load`).
-* `sealapi` cannot build a ciphertext from raw coefficients, so `ciphertext_from_raw` writes SEAL
-  4's serialisation by hand: a 16-byte SEALHeader (magic 0xA15E, version read from SEAL itself,
-  no compression), the Ciphertext members, then the DynArray stream. SEAL re-validates every
+* `sealapi` cannot build a ciphertext or plaintext from raw coefficients, so `ciphertext_from_raw`
+  and `plaintext_from_raw` write SEAL 4's serialisation by hand: a 16-byte SEALHeader (magic 0xA15E, version read from SEAL itself,
+  no compression), the Ciphertext (Plaintext) members, then the DynArray stream. SEAL re-validates every
   coefficient on load. The SEAL major version is checked at import.
 tests/unit/crypto/he/test_seal_bytes.py pins this behaviour (version, bit-identical round trip).
 """
@@ -25,6 +25,7 @@ SEAL_MAGIC = 0xA15E
 SEAL_MAJOR = 4
 _HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, zero, size
 _CT_MEMBERS = struct.Struct("<4QBQQQdQ")  # parms_id, ntt, size, degree, primes, scale, cf
+_PT_MEMBERS = struct.Struct("<4QQd")  # parms_id, coefficient count, scale
 
 
 def save(obj: Any) -> bytes:
@@ -70,12 +71,22 @@ def _stream(members: bytes) -> bytes:
     return _HEADER.pack(SEAL_MAGIC, _HEADER.size, *SEAL_VERSION, 0, 0, size) + members
 
 
-def ciphertext_raw(ct: Any) -> np.ndarray:
-    """Coefficients (size, primes, N) of a ciphertext; SEAL offers only element reads."""
+def ciphertext_raw(ct: Any, polys: int | None = None) -> np.ndarray:
+    """Coefficients (size, primes, N) of a ciphertext, or of its first `polys` polynomials;
+    SEAL offers only element reads."""
     arr = ct.dyn_array()
-    count = arr.size()
+    size = int(ct.size()) if polys is None else polys
+    count = size * int(ct.coeff_modulus_size()) * int(ct.poly_modulus_degree())
     flat = np.fromiter(map(arr.__getitem__, range(count)), dtype=np.uint64, count=count)
-    return flat.reshape(int(ct.size()), int(ct.coeff_modulus_size()), int(ct.poly_modulus_degree()))
+    return flat.reshape(size, int(ct.coeff_modulus_size()), int(ct.poly_modulus_degree()))
+
+
+def plaintext_from_raw(ctx: Any, parms_id: Any, raw: np.ndarray, scale: float) -> Any:
+    """An NTT-form CKKS plaintext at `parms_id` holding `raw` (primes, N) at `scale`."""
+    data = np.ascontiguousarray(raw, dtype="<u8")
+    dyn = _stream(struct.pack("<Q", data.size) + data.tobytes())
+    members = _PT_MEMBERS.pack(*parms_id, data.size, scale)
+    return load(sa.Plaintext(), ctx, _stream(members + dyn), "plaintext")
 
 
 def ciphertext_from_raw(ctx: Any, parms_id: Any, raw: np.ndarray, *, ntt: bool = False,
