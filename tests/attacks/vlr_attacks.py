@@ -103,12 +103,16 @@ def labels_from_final_weights(design: np.ndarray, train: np.ndarray,
     return LabelGuess(train, (y > 0.5).astype(np.int64))
 
 
-def labels_from_training(view: FeatureView, learning_rate: float) -> dict[str, LabelGuess]:
+def labels_from_training(view: FeatureView, learning_rate: float,
+                         best: int | None = None) -> dict[str, LabelGuess]:
     """The same equations with everything the transcript adds: the batches in the order they ran
     and their sizes, the best epoch (the last `improved` bit), η; the node's weights during
     training stand in as the final weights scaled by progress (it never sees them). To first
-    order in ¼u_L: Σ_t X_t^T y_t / b_t = w/η + Σ_t X_t^T (½ + ¼ X_t w_(t-1)) / b_t."""
-    best = max((e for e, up in enumerate(view.improved) if up), default=len(view.improved) - 1)
+    order in ¼u_L: Σ_t X_t^T y_t / b_t = w/η + Σ_t X_t^T (½ + ¼ X_t w_(t-1)) / b_t. `best`
+    replaces what the `improved` bits say (the epoch whose weights are final)."""
+    if best is None:
+        best = max((e for e, up in enumerate(view.improved) if up),
+                   default=len(view.improved) - 1)
     steps = [b for b in view.batches if b.epoch <= best]
     x, w = view.design, view.final_weights
     a = np.zeros((x.shape[1], x.shape[0]))
