@@ -1,27 +1,38 @@
-"""Transcripts of vertical-LR jobs run through real node processes, as curious parties keep them.
+"""Transcripts of label-private vertical-LR jobs run through real node processes, as curious
+parties keep them, and the arbiter's view taken inside the coordinator.
 
 One network: the bank (labels + 3 columns), a narrow feature node (5 columns) and a wide one (300
 columns), every node a real process started through `curious_node` (it records what its role holds
-in the clear), the coordinator in this process behind a wire tap (so the arbiter's view is read off
-the wire). Two jobs: `narrow` (bank + narrow node, batch 64, 12 epochs) and `wide` (bank + wide
-node, batch 256, 2 epochs).
+in the clear and the ciphertext bytes it receives), the coordinator in this process behind a wire
+tap. The arbiter runs inside the coordinator's job runner, here: `arbiter_tap` wraps its three
+decrypting methods and decrypts each request once more with the arbiter's own key to the exact
+integer coefficients the arbiter sees. Two jobs: `narrow` (bank + narrow node, batch 64, 8
+epochs) and `wide` (bank + wide node, batch 256, 2 epochs).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import pickle
 import stat
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from common.errors import ProtocolError
 from common.uscc import generate_uscc
-from crypto.masks import DEFAULT_MASK_BOUND
+from crypto.he import lr_coeffs, unpack_frames
+from crypto.he.frames import unpack_vector
+from crypto.he.lr import LR_TAG
 from fedcredit.launcher import LocalNetwork, PartySpec
+from models.vlr import LR_PARAMS, StepKey
+from models.vlr.arbiter import Arbiter
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 from tests.attacks.curious_node import OUT_ENV
 from tests.integration.conftest import tapped_network, write_table
@@ -29,34 +40,57 @@ from tests.integration.wiretap import WireTap
 
 BANK_ROWS = 640
 NARROW, WIDE = 5, 300
-EPOCHS = {"narrow": 12, "wide": 2}
+EPOCHS = {"narrow": 8, "wide": 2}
 BATCH = {"narrow": 64, "wide": 256}
+LEARNING_RATE = 0.3
 
 
 @dataclass(frozen=True)
-class GradientView:
-    """What a feature node holds after one batch: the positions it was sent, its weights during
-    the batch, and its plaintext gradient X_B^T d (a sum over the batch rows)."""
+class Masks:
+    """Masks a party drew (its own randomness): the value bound asked for, each chunk's integer
+    coefficient limit (scale x bound) and the coefficients themselves (Python ints)."""
+
+    bound: float
+    limits: list[int]
+    coeffs: list[np.ndarray]
+
+    @classmethod
+    def of(cls, kept: dict[str, Any]) -> Masks:
+        return cls(float(kept["bound"]), [int(v) for v in kept["limits"]], list(kept["coeffs"]))
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """What a feature node holds after one batch: the positions it was sent, the residual [d] and
+    the arbiter's refreshed step as the bytes arrived (it has no key for either), its masks."""
 
     epoch: int
     batch: int
     positions: np.ndarray
-    weights: np.ndarray
-    gradient: np.ndarray
-    answer: np.ndarray  # g + r as the arbiter decrypted it
+    residual: bytes
+    refreshed: bytes
+    masks: Masks
 
 
 @dataclass(frozen=True)
 class FeatureView:
     design: np.ndarray  # the node's own (standardised) columns, by training position
+    train: np.ndarray  # training positions (the plan L sent)
     validation: np.ndarray
-    batches: list[GradientView]  # in the order they ran
+    batches: list[BatchView]  # in the order they ran
+    improved: list[bool]  # one bit per epoch (L's early-stopping verdict)
+    final_weights: np.ndarray  # its own part of the final model (permitted output)
+    reveal_masks: Masks
 
 
 @dataclass(frozen=True)
 class BankView:
     validation: np.ndarray  # positions of the validation rows
-    sums: np.ndarray  # (epochs, validation rows): decrypted Σ_F u_F per epoch
+    decrypted: np.ndarray  # (epochs, slots): every slot of each epoch's decrypted loss vector
+    losses: list[float]  # the loss scalar L reads per epoch
+    final_hosts: np.ndarray  # Σ_F u_F of the final model on every validation row (permitted)
+    final_weights: np.ndarray
+    masks: dict[tuple[str, int, int], Masks]  # (step, epoch, batch) -> L's masks
 
 
 @dataclass(frozen=True)
@@ -66,12 +100,40 @@ class Truth:
 
 
 @dataclass(frozen=True)
+class Decryption:
+    """One request the arbiter decrypted: the exact centred integer coefficients of each chunk's
+    plaintext (mask + value + CKKS noise), with the chunk's scale."""
+
+    step: str  # gradient | loss | loss_sum | reveal
+    party: str
+    epoch: int
+    batch: int
+    scales: list[float]
+    coeffs: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class WirePart:
+    """One payload that crossed the coordinator (chunks joined): whether it was sealed to its
+    recipient, and if not whether it is an encrypted LR vector the arbiter's key opens."""
+
+    name: str
+    sender: str
+    recipient: str
+    sealed: bool
+    vector: bool
+
+
+@dataclass(frozen=True)
 class JobTranscript:
     feature: FeatureView
     bank: BankView
     truth: Truth
-    arbiter: list[np.ndarray]  # every answer the arbiter decrypted (g + r), from the wire
-    mask_bound: float
+    arbiter: list[Decryption]
+    feature_name: str
+    learning_rate: float
+    mask_bits: int
+    wire: list[WirePart]  # the whole network's (both jobs), as the coordinator relayed it
 
 
 def make_tables(folder: Path, seed: int = 11) -> list[PartySpec]:
@@ -108,10 +170,46 @@ def curious_python(folder: Path, out: Path) -> str:
     return str(script)
 
 
+def plaintext_coeffs(arbiter: Arbiter, data: bytes) -> list[np.ndarray]:
+    """What the arbiter's decryption of `data` is: each chunk's plaintext as centred integers."""
+    he: Any = arbiter._he  # the arbiter's own context (secret key), as its methods use it
+    return [np.array(lr_coeffs.from_ntt(he, lr_coeffs.plain_raw(he, he.decrypt_plain(ct))),
+                     dtype=object) for ct in he.unpack(data)]
+
+
+@contextmanager
+def arbiter_tap() -> Iterator[dict[tuple[str, str, StepKey], Decryption]]:
+    """Wrap the arbiter's decrypting methods in this process; yield what it decrypted, once per
+    (job, party, step key) whatever the retries."""
+    seen: dict[tuple[str, str, StepKey], Decryption] = {}
+    names = ("refresh_step", "refresh_logits", "reencrypt")
+    originals = {n: getattr(Arbiter, n) for n in names}
+
+    def wrap(method: Callable[..., bytes], framed: bool) -> Callable[..., bytes]:
+        def decrypting(self: Arbiter, key: StepKey, party: str, request: bytes) -> bytes:
+            answer = method(self, key, party, request)
+            mark = (self.job, party, key)
+            if mark not in seen:
+                data = unpack_frames(request, max_frames=2)[0] if framed else request
+                scales = [float(ct.scale) for ct in self._he.unpack(data)]  # type: ignore[attr-defined]
+                seen[mark] = Decryption(key.step, party, key.epoch, key.batch, scales,
+                                        plaintext_coeffs(self, data))
+            return answer
+        return decrypting
+
+    for n in names:
+        setattr(Arbiter, n, wrap(originals[n], framed=n == "reencrypt"))
+    try:
+        yield seen
+    finally:
+        for n in names:
+            setattr(Arbiter, n, originals[n])
+
+
 def _train(net: LocalNetwork, job: str, feature: str) -> None:
     stub = net.stub()
     vlr = {"batch_size": BATCH[job], "min_batch": 64, "max_epochs": EPOCHS[job],
-           "patience": EPOCHS[job], "validation_fraction": 0.25, "learning_rate": 0.3}
+           "patience": EPOCHS[job], "validation_fraction": 0.25, "learning_rate": LEARNING_RATE}
     settings = {"label": "bank", "features": [feature], "align_job": "al", "vlr": vlr}
     stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
                                             job_id=job), timeout=60)
@@ -123,57 +221,83 @@ def _train(net: LocalNetwork, job: str, feature: str) -> None:
     assert state.state == "done", state.error
 
 
-def _arbiter_answers(tap: WireTap, party: str) -> list[np.ndarray]:
-    """The values the arbiter decrypted for `party` (one job per feature node), read off the wire
-    with their chunks joined."""
-    answers, chunks = [], []
-    for method, _, message in tap.messages:
+def wire_parts(tap: WireTap) -> list[WirePart]:
+    """Every step payload the coordinator relayed, sent or answered, its chunks joined."""
+    parts, chunks = [], {}
+    for method, direction, message in tap.messages:
         if not (method.endswith("RunStep") and isinstance(message, common_pb2.StepMessage)
                 and message.HasField("part")):
             continue
         part = message.part
-        if part.name == "decrypted" and part.recipient == party:
-            chunks.append(part.data)
-            if part.last:
-                answers.append(np.frombuffer(b"".join(chunks), dtype="<f8").copy())
-                chunks = []
-    return answers
+        mark = (direction, part.name, part.sender, part.recipient)
+        chunks.setdefault(mark, []).append(part.data)
+        if part.last:
+            data = b"".join(chunks.pop(mark))
+            vector = False
+            if not part.sealed:
+                try:
+                    unpack_vector(data, LR_TAG, LR_PARAMS.slot_count)
+                    vector = True
+                except ProtocolError:
+                    pass
+            parts.append(WirePart(part.name, part.sender, part.recipient, part.sealed, vector))
+    return parts
 
 
-def load_job(out: Path, tap: WireTap, job: str, party: str, mask_bound: float) -> JobTranscript:
+def _pickle(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        out: dict[str, Any] = pickle.load(f)  # written by our own curious node
+    return out
+
+
+def load_job(out: Path, job: str, party: str, arbiter: list[Decryption],
+             wire: list[WirePart]) -> JobTranscript:
     opened = np.load(out / f"{job}.{party}.open.npz")
-    grads = []
-    for path in out.glob(f"{job}.{party}.grad.*.npz"):
-        epoch, batch = (int(p) for p in path.name.split(".")[3:5])
-        z = np.load(path)
-        grads.append(GradientView(epoch, batch, z["positions"], z["weights"], z["gradient"],
-                                  z["answer"]))
-    grads.sort(key=lambda g: (g.epoch, g.batch))
-    epochs = sorted(int(p.name.split(".")[3]) for p in out.glob(f"{job}.bank.validation.*.npz"))
-    vals = [np.load(out / f"{job}.bank.validation.{e}.npz") for e in epochs]
+    kept = _pickle(out / f"{job}.{party}.vlr.pkl")
+    batches = [BatchView(e, b, v["positions"], v["residual"], v["refreshed"], Masks.of(v["masks"]))
+               for (e, b), v in sorted(kept["batches"].items())]
+    epochs = kept["epochs"]
+    feature = FeatureView(opened["design"], opened["train"], opened["validation"], batches,
+                          [bool(epochs[e]["improved"]) for e in sorted(epochs)],
+                          kept["final_weights"], Masks.of(kept["reveal_masks"]))
+    bank = _pickle(out / f"{job}.bank.vlr.pkl")
+    ended = sorted(e for e, v in bank["epochs"].items() if "decrypted" in v)
+    masks = {("gradient", e, b): Masks.of(v["masks"]) for (e, b), v in bank["batches"].items()}
+    for e, v in bank["epochs"].items():
+        masks[("loss", e, -1)] = Masks.of(v["logit_masks"])
+        masks[("loss_sum", e, -1)] = Masks.of(v["loss_masks"])
+    last = max(bank["epochs"])
+    masks[("reveal", last, -1)] = Masks.of(bank["reveal_masks"])
     truth = np.load(out / f"{job}.bank.open.npz")
     return JobTranscript(
-        feature=FeatureView(opened["design"], opened["validation"], grads),
-        bank=BankView(vals[0]["validation"], np.stack([v["sums"] for v in vals])),
-        truth=Truth(truth["labels"], truth["train"]),
-        arbiter=_arbiter_answers(tap, party), mask_bound=mask_bound)
+        feature=feature,
+        bank=BankView(truth["validation"],
+                      np.stack([bank["epochs"][e]["decrypted"] for e in ended]),
+                      [float(bank["epochs"][e]["loss"]) for e in ended], bank["final_hosts"],
+                      bank["final_weights"], masks),
+        truth=Truth(truth["labels"], truth["train"]), arbiter=arbiter, feature_name=party,
+        learning_rate=LEARNING_RATE, mask_bits=40, wire=wire)
 
 
 def capture(root: Path) -> dict[str, JobTranscript]:
-    """Run both jobs through real processes; each job's transcript as its curious parties keep."""
-
+    """Run both jobs through real processes; each job's transcript as its curious parties keep
+    it, and what the arbiter decrypted."""
     specs = make_tables(root / "data")
     out = root / "curious"
-    with tapped_network(root, specs, python=curious_python(root, out)) as (net, tap):
+    with (arbiter_tap() as seen,
+          tapped_network(root, specs, python=curious_python(root, out)) as (net, tap)):
         net.stub().Align(coordinator_pb2.AlignRequest(
             label_party="bank", mode=node_pb2.PSI_MODE_FULL, job_id="al"), timeout=300)
         for job in ("narrow", "wide"):
             _train(net, job, job)
-        return {job: load_job(out, tap, job, job, DEFAULT_MASK_BOUND) for job in EPOCHS}
+        wire = wire_parts(tap)
+    return {job: load_job(out, job, job, [d for (j, _, _), d in seen.items() if j == job], wire)
+            for job in EPOCHS}
 
 
 if __name__ == "__main__":  # a manual run: python -m tests.attacks.vlr_transcript <folder>
+    started = time.monotonic()
     found = capture(Path(sys.argv[1]))
     for name, t in found.items():
-        print(name, t.feature.design.shape, len(t.feature.batches), t.bank.sums.shape,
-              len(t.arbiter), os.getpid())
+        print(name, t.feature.design.shape, len(t.feature.batches), t.bank.decrypted.shape,
+              len(t.arbiter), f"{time.monotonic() - started:.1f} s")
