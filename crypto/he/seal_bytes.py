@@ -3,10 +3,11 @@
 Two gaps in the public API are wrapped here and nowhere else:
 * `sealapi` objects save to and load from file paths only, so bytes go through an anonymous
   memfd (`save`, `load`).
-* `sealapi` cannot build a ciphertext or plaintext from raw coefficients, so `ciphertext_from_raw`
-  and `plaintext_from_raw` write SEAL 4's serialisation by hand: a 16-byte SEALHeader (magic 0xA15E, version read from SEAL itself,
-  no compression), the Ciphertext (Plaintext) members, then the DynArray stream. SEAL re-validates every
-  coefficient on load. The SEAL major version is checked at import.
+* `sealapi` cannot build a ciphertext or plaintext from raw coefficients, so
+  `ciphertext_from_raw` and `plaintext_from_raw` write SEAL 4's serialisation by hand: a 16-byte
+  SEALHeader (magic 0xA15E, version read from SEAL itself, no compression), the Ciphertext
+  (Plaintext) members, then the DynArray stream. SEAL re-validates every coefficient on load. The
+  SEAL major version is checked at import.
 tests/unit/crypto/he/test_seal_bytes.py pins this behaviour (version, bit-identical round trip).
 """
 

@@ -5,12 +5,8 @@ declares the steps and the driver once. Wire units: positions are little-endian 
 little-endian float64, composite messages `pack_frames` lists, ciphertexts whatever the HE
 backend emits.
 
-Set-up:  A.public_context() → L.open(ctx); L.plan(), L.validation_context() →
-         F.open(ctx, vctx, plan)
-Batch:   L.batch_positions(k) → F.forward(k, positions) → L.residual(k, {F: [u_F/4]}) →
-         L|F.gradient(k, [d]) → A.decrypt_gradient(k, party, request) → L|F.update(k, answer)
-Epoch:   F.validation_logits(k) → L.end_epoch(e, {F: [u_F]}) → F.end_epoch(e, improved);
-         finish() on every party once L reports stop. Roles are not thread-safe: one call at a time.
+The step sequence is declared once, in `algorithm.py` (its docstring walks through it).
+Roles are not thread-safe: one call at a time.
 """
 
 from __future__ import annotations
@@ -53,6 +49,7 @@ class VlrConfig(BaseModel):
     validation_fraction: float = 0.2  # 0: validate on the training rows (train = test)
     seed: int = 0
     mask_bits: int = 40  # statistical hiding of every value the arbiter decrypts (bits)
+    min_rows_per_column: int = 10  # L refuses a feature node with more weights than rows / this
     cache_bytes: int = 2 << 30  # encoded diagonals of X kept across epochs, per party
     params: CkksParams = Field(default_factory=lambda: LR_PARAMS)  # the arbiter's ring
 

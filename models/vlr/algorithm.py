@@ -4,9 +4,10 @@ Set-up:  A.public_context() → L.open → plan, L's own public context (sealed 
 Batch:   L.positions → F.forward [u_F/4] → L.residual [d] → L|F.gradient (masked step) →
          A.refresh → L|F.update (each party's encrypted weights step; nobody sees them)
 Epoch:   F.validate [u_F] → L.loss [u + r] → A.refresh → L.loss_sum [Σ u² - 4zu + r'] →
-         A.reencrypt (under L's own key) → L.end_epoch (one loss scalar) → F.end_epoch(improved)
-End:     L|F.reveal [w_best + r] → A.reencrypt (under each party's own key) → L|F.finish (own
-         weights; F sends its final validation logits under L's key) → L.metrics (AUC, KS once)
+         A.reencrypt (under L's own key) → L.end_epoch (one loss scalar) → F.end_epoch
+End:     L|F.reveal [w_best + r] (F told the best epoch only now) → A.reencrypt (under each
+         party's own key) → L|F.finish (own weights; F sends its final validation logits under
+         L's key) → L.metrics (AUC, KS once)
 A (the arbiter) is the driver itself: it runs at the coordinator and holds the training key.
 
 Where this departs from DESIGN §4.2, and why:
@@ -59,6 +60,8 @@ def apply_floors(settings: VlrConfig, floors: Floors) -> VlrConfig:
     check_floor("[vlr] batch_size", settings.batch_size, floors.min_batch, "min_batch")
     check_floor("[vlr] min_batch", settings.min_batch, floors.min_batch, "min_batch")
     check_floor("[vlr] mask_bits", settings.mask_bits, floors.min_mask_bits, "min_mask_bits")
+    check_floor("[vlr] min_rows_per_column", settings.min_rows_per_column,
+                floors.min_rows_per_column, "min_rows_per_column")
     check_floor("[vlr] validation_fraction", settings.validation_fraction,
                 floors.min_validation_fraction, "min_validation_fraction")
     return settings
@@ -114,7 +117,12 @@ def _label_metrics(role: LabelParty, call: Call) -> Mapping[str, Output]:
 
 def _feature_open(role: FeatureParty, call: Call) -> Mapping[str, Output]:
     role.open(call.part("arbiter_context"), call.part("validation_context"), call.part("plan"))
-    return {"next_epoch": str(role.next_epoch).encode()}
+    return {"next_epoch": str(role.next_epoch).encode(), "width": str(role.n_features).encode()}
+
+
+def _label_check(role: LabelParty, call: Call) -> Mapping[str, Output]:
+    role.check_widths({party: int(data) for party, data in call.each("width").items()})
+    return {}
 
 
 def _feature_forward(role: FeatureParty, call: Call) -> Mapping[str, Output]:
@@ -130,7 +138,7 @@ def _feature_validate(role: FeatureParty, call: Call) -> Mapping[str, Output]:
 
 
 def _feature_end_epoch(role: FeatureParty, call: Call) -> Mapping[str, Output]:
-    role.end_epoch(call.key.epoch, bool(call.extra.get("improved", False)))
+    role.end_epoch(call.key.epoch)
     return {}
 
 
@@ -143,7 +151,8 @@ def _update(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]
 
 
 def _reveal(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]:
-    return {"reveal": role.reveal_request()}
+    best = role.best_epoch if isinstance(role, LabelParty) else int(call.extra["best_epoch"])
+    return {"reveal": role.reveal_request(best)}
 
 
 def _finish(role: LabelParty | FeatureParty, call: Call) -> Mapping[str, Output]:
@@ -166,7 +175,8 @@ STEPS = (
                 Send("n_batches", To.DRIVER), Send("next_epoch", To.DRIVER))),
     Step("open", "feature", _feature_open, opens=True,
          takes=("arbiter_context", "plan", "validation_context"),
-         sends=(Send("next_epoch", To.DRIVER),)),
+         sends=(Send("next_epoch", To.DRIVER), Send("width", To.LABEL))),
+    Step("check", "label", _label_check, takes=("width",), per_batch=False),
     Step("positions", "label", _label_positions, sends=(Send("positions", To.FEATURES),)),
     Step("forward", "feature", _feature_forward, takes=("positions",),
          sends=(Send("forward", To.LABEL),)),
@@ -230,9 +240,10 @@ def drive(net: Network, settings: VlrConfig, *, resume: bool = False,
     replies = net.run("open", parts=[context, *own.values()], extra={"resume": resume},
                       at=net.features)
     for party, reply in replies.items():
-        if int(reply["next_epoch"].data) != next_epoch:
-            raise ProtocolError(f"{party} resumes at epoch {reply['next_epoch'].data!r}, "
-                                f"{net.label} at {next_epoch}: checkpoints differ")
+        if int(reply.pop("next_epoch").data) != next_epoch:
+            raise ProtocolError(f"{party} resumes at an epoch other than {net.label}'s "
+                                f"{next_epoch}: checkpoints differ")
+    net.run("check", parts=merged(replies))
     yield Progress("setup", {"next_epoch": next_epoch, "n_batches": n_batches})
     epoch, label = next_epoch, net.label
     while True:
@@ -255,12 +266,12 @@ def drive(net: Network, settings: VlrConfig, *, resume: bool = False,
         report: dict[str, Any] = json.loads(_one(
             net.run("end_epoch", epoch, parts=[Payload("loss", loss)], at=[label]),
             label, "report"))
-        net.run("end_epoch", epoch, extra={"improved": report["improved"]}, at=net.features)
+        net.run("end_epoch", epoch, at=net.features)
         yield Progress("epoch", report)
         if report["stop"]:
             break
         epoch += 1
-    reveals = net.run("reveal", epoch)
+    reveals = net.run("reveal", epoch, extra={"best_epoch": report["best_epoch"]})
     finals = net.run("finish", epoch, parts=[
         Payload("revealed", arbiter.reencrypt(StepKey(net.job_id, epoch, -1, "reveal"), party,
                                               reply["reveal"].data), recipient=party)

@@ -86,9 +86,9 @@ class FeatureParty(GradientParty):
         return self._validator.encrypt(design[self._validation] @ self.weights,
                                        self.config.params.scale)
 
-    def end_epoch(self, epoch: int, improved: bool) -> None:
-        """L's verdict on the epoch: keep these weights as the best if validation improved."""
-        self._close_epoch(epoch, improved)
+    def end_epoch(self, epoch: int) -> None:
+        """The epoch is over (whether it improved is L's to know, told only at the end)."""
+        self._close_epoch(epoch)
 
     def state_dict(self) -> dict[str, object]:
         state = self._base_state()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.he import Prepared, pack_frames
+from crypto.he import Prepared, pack_frames, unpack_frames
 from crypto.he.interface import LrHe, LrSuite
 from crypto.he.lr import period_for, replicate
 from models.vlr import StepCache, StepKey, VlrConfig, digest, encode_positions
@@ -79,7 +79,7 @@ class GradientParty:
         self.period = period_for(n_features)
         self.weights = np.zeros(n_features)  # plaintext: only after `finish`
         self._enc: bytes | None = None  # [w] under the arbiter's key
-        self._best: bytes | None = None
+        self._snapshots: dict[int, bytes] = {}  # [w] at the end of each epoch
         self._penalized = np.asarray(penalized, dtype=bool)
         self._next_epoch = 0
         self._last_update = (-1, -1)
@@ -119,7 +119,6 @@ class GradientParty:
         self._x_bound = power_of_two_above(float(np.abs(design).max(initial=1.0)))
         if self._enc is None:
             self._enc = self._encrypt_weights(np.zeros(self.n_features))
-            self._best = self._enc
         self._cache.clear()
         self._steps.clear()
         self._pending = None
@@ -228,16 +227,16 @@ class GradientParty:
         self._applied += 1
         self._steps.store(key, refreshed, b"")
 
-    def _close_epoch(self, epoch: int, improved: bool) -> bool:
-        """Record the end of `epoch`; False if it was already recorded (a retry)."""
+    def _close_epoch(self, epoch: int) -> bool:
+        """Record the end of `epoch` and keep its weights (any epoch may turn out the best: only
+        L knows, and F is told only with the final model); False if already recorded."""
         if epoch < self._next_epoch:
             return False
-        if epoch != self._next_epoch or self._pending is not None:
+        if epoch != self._next_epoch or self._pending is not None or self._enc is None:
             raise ProtocolError(
                 f"cannot end epoch {epoch}: at epoch {self._next_epoch}, batch open"
             )
-        if improved:
-            self._best = self._enc
+        self._snapshots[epoch] = self._enc
         self._next_epoch, self._applied = epoch + 1, 0
         return True
 
@@ -245,13 +244,15 @@ class GradientParty:
         """The key the arbiter re-encrypts this party's final weights under (L: its own)."""
         return self._suite.own_key(self.config.params)
 
-    def reveal_request(self) -> bytes:
-        """[w_best] masked, and this party's own public context, for the arbiter."""
+    def reveal_request(self, best_epoch: int) -> bytes:
+        """[w] of the best epoch masked, and this party's own public context, for the arbiter."""
         he, _ = self._opened()
-        if self._best is None:
-            raise ProtocolError("no weights to reveal")
+        best = self._snapshots.get(best_epoch)
+        if best is None:
+            raise ProtocolError(f"no weights of epoch {best_epoch} to reveal "
+                                f"(epochs kept: {sorted(self._snapshots)})")
         if self._reveal is None:
-            masked, masks = he.mask(self._best, 2.0**self.config.mask_bits * W_MAX)
+            masked, masks = he.mask(best, 2.0**self.config.mask_bits * W_MAX)
             own = self._own_key()
             self._reveal = (masks, own, pack_frames([masked, own.public_bytes()]))
         return self._reveal[2]
@@ -269,7 +270,9 @@ class GradientParty:
         return {
             "job": self.job,
             "weights": np.frombuffer(self._enc or b"", dtype=np.uint8).copy(),
-            "best_weights": np.frombuffer(self._best or b"", dtype=np.uint8).copy(),
+            "snapshots": np.frombuffer(pack_frames(
+                [part for e, data in sorted(self._snapshots.items())
+                 for part in (str(e).encode(), data)]), dtype=np.uint8).copy(),
             "arbiter": np.frombuffer(self._arbiter_id, dtype=np.uint8).copy(),
             "n_features": self.n_features,
             "next_epoch": self._next_epoch,
@@ -281,7 +284,8 @@ class GradientParty:
         if state["job"] != self.job or int(state["n_features"]) != self.n_features:  # type: ignore[call-overload]
             raise ValueError("checkpoint belongs to another job or model shape")
         self._enc = np.asarray(state["weights"], dtype=np.uint8).tobytes() or None
-        self._best = np.asarray(state["best_weights"], dtype=np.uint8).tobytes() or None
+        frames = unpack_frames(np.asarray(state["snapshots"], dtype=np.uint8).tobytes())
+        self._snapshots = {int(frames[i]): frames[i + 1] for i in range(0, len(frames), 2)}
         self._arbiter_id = np.asarray(state["arbiter"], dtype=np.uint8).tobytes()
         self._next_epoch = int(state["next_epoch"])  # type: ignore[call-overload]
         last = state["last_update"]

@@ -255,3 +255,14 @@ def test_a_saved_party_model_carries_its_schema_and_old_files_are_read_or_refuse
         PartyModel.from_json(json.dumps({**saved, "schema": 99}))
     with pytest.raises(ModelFormatError, match="not a fedcredit model"):
         PartyModel.from_json("\x80\x04pickle")
+
+
+def test_a_feature_node_too_wide_for_the_rows_is_refused_by_the_bank() -> None:
+    """Final weights are linear in the labels: 300 weights on 480 rows gave a node every label
+    (tests/attacks/README.md), so the bank's floor asks for rows per weight."""
+    label, _, arbiter = build(PLAIN_LR_SUITE)
+    label.open(arbiter.public_context())
+    label.check_widths({"f1": 4, "f2": 48})  # 480 training rows: 10 per weight
+    with pytest.raises(ProtocolError, match=r"feature node f2 has 49 weights: 480 training rows "
+                       r"are fewer than 10 per weight \(\[vlr\] min_rows_per_column = 10\)"):
+        label.check_widths({"f1": 4, "f2": 49})

@@ -66,3 +66,25 @@ def test_seal_revalidates_hand_written_coefficients(ring: BfvRing, ciphertext: o
 def test_garbage_is_refused_as_a_protocol_error(ring: BfvRing) -> None:
     with pytest.raises(ProtocolError, match="ciphertext refused"):
         seal_bytes.load(sa.Ciphertext(ring.ctx), ring.ctx, b"\x5e\xa1garbage", "ciphertext")
+
+
+def test_a_plaintext_built_from_raw_residues_is_the_same_plaintext() -> None:
+    import tenseal.sealapi as sa
+
+    from crypto.he import lr_coeffs
+    from crypto.he.lr import CkksLr
+    from crypto.he.lr_arbiter import own_key
+    from models.vlr import LR_PARAMS
+
+    lr: CkksLr = own_key(LR_PARAMS)  # type: ignore[assignment]
+    values = np.linspace(-5, 5, lr.slot_count)
+    encoded = lr.encode(values, 2.0**30)
+    raw = lr_coeffs.plain_raw(lr, encoded)
+    rebuilt = seal_bytes.plaintext_from_raw(lr.seal, lr.top, raw, 2.0**30)
+    assert rebuilt.is_ntt_form() and rebuilt.scale == 2.0**30
+    assert np.array_equal(lr_coeffs.plain_raw(lr, rebuilt), raw)
+    decoded = sa.CKKSEncoder(lr.seal).decode_double(rebuilt)
+    assert np.allclose(decoded, values, atol=1e-6)
+    raw[0, 0] = lr.primes[0]  # a residue not below its prime: SEAL refuses it on load
+    with pytest.raises(ProtocolError):
+        seal_bytes.plaintext_from_raw(lr.seal, lr.top, raw, 2.0**30)
