@@ -143,14 +143,14 @@ class BfvPublic:
             sums = packed_products(np.concatenate(batch, axis=1), bins, slots, h.primes)
             per_vector = sums.reshape(sums.shape[0], len(batch), 2, *sums.shape[2:])
             for v in range(len(batch)):
-                blobs = []
+                blobs: list[bytes] = []
                 for feature in per_vector[:, v]:
                     feature = np.ascontiguousarray(feature)
                     h.flood(feature, targets, bound)
                     ct = h.from_raw(feature)
                     if masks is not None:
                         h.evaluator.add_plain_inplace(
-                            ct, _plain_at(targets, masks[start + v, len(blobs)]))
+                            ct, _plain_at(targets, masks[start + v][len(blobs)]))
                     zero = sa.Ciphertext(h.ctx)
                     self._hist_enc.encrypt_zero(zero)
                     h.evaluator.add_inplace(ct, zero)

@@ -117,8 +117,8 @@ class FeatureParty:
         """Apply the bank's merges, keep the bins (and WOE); answer the correlation step."""
         cached = self._steps.lookup("finish", request)
         if cached is not None:
-            answer, model = unpack(cached, CorrelationHead, "cached answer")
-            return pack(answer, *model[:-1]), model[-1]
+            head_cached, frames = unpack(cached, CorrelationHead, "cached answer")
+            return pack(head_cached, *frames[:-1]), frames[-1]
         if self._he is None or not self.bins:
             raise ProtocolError(f"feature party {self.name} has not binned yet")
         head, vectors = unpack(request, BinsHead, "bins")

@@ -188,10 +188,10 @@ class LabelParty:
                 CorrelationHead(pairs=[]), [])
             found = self.parties[party]
             keys = [f"{party}:{c}" for c in found.columns]
-            for a, b in head.pairs:
-                if not (0 <= a < b < len(keys)):
+            for first, second in head.pairs:
+                if not (0 <= first < second < len(keys)):
                     raise ProtocolError(f"{party} flagged a pair of columns it does not have")
-                correlated[(keys[a], keys[b])] = math.inf  # above the threshold; r not sent
+                correlated[(keys[first], keys[second])] = math.inf  # r itself is not sent
             if self._quantised is not None and cfg.max_correlation is not None:
                 if len(frames) != self._quantised.shape[1]:
                     raise ProtocolError(f"{party} answered {len(frames)} inner products, "

@@ -1,4 +1,4 @@
-"""Federated binning in process: parity with optbinning on pooled data, floors, merges, selection."""
+"""Federated binning in process: parity with optbinning (pooled), floors, merges, selection."""
 
 from __future__ import annotations
 
@@ -94,6 +94,11 @@ def test_encrypted_woe_and_iv_equal_optbinning_on_pooled_data(credit: tuple[
     # the bank sees indices, never the host's edges: no edge value appears in its summary
     summary = label.summary_bytes().decode()
     assert all(f"{e:.6g}" not in summary for c in feature.bins for e in c.edges[:3])
+    own = np.stack([c.transform(bank[:, j]) for j, c in enumerate(label.own)], axis=1)
+    r = np.corrcoef(np.hstack([own, feature.transform(host)]), rowvar=False)
+    cross = [abs(label.correlations[(f"bank:x{i}", f"host:x{f}")] - r[i, 5 + f])
+             for i in range(5) for f in range(5)]  # masked encrypted inner products
+    assert max(cross) < 1e-3
     assert set(run.stored) == {"bank", "host"}
     stored = load_bins(run.stored["host"]["model"])
     assert [c.name for c in stored] == [f"x{j}" for j in range(5)]
