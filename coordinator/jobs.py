@@ -44,8 +44,8 @@ def run_job(algo: Algorithm, job_id: str, job: TrainingJob, settings: BaseModel,
                           "seconds": round(time.perf_counter() - started, 3)}
                 reports.append(report)
                 on_epoch(report)
-                log.info("job %s %s %s: loss %.5f auc %s", job_id, algo.unit,
-                         report.get("epoch"), report["loss"], report.get("auc"))
+                log.info("job %s %s %s: loss %s auc %s", job_id, algo.unit,
+                         report.get("epoch"), report.get("loss"), report.get("auc"))
             started = time.perf_counter()
         return reports
     finally:

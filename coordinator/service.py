@@ -285,7 +285,7 @@ class Coordinator:
             epoch = report["epoch"]
             history[:] = [h for h in history if h["epoch"] < epoch] + [report]
             self.store.update_job(job_id, metrics={
-                "epoch": epoch, "loss": report["loss"], "auc": report["auc"],
+                "epoch": epoch, "loss": report.get("loss"), "auc": report.get("auc"),
                 "ks": report.get("ks"), "best_epoch": report.get("best_epoch", epoch),
                 "history": history})
 
@@ -299,6 +299,8 @@ class Coordinator:
             best = algo.best(history)
             metrics = {"auc": best.get("auc"), "ks": best.get("ks"),
                        "best_epoch": best.get("best_epoch"), "epochs": len(history)}
+            if "iv_table" in best:  # a binning job's figures: the IV table (no per-bin counts)
+                metrics["iv_table"] = best["iv_table"]
             model = self.store.register_model(job.model_name or f"{algo.name}-{job.label}",
                                               algo.name, job_id, [job.label, *job.features],
                                               metrics)

@@ -50,9 +50,10 @@ def _follow(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
             if "epoch" in metrics:
                 ks = f"  KS {metrics['ks']:.3f}" if metrics.get("ks") is not None else ""
                 auc = f"  AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else ""
+                loss = (f"  loss {metrics['loss']:.4f}" if metrics.get("loss") is not None
+                        else "")
                 progress.update(task, completed=metrics["epoch"] + 1,
-                                status=f"{unit} {metrics['epoch']}  loss {metrics['loss']:.4f}"
-                                       f"{auc}{ks}")
+                                status=f"{unit} {metrics['epoch']}{loss}{auc}{ks}")
             if job.state != "running":
                 progress.update(task, status=f"{job.state}: " + (
                     job.error or f"model {metrics.get('model_id', '')}"))

@@ -124,6 +124,8 @@ class Floors(BaseModel):
     """Label node: smallest share of its rows held out for validation (0: train = test)."""
     min_histogram_rows: int = Field(default=128, ge=1)
     """Feature node: fewest rows in a tree node it builds histograms for (boosting)."""
+    min_bin_rows: int = Field(default=128, ge=1)
+    """Feature node: fewest rows in any bin whose (encrypted) label counts it answers (WOE)."""
 
 
 class BelowFloor(ProtocolError):
@@ -217,7 +219,7 @@ class Algorithm:
     make_role: Callable[[RoleSetup, Any], Any]  # (setup, settings) -> role object
     apply_floors: Callable[[Any, Floors], Any]  # (settings, node floors) -> settings or raise
     drive: Driver  # drive(network, settings, *, resume=False, **runtime args)
-    scoring: Any  # how its saved parts score jointly (a models.scoring.ScoringKind)
+    scoring: Any  # how its saved parts score jointly (a models.scoring.ScoringKind), or None
     length_setting: str  # the setting that bounds the job's rounds ("max_epochs", "trees")
     unit: str  # what one round is called ("epoch", "tree")
     best: Callable[[list[dict[str, Any]]], dict[str, Any]]  # the round a model is reported by
@@ -227,7 +229,7 @@ class Algorithm:
     @property
     def model_file(self) -> str:
         """File name of a party's saved part in `state/models/<job>/` (scoring reads it)."""
-        return str(self.scoring.model_file)
+        return str(self.scoring.model_file) if self.scoring is not None else f"{self.name}.json"
 
     def step(self, name: str, role: Role) -> Step:
         for step in self.steps:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from common.errors import ProtocolError
+from models.binning.algorithm import ALGORITHM as BINNING
 from models.protocol import Algorithm
 from models.sbt.algorithm import ALGORITHM as SBT
 from models.vlr.algorithm import ALGORITHM as VLR
 
-ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (VLR, SBT)}
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (VLR, SBT, BINNING)}
 
 
 def algorithm(name: str) -> Algorithm:

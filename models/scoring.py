@@ -96,4 +96,5 @@ class ScoringKind(Protocol):
     def relay(self, job: str, public_context: bytes) -> RelayPart: ...
 
 
-SCORING_KINDS: dict[str, ScoringKind] = {name: a.scoring for name, a in ALGORITHMS.items()}
+SCORING_KINDS: dict[str, ScoringKind] = {name: a.scoring for name, a in ALGORITHMS.items()
+                                         if a.scoring is not None}  # models that score

@@ -115,7 +115,13 @@ class StepHandler:
                     columns=tuple(self.state.table.features))
         outputs: list[Payload] = []
         stored = False
-        for to, payload in address(step, step.run(session.role, call), call):
+        try:
+            produced = step.run(session.role, call)
+        finally:  # what a role asks to audit (merges, refusals), even when the step failed
+            for event, details in getattr(session.role, "drain_audit", list)():
+                self.state.audit.append(event, job=session.job_id, purpose=algo.purpose,
+                                        details=details)
+        for to, payload in address(step, produced, call):
             if to is To.STORE:
                 stored = True
                 atomic_write(self.model_path(session.job_id, algo), payload.data)

@@ -117,10 +117,15 @@ class BfvPublic:
         return self.histograms_many([chunks], bins, slots)[0]
 
     def histograms_many(
-        self, vectors: Sequence[bytes], bins: np.ndarray, slots: int
+        self, vectors: Sequence[bytes], bins: np.ndarray, slots: int,
+        masks: np.ndarray | None = None,
     ) -> list[bytes]:
         """`histograms` of several encrypted vectors over the same rows: the bin polynomials'
-        transforms are shared, so each extra vector costs a fraction of a pass."""
+        transforms are shared, so each extra vector costs a fraction of a pass. `masks`
+        (vectors, features, slots) residues mod t, if given, are added to the bin sums."""
+        if masks is not None and masks.shape != (len(vectors), bins.shape[1], slots):
+            raise ValueError(f"masks of shape {masks.shape} for {len(vectors)} vectors x "
+                             f"{bins.shape[1]} features x {slots} slots")
         width = chunk_width(slots)
         h = self._hist
         raws = []
@@ -138,11 +143,14 @@ class BfvPublic:
             sums = packed_products(np.concatenate(batch, axis=1), bins, slots, h.primes)
             per_vector = sums.reshape(sums.shape[0], len(batch), 2, *sums.shape[2:])
             for v in range(len(batch)):
-                blobs = []
+                blobs: list[bytes] = []
                 for feature in per_vector[:, v]:
                     feature = np.ascontiguousarray(feature)
                     h.flood(feature, targets, bound)
                     ct = h.from_raw(feature)
+                    if masks is not None:
+                        h.evaluator.add_plain_inplace(
+                            ct, _plain_at(targets, masks[start + v][len(blobs)]))
                     zero = sa.Ciphertext(h.ctx)
                     self._hist_enc.encrypt_zero(zero)
                     h.evaluator.add_inplace(ct, zero)
@@ -288,6 +296,14 @@ class BfvPrivate(BfvPublic):
             self._score_dec.decrypt(self._score.ciphertext(frame), plain)
             values.append(np.asarray(self._encoder.decode_uint64(plain), dtype=np.uint64))
         return np.concatenate(values)[:n]
+
+
+def _plain_at(positions: np.ndarray, values: np.ndarray) -> sa.Plaintext:
+    """The plaintext polynomial with `values` (residues mod t) at coefficients `positions`."""
+    terms = [f"{int(v):X}x^{int(p)}" if p else f"{int(v):X}"
+             for p, v in sorted(zip(positions.tolist(), values.tolist(), strict=True),
+                                reverse=True) if v]
+    return sa.Plaintext(" + ".join(terms) if terms else "0")
 
 
 BFV_SUITE = SbtSuite("bfv", BfvPrivate, BfvPublic.from_public_bytes)

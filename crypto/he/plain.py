@@ -92,9 +92,15 @@ class PlainTwin:
         return self._vector(total, 1)
 
     def histograms_many(
-        self, vectors: Sequence[bytes], bins: np.ndarray, slots: int
+        self, vectors: Sequence[bytes], bins: np.ndarray, slots: int,
+        masks: np.ndarray | None = None,
     ) -> list[bytes]:
-        return [self.histograms(v, bins, slots) for v in vectors]
+        out = [self.histograms(v, bins, slots) for v in vectors]
+        if masks is None:
+            return out
+        t = np.uint64(self.plain_modulus)
+        return [self._vector((self._values(o, 1) + m.reshape(-1).astype(np.uint64)) % t, 1)
+                for o, m in zip(out, masks, strict=True)]
 
     def decrypt_histograms(self, data: bytes, features: int, slots: int) -> np.ndarray:
         values = self._values(data, 1)

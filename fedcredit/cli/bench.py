@@ -1,4 +1,4 @@
-"""`fedcredit bench psi|vlr|sbt|score|hfl`: benchmarks, a table or one JSON object each."""
+"""`fedcredit bench psi|vlr|sbt|binning|score|hfl`: benchmarks, a table or one JSON object each."""
 
 from __future__ import annotations
 
@@ -62,6 +62,26 @@ def bench_sbt(
     show_result(guarded(lambda: run_sbt_benchmark(rows, label_features, host_features,
                                                   trees=trees, depth=depth, bins=bins)),
                 as_json)
+
+
+@bench_app.command("binning")
+def bench_binning(
+    rows: RowsOpt = 100_000,
+    label_features: LabelFeaturesOpt = 5,
+    host_features: HostFeaturesOpt = 300,
+    method: Annotated[str, typer.Option(help="quantile or optimal.")] = "optimal",
+    bins: Annotated[int, typer.Option(help="Bins (quantile) or pre-bins (optimal).")] = 20,
+    correlation: Annotated[bool, typer.Option(
+        help="Also cross-party correlation filtering: one masked encrypted histogram per (bank "
+             "column, host column), ~256 KiB each.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Federated WOE/IV binning: seconds and bytes, encrypted and plaintext twin, same run."""
+    from fedcredit.bench.binning import run_binning_benchmark
+
+    show_result(guarded(lambda: run_binning_benchmark(
+        rows, label_features, host_features, method=method, bins=bins,
+        max_correlation=0.7 if correlation else None)), as_json)
 
 
 @bench_app.command("score")

@@ -50,6 +50,25 @@ def finish_job(job: coordinator_pb2.JobStatus, as_json: bool) -> None:
                          indent=2))
     if job.state != "done":
         raise ProtocolError(f"job {job.job_id} {job.state}: {job.error}")
+    if not as_json:
+        show_iv_table(job)
+
+
+def show_iv_table(job: coordinator_pb2.JobStatus) -> None:
+    """A job whose report carries an IV table (WOE binning): print it, highest IV first."""
+    history = json.loads(job.metrics_json or "{}").get("history") or [{}]
+    rows = history[-1].get("iv_table")
+    if not rows:
+        return
+    table = Table(title=f"information value ({job.job_id})")
+    for column in ("party", "characteristic", "IV", "bins", "selected", "reason"):
+        table.add_column(column)
+    for row in sorted(rows, key=lambda r: -float(r["iv"])):
+        table.add_row(row["party"], row["name"], f"{row['iv']:.4f}", str(row["bins"]),
+                      "yes" if row["selected"] else "no", row["reason"])
+    console.print(table)
+    console.print("per-bin counts, WOE and IV stay at the bank (its state folder, "
+                  f"models/{job.job_id}/); each feature node keeps its own bins and WOE")
 
 
 def _launch(algo: Algorithm, config: Path, job_id: str, detach: bool,

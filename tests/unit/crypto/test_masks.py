@@ -35,3 +35,14 @@ def test_bad_bounds_are_refused(bound: float) -> None:
 @given(st.floats(min_value=1e-6, max_value=1e12), st.integers(min_value=1, max_value=50))
 def test_masks_stay_within_any_bound(bound: float, n: int) -> None:
     assert np.all(np.abs(uniform_mask(n, bound)) <= bound)
+
+
+def test_orthogonal_masks_cancel_in_the_weighted_sum_and_vary() -> None:
+    from crypto.masks import orthogonal_mask
+
+    for weights in ([3, -5, 0, 7], [4, 8, -12], [0, 0, 0], [1 << 20, 3 << 20]):
+        w = np.array(weights, dtype=np.int64)
+        first, second = orthogonal_mask(w, 59), orthogonal_mask(w, 59)
+        for m in (first, second):
+            assert sum(int(a) * int(b) for a, b in zip(w, m, strict=True)) % (1 << 59) == 0
+        assert not np.array_equal(first, second)

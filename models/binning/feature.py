@@ -1,0 +1,194 @@
+"""Feature party F of federated binning: bins its own columns, sums encrypted labels per bin.
+
+F never decrypts: it loads the bank's public BFV context, sums the bank's encrypted label vector
+per slot of each of its columns (`crypto.he` floods and re-randomises every answer), and sends
+row counts per slot that it checked against its floor. Its edges stay here; the bank refers to
+its bins by index. After the bank's merge decisions F keeps its bins (and, when shared, their WOE)
+as its model and can WOE-encode its own columns (`ColumnBins.transform`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from common.errors import ProtocolError
+from crypto.he import BFV_SUITE, FeatureHe, SbtSuite
+from crypto.masks import orthogonal_mask
+from models.binning import WOE_BITS, BinningConfig
+from models.binning.bins import ColumnBins, bin_column, slot_counts
+from models.binning.wire import (
+    BinsHead,
+    CorrelationHead,
+    PrebinsHead,
+    encode_counts,
+    pack,
+    unpack,
+)
+from models.vlr import FeatureAlignment, StepCache
+
+MODEL_SCHEMA = 1
+
+
+class BinsBelowFloor(ProtocolError):
+    """An answer would reveal a bin with fewer rows than this node's floor: refused."""
+
+
+class FeatureParty:
+    """One feature holder's side of a binning job. Steps: prebins -> finish."""
+
+    def __init__(self, name: str, job: str, table: np.ndarray, alignment: FeatureAlignment,
+                 config: BinningConfig, *, columns: tuple[str, ...] = (),
+                 suite: SbtSuite = BFV_SUITE) -> None:
+        table = np.asarray(table, dtype=np.float64)
+        if table.ndim != 2 or table.shape[1] == 0:
+            raise ValueError("table must be (rows, columns) with at least one column")
+        alignment.validate(table.shape[0])
+        self.name, self.job, self.config = name, job, config
+        self.columns = columns or tuple(f"x{j}" for j in range(table.shape[1]))
+        if len(self.columns) != table.shape[1]:
+            raise ValueError(f"{len(self.columns)} names for {table.shape[1]} columns")
+        self._table, self._alignment, self._suite = table, alignment, suite
+        self._he: FeatureHe | None = None
+        self.bins: list[ColumnBins] = []
+        self._codes: np.ndarray | None = None
+        self.audit: list[tuple[str, dict[str, Any]]] = []
+        self._steps = StepCache(capacity=4)
+
+    @property
+    def n_rows(self) -> int:
+        return self._alignment.n_rows
+
+    def aligned(self) -> tuple[np.ndarray, np.ndarray]:
+        """Own columns at training positions (NaN where not held) and the held mask."""
+        values = np.full((self.n_rows, self._table.shape[1]), np.nan)
+        held = np.zeros(self.n_rows, dtype=bool)
+        positions = np.asarray(self._alignment.positions)
+        values[positions] = self._table[np.asarray(self._alignment.own_rows)]
+        held[positions] = True
+        return values, held
+
+    def _code_matrix(self, values: np.ndarray, held: np.ndarray) -> np.ndarray:
+        codes = np.empty(values.shape, dtype=np.uint8)
+        for j, column in enumerate(self.bins):
+            codes[:, j] = column.codes(values[:, j], held)
+        return codes
+
+    def check_floor(self, codes: np.ndarray, held: np.ndarray) -> np.ndarray:
+        """Row counts per slot; refuses when a non-empty slot the bank learns has fewer rows
+        than the floor (the missing slot counts only held rows: the others the bank knows)."""
+        slots, floor = self.config.slots, self.config.min_bin_rows
+        counts = slot_counts(codes.astype(np.int64), slots)
+        held_counts = slot_counts(codes[held].astype(np.int64), slots)
+        small = (held_counts > 0) & (held_counts < floor)
+        if small.any():
+            j, b = (int(v) for v in np.argwhere(small)[0])
+            self.audit.append(("binning.refused", {"column": j, "slot": b,
+                                                   "rows": int(held_counts[j, b])}))
+            raise BinsBelowFloor(f"{self.name} refuses: slot {b} of column {j} would hold "
+                                 f"{int(held_counts[j, b])} rows, below its minimum of {floor}")
+        return counts
+
+    def prebins(self, public_context: bytes, labels: bytes) -> bytes:
+        """Bin own columns (floor merges audited); row counts and [events] per slot."""
+        cached = self._steps.lookup("prebins", labels)
+        if cached is not None:
+            return cached
+        self._he = self._suite.load_public(public_context)
+        values, held = self.aligned()
+        cfg = self.config
+        self.bins = [bin_column(name, values[:, j], held, cfg.bins, cfg.min_bin_rows,
+                                cfg.special_codes) for j, name in enumerate(self.columns)]
+        merged = {c.name: c.merges for c in self.bins if any(c.merges.values())}
+        if merged:
+            self.audit.append(("binning.merged_below_floor",
+                               {"floor": cfg.min_bin_rows, "columns": len(merged),
+                                "merges": sum(sum(m.values()) for m in merged.values())}))
+        codes = self._code_matrix(values, held)
+        counts = self.check_floor(codes, held)
+        events = self._he.histograms(labels, codes, cfg.slots)
+        head = PrebinsHead(columns=list(self.columns),
+                           value_bins=[c.value_bins for c in self.bins])
+        return self._steps.store("prebins", labels, pack(head, encode_counts(counts), events))
+
+    def finish(self, request: bytes) -> tuple[bytes, bytes]:
+        """Apply the bank's merges, keep the bins (and WOE); answer the correlation step."""
+        cached = self._steps.lookup("finish", request)
+        if cached is not None:
+            head_cached, frames = unpack(cached, CorrelationHead, "cached answer")
+            return pack(head_cached, *frames[:-1]), frames[-1]
+        if self._he is None or not self.bins:
+            raise ProtocolError(f"feature party {self.name} has not binned yet")
+        head, vectors = unpack(request, BinsHead, "bins")
+        if len(head.kept) != len(self.bins) or len(vectors) != head.vectors or (
+                head.woe is not None and len(head.woe) != len(self.bins)):
+            raise ProtocolError("merge decisions do not match this party's columns")
+        for j, (column, kept) in enumerate(zip(self.bins, head.kept, strict=True)):
+            try:
+                column.merge(np.asarray(kept, dtype=bool))
+            except ValueError as err:
+                raise ProtocolError(f"column {j}: {err}") from err
+            if head.woe is not None:
+                woe = np.asarray(head.woe[j], dtype=np.float64)
+                if woe.size != self.config.slots or not np.all(np.isfinite(woe)):
+                    raise ProtocolError(f"column {j}: WOE needs {self.config.slots} numbers")
+                column.woe = woe
+        values, held = self.aligned()
+        codes = self._code_matrix(values, held)
+        self.check_floor(codes, held)  # merges only grow bins; checked all the same
+        self._codes = codes
+        answer, blobs = self._correlations(codes, vectors)
+        model = self.model_bytes()
+        self._steps.store("finish", request, pack(answer, *blobs, model))
+        return pack(answer, *blobs), model
+
+    def _correlations(self, codes: np.ndarray, vectors: list[bytes],
+                      ) -> tuple[CorrelationHead, list[bytes]]:
+        limit = self.config.max_correlation
+        if limit is None or any(c.woe is None for c in self.bins):
+            return CorrelationHead(pairs=[]), []
+        woe = np.stack([c.woe[codes[:, j]] for j, c in enumerate(self.bins)  # type: ignore[index]
+                        ], axis=1)
+        pairs: list[tuple[int, int]] = []
+        if woe.shape[1] > 1:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.nan_to_num(np.corrcoef(woe, rowvar=False))
+            pairs = [(int(a), int(b)) for a, b in zip(*np.triu_indices_from(r, 1), strict=True)
+                     if abs(r[a, b]) > limit]
+        if not vectors:
+            return CorrelationHead(pairs=pairs), []
+        he = self._he
+        assert he is not None
+        bits = int(he.plain_modulus).bit_length() - 1
+        quantised = [np.rint(c.woe * 2**WOE_BITS).astype(np.int64) for c in self.bins
+                     if c.woe is not None]
+        masks = np.stack([np.stack([orthogonal_mask(w, bits) for w in quantised])
+                          for _ in vectors])
+        return CorrelationHead(pairs=pairs), he.histograms_many(vectors, codes, self.config.slots,
+                                                                masks)
+
+    def drain_audit(self) -> list[tuple[str, dict[str, Any]]]:
+        """Events for the node's audit log (the node's step handler asks after every step)."""
+        events, self.audit = self.audit, []
+        return events
+
+    def model_bytes(self) -> bytes:
+        """This party's bins (edges, slot map, WOE): its own model file, never for the wire."""
+        return json.dumps({"schema": MODEL_SCHEMA, "kind": "woe-bins", "job": self.job,
+                           "party": self.name, "role": "feature",
+                           "columns": [c.to_json() for c in self.bins]}).encode()
+
+    def transform(self, table: np.ndarray) -> np.ndarray:
+        """WOE-encode rows of this party's own table (columns in its order)."""
+        table = np.asarray(table, dtype=np.float64)
+        return np.stack([c.transform(table[:, j]) for j, c in enumerate(self.bins)], axis=1)
+
+
+def load_bins(data: bytes) -> list[ColumnBins]:
+    """A party's stored bins (a feature node's model file or the bank's summary)."""
+    found = json.loads(data)
+    if found.get("schema") != MODEL_SCHEMA:
+        raise ValueError(f"bins file schema {found.get('schema')!r}, expected {MODEL_SCHEMA}")
+    return [ColumnBins.from_json(c) for c in found["columns"]]
