@@ -337,18 +337,22 @@ class BankScorer:
                 pseudonym_key=key_id)
             return self._call(header, self._seal_ids(pseudonyms, salt, number), model_request)
 
+        mended: set[str] = set()  # each cause is mended once, then its error is the answer
         try:
-            try:
-                reply = ask()
-            except grpc.RpcError as err:
-                details = err.details() or ""
-                if STALE_KEY in details:  # the coordinator's key changed: made again
-                    self.cache.forget()
-                elif "is not set up" in details:
-                    self.setup()  # a node or the coordinator lost our set-up: give it again
-                else:
-                    raise
-                reply = ask()
+            while True:
+                try:
+                    reply = ask()
+                    break
+                except grpc.RpcError as err:
+                    details = err.details() or ""
+                    if STALE_KEY in details and STALE_KEY not in mended:
+                        mended.add(STALE_KEY)  # the coordinator's key changed: make them again
+                        self.cache.forget()
+                    elif "is not set up" in details and "setup" not in mended:
+                        mended.add("setup")  # a node or the coordinator lost our set-up
+                        self.setup()
+                    else:
+                        raise
         except BaseException:
             with self._he_lock:
                 self.part.discard(number)  # no answer will come for this request
