@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from crypto.pseudonym import PSEUDONYM_BYTES
+from common.errors import ProtocolError
+from crypto.pseudonym import PSEUDONYM_BYTES, split
 from node.config import ScoringCaps
 
 DEFAULT_DAILY_BUDGET = ScoringCaps().daily_budget
-_CHUNK = 900  # parameters in one IN (...) list, under SQLite's limit of 999 by default
+_SERIES = "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < :count) "
 CACHE_KIB = 65536  # SQLite's page cache for the counters
 
 
@@ -98,34 +99,39 @@ class BudgetBook:
         today = self.today()
         day = today.isoformat()
         since = (today - dt.timedelta(days=self.caps.model_period_days - 1)).isoformat()
+        if not hashed:
+            return Charge(over_budget=frozenset(), over_versions=frozenset())
+        asked = _sorted_distinct(hashed)  # in key order: neighbouring pages
         with self._lock:
             self._purge(since)
             used: dict[bytes, int] = {}
-            today_jobs: dict[bytes, str] = {}
             period_jobs: dict[bytes, set[str]] = {}
-            distinct = _sorted_distinct(hashed)  # in key order: neighbouring pages
-            for start in range(0, len(distinct), _CHUNK):
-                chunk = distinct[start:start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for hid, seen, n, jobs in self._db.execute(
-                        f"SELECT hid, day, n, jobs FROM answers WHERE bank=? AND day>=? "  # noqa: S608
-                        f"AND hid IN ({marks})", (bank, since, *chunk)):
-                    names = set(jobs.split(",")) - {""}
-                    period_jobs.setdefault(hid, set()).update(names)
-                    if seen == day:
-                        used[hid], today_jobs[hid] = n, jobs
+            for hid, seen, n, jobs in self._db.execute(_SERIES + (
+                    "SELECT hid, day, n, jobs FROM answers WHERE bank = :bank AND day >= :since "
+                    "AND hid IN (SELECT substr(:asked, i * 16 + 1, 16) FROM s)"),
+                    {"asked": asked, "count": len(asked) // PSEUDONYM_BYTES, "bank": bank,
+                     "since": since}):
+                period_jobs.setdefault(hid, set()).update(jobs.split(","))
+                if seen == day:
+                    used[hid] = n
             budget, versions = self.caps.daily_budget, self.caps.max_model_versions
             over_budget = frozenset(h for h, n in used.items() if n >= budget)
             over_versions = frozenset(
                 h for h, names in period_jobs.items()
-                if job not in names and len(names) >= versions) - over_budget
+                if job not in names and len(names - {""}) >= versions) - over_budget
             refused = over_budget | over_versions
+            charged = asked if not refused else b"".join(
+                h for h in split(asked) if h not in refused)
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO answers VALUES (?,?,?,1,?) ON CONFLICT(bank, hid, day) "
-                "DO UPDATE SET n = n + 1, jobs = excluded.jobs",
-                [(bank, h, day, _with(today_jobs[h], job) if h in today_jobs else job)
-                 for h in distinct if h not in refused])
+            if charged:  # the day's jobs gain `job` (job ids have no comma)
+                self._db.execute(_SERIES + (
+                    "INSERT INTO answers SELECT :bank, substr(:charged, i * 16 + 1, 16), :day, "
+                    "1, :job FROM s WHERE true ON CONFLICT(bank, hid, day) DO UPDATE SET "
+                    "n = n + 1, jobs = CASE WHEN :job = '' OR instr(',' || jobs || ',', "
+                    "',' || :job || ',') THEN jobs WHEN jobs = '' THEN :job "
+                    "ELSE jobs || ',' || :job END"),
+                    {"charged": charged, "count": len(charged) // PSEUDONYM_BYTES, "bank": bank,
+                     "day": day, "job": job})
             self._db.execute("COMMIT")
             return Charge(over_budget=over_budget, over_versions=over_versions)
 
@@ -139,22 +145,15 @@ class BudgetBook:
         self._purged = day
 
 
-def _sorted_distinct(hashed: Sequence[bytes]) -> list[bytes]:
-    """Each pseudonym once, in byte order (SQLite's order of BLOB keys), sorted by numpy."""
+def _sorted_distinct(hashed: Sequence[bytes]) -> bytes:
+    """Each pseudonym once, in byte order (SQLite's order of BLOB keys), as one blob: sorted by
+    numpy, handed to SQLite whole (a recursive series splits it), no Python loop per id."""
     blob = b"".join(hashed)
-    if len(blob) != PSEUDONYM_BYTES * len(hashed):  # not all pseudonyms: the general way
-        return sorted(set(hashed))
+    if len(blob) != PSEUDONYM_BYTES * len(hashed):
+        raise ProtocolError(f"the query budget counts {PSEUDONYM_BYTES}-byte pseudonyms only")
     keys = np.frombuffer(blob, dtype=">u8").reshape(len(hashed), PSEUDONYM_BYTES // 8)
     order = np.lexsort(keys.T[::-1])
     keys = keys[order]
     first = np.ones(len(order), dtype=bool)
     first[1:] = (keys[1:] != keys[:-1]).any(axis=1)
-    return [hashed[i] for i in order[first].tolist()]
-
-
-def _with(jobs: str, job: str) -> str:
-    """The comma-separated jobs of a day with `job` added (job ids have no comma)."""
-    if not job:
-        return jobs
-    names = set(jobs.split(",")) - {""}
-    return jobs if job in names else ",".join(sorted(names | {job}))
+    return np.frombuffer(blob, dtype=f"V{PSEUDONYM_BYTES}")[order[first]].tobytes()

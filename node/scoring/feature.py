@@ -281,7 +281,8 @@ class FeatureScoring:
         charge = self.budget.charge(bank, hashed, job)
         self._audit_caps(job, header, charge, blob)
         over = charge.refused
-        refused = np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
+        refused = (np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
+                   if over else np.zeros(len(hashed), dtype=bool))
         rows = np.fromiter((index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
         rows[refused] = -1  # a refused id gets neutral parts: nothing of ours for it

@@ -87,3 +87,12 @@ def test_a_store_from_before_model_versions_is_upgraded(tmp_path: Path) -> None:
 def test_a_cap_out_of_range_names_its_field(field: str, value: int) -> None:
     with pytest.raises(ValidationError, match=field):
         ScoringCaps(**{field: value})
+
+
+def test_an_id_asked_twice_in_one_charge_counts_once(tmp_path: Path) -> None:
+    clock = Clock()
+    book = _book(tmp_path, clock, daily_budget=2)
+    assert not book.charge("bank", [B, A, B], "m1").refused
+    assert not book.charge("bank", [A], "m1").refused
+    assert book.charge("bank", [A, B, C], "m1").over_budget == {A}  # B: once, then once more
+    assert book.charge("bank", [], "m1").refused == frozenset()
