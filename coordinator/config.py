@@ -49,6 +49,9 @@ class CoordinatorConfig(BaseSettings):
     # Seconds between deposits of this coordinator's signed audit head with the nodes (0: only
     # after each job and at shutdown).
     anchor_seconds: float = Field(default=300.0, ge=0)
+    # Pseudonym points one node (or bank) may have evaluated a day: a feature node asking for
+    # candidates' pseudonyms as if they were its own rows is bounded by this (DESIGN §4.5).
+    pseudonym_evaluations_per_day: int = Field(default=5_000_000, gt=0)
 
     @field_validator("parties", mode="before")
     @classmethod

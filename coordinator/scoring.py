@@ -1,16 +1,18 @@
 """Joint scoring at the coordinator: pseudonym key, signed set-ups, sums; sees no id or result.
 
 `evaluate` raises a registered node's blinded points to the network's pseudonym key
-(`crypto.pseudonym`, kept 0600 in the state directory; at most `DAILY_EVALUATIONS` points a node
-a day). For the requesting bank only (its certificate must name it): `resolve` names its model
-and the feature nodes' signed sealing keys; `setup` checks the bank's signature over its set-up
-(public CKKS context and the model's public context; a context carrying a secret key is refused),
-keeps the context and the model's relay (`models.scoring.SCORING_KINDS[algorithm].relay`) and
-forwards the same signed bytes to every feature node; `score` checks the signed consent record
-(signature, expiry, bank, model job, purpose, reference, set-up; a refusal is audited), forwards
-each node the pseudonym list the bank sealed to it and the model's request, and adds the nodes'
-CKKS parts and combines their model parts only when every feature node of the model answered;
-ids the nodes refused (budget) go back as one bitmap naming no node. No gRPC server code here:
+(`crypto.pseudonym`, kept 0600 in the state directory; at most `pseudonym_evaluations_per_day`
+points a node a day, counted in the store so a restart does not reset it; spread over the PSI
+process pool). For the requesting bank only (its certificate must name it): `resolve` names its
+model and the feature nodes' signed sealing keys; `setup` checks the bank's signature over its
+set-up (public CKKS context and the model's public context; a context carrying a secret key is
+refused), keeps the context and the model's relay (`models.scoring.SCORING_KINDS[algorithm]
+.relay`) and forwards the same signed bytes to every feature node; `score` checks the signed
+consent record (signature, expiry, bank, model job, purpose, reference, set-up; a refusal is
+audited) and that the pseudonyms were made under the current key, forwards each node the
+pseudonym list the bank sealed to it and the model's request, and adds the nodes' CKKS parts and
+combines their model parts only when every feature node of the model answered; ids the nodes
+refused (budget, model versions) go back as one bitmap naming no node. No gRPC server code here:
 coordinator.server calls these.
 """
 
@@ -39,16 +41,22 @@ from coordinator.store import ModelRecord, NodeRecord, Store
 from crypto.consent import ConsentRefused, verify_blob, verify_consent
 from crypto.he import pack_frames, unpack_frames
 from crypto.he import scoring as score_he
-from crypto.pseudonym import PseudonymKey
-from crypto.psi_pool import PSI_POINT_BYTES
-from crypto.score_wire import SETUP_DOMAIN, sealed_ids_bytes, setup_digest, setup_payload
+from crypto.pseudonym import MAX_POINTS, PseudonymKey
+from crypto.psi_pool import PsiWorkers, check_points
+from crypto.score_wire import (
+    SETUP_DOMAIN,
+    STALE_KEY,
+    sealed_ids_bytes,
+    setup_digest,
+    setup_payload,
+)
 from models.scoring import SCORING_KINDS, RelayPart, ScoringKind
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
 log = logging.getLogger(__name__)
 
 SCORE_DEADLINE_S = 120.0
-DAILY_EVALUATIONS = 5_000_000  # pseudonym points one node may have evaluated a day
+DAILY_EVALUATIONS = 5_000_000  # default: pseudonym points one node may have evaluated a day
 T = TypeVar("T")
 
 
@@ -90,16 +98,21 @@ def _call_node(party: str, what: str, call: Callable[[], T], *, attempts: int,
 class ScoringRelay:
     """Handles the requesting bank's ResolveScoringModel, ScoreSetup and Score calls."""
 
-    def __init__(self, store: Store, clients: NodeClients, audit: AuditLog,
-                 key: PseudonymKey) -> None:
+    def __init__(self, store: Store, clients: NodeClients, audit: AuditLog, key: PseudonymKey,
+                 *, daily_evaluations: int = DAILY_EVALUATIONS,
+                 workers: PsiWorkers | None = None) -> None:
+        """`daily_evaluations`: pseudonym points one node may have evaluated a day (counted
+        in the store, so a restart does not reset it); `workers` spread evaluations over
+        processes (default: serial)."""
         self.store = store
         self.clients = clients
         self.audit = audit
         self.key = key
+        self.daily_evaluations = daily_evaluations
+        self.workers = workers
         self.sessions: dict[tuple[str, str], BankSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=8)
         self._lock = threading.Lock()
-        self._evaluated: dict[tuple[str, str], int] = {}  # (node, day) -> points
 
     # pseudonyms -----------------------------------------------------------------------------
     def evaluate(self, request: coordinator_pb2.PseudonymPoints, caller: str | None,
@@ -108,19 +121,22 @@ class ScoringRelay:
         who = caller or "insecure"
         if not insecure and (caller is None or self.store.node(caller) is None):
             raise TrustError(f"{caller!r} is not a registered node: no pseudonyms for it")
-        day = dt.datetime.now(dt.UTC).date().isoformat()
-        count = len(request.points) // PSI_POINT_BYTES
-        with self._lock:
-            done = self._evaluated.get((who, day), 0)
-            if done + count > DAILY_EVALUATIONS:
-                self.audit.append("pseudonyms.refused", peer=who, rows=count, details={
-                    "reason": f"over {DAILY_EVALUATIONS} evaluations a day"})
-                raise ProtocolError(f"{who} has had {done} pseudonym points evaluated today; "
-                                    f"{count} more would pass the cap of {DAILY_EVALUATIONS}")
-            self._evaluated = {k: v for k, v in self._evaluated.items() if k[1] == day}
-            self._evaluated[(who, day)] = done + count
-        return coordinator_pb2.PseudonymPoints(points=self.key.evaluate(request.points),
-                                                key_id=self.key.key_id)
+        count = check_points(request.points, "blinded pseudonym points")
+        if not 0 < count <= MAX_POINTS:
+            raise ProtocolError(f"a pseudonym evaluation takes 1 to {MAX_POINTS} points, "
+                                f"not {count}")
+        cap = self.daily_evaluations
+        done = self.store.charge_evaluations(who, dt.datetime.now(dt.UTC).date().isoformat(),
+                                             count, cap)
+        if done is not None:
+            reason = (f"{who} has had {done} pseudonym points evaluated today; {count} more "
+                      f"would pass the cap of {cap} a day (pseudonym_evaluations_per_day in "
+                      f"the coordinator config)")
+            self.audit.append("pseudonyms.refused", peer=who, rows=count,
+                              details={"reason": reason})
+            raise ProtocolError(reason)
+        return coordinator_pb2.PseudonymPoints(
+            points=self.key.evaluate(request.points, self.workers), key_id=self.key.key_id)
 
     # who asks, for which model -----------------------------------------------------------------
     def _bank(self, bank: str, caller: str | None, insecure: bool) -> NodeRecord:
@@ -248,6 +264,10 @@ class ScoringRelay:
         if session is None:
             raise ProtocolError(f"scoring of {model.model_id} is not set up for {bank}")
         self._check_consent(record, header, model, session, insecure)
+        if header.pseudonym_key != self.key.key_id:
+            raise ProtocolError(f"the request's pseudonyms were made under pseudonym key "
+                                f"{header.pseudonym_key or '(none named)'}; the network's key is "
+                                f"{self.key.key_id}: {STALE_KEY}")
         features = model.parties[1:]
         size = sealed_ids_bytes(header.ids)
         if header.sealed_ids_bytes != size:
@@ -340,6 +360,7 @@ def _refused_union(bitmaps: list[bytes], ids: int) -> bytes:
     if (union != common).any():
         disputed = int(np.unpackbits(union ^ common, count=ids).sum())
         raise ProtocolError(f"the feature nodes disagree on the query budget of {disputed} "
-                            f"enterprise(s) (their daily budgets differ, or a request failed "
-                            f"half-way); nothing was answered: ask again")
+                            f"enterprise(s) (their [scoring] daily_budget or max_model_versions "
+                            f"differ, or a request failed half-way); nothing was answered: ask "
+                            f"again")
     return union.tobytes()

@@ -32,6 +32,7 @@ from coordinator.store import JobRecord, NodeRecord, Store
 from coordinator.vault import FileVault
 from crypto.pki import verify_peer_certificate
 from crypto.pseudonym import PseudonymKey
+from crypto.psi_pool import PsiWorkers
 from models.jobs import TrainingJob, job_record, parse_job
 from models.protocol import Algorithm
 from models.registry import ALGORITHMS, algorithm
@@ -64,8 +65,10 @@ class Coordinator:
         self.store = Store(config.database)
         self.audit = AuditLog(config.state_dir / "audit.jsonl", actor="coordinator")
         self.clients = NodeClients(self.tls, client_interceptors)
-        self.scoring = ScoringRelay(self.store, self.clients, self.audit,
-                                    PseudonymKey.load_or_create(config.state_dir / "pseudonym.key"))
+        self.scoring = ScoringRelay(
+            self.store, self.clients, self.audit,
+            PseudonymKey.load_or_create(config.state_dir / "pseudonym.key"),
+            daily_evaluations=config.pseudonym_evaluations_per_day, workers=PsiWorkers())
         self._cancels: dict[str, threading.Event] = {}  # running training jobs' cancel flags
         self.anchoring = Anchoring("coordinator", self.store, self.audit, self.clients, self.tls)
         for job in self.store.jobs():
@@ -76,6 +79,8 @@ class Coordinator:
     def close(self) -> None:
         self.anchoring.deposit_own()  # our head at shutdown, with every registered node
         self.clients.close()
+        if self.scoring.workers is not None:
+            self.scoring.workers.close()
         self.store.close()
 
     # registry -------------------------------------------------------------------------------

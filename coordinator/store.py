@@ -1,5 +1,5 @@
-"""The coordinator's store (SQLite): node registry, jobs, models and audit anchors. Never an id
-or a raw value."""
+"""The coordinator's store (SQLite): node registry, jobs, models, audit anchors and pseudonym
+evaluations counted per node and day. Never an id or a raw value."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS anchors (
     cert_pem BLOB NOT NULL,
     received_at REAL NOT NULL,
     PRIMARY KEY (party, seq)
+);
+CREATE TABLE IF NOT EXISTS pseudonym_evaluations (
+    party TEXT NOT NULL,
+    day TEXT NOT NULL,
+    points INTEGER NOT NULL,
+    PRIMARY KEY (party, day)
 );
 """
 
@@ -271,3 +277,18 @@ class Store:
                                       (party,)).fetchall()
         return [Anchor(party=r[0], seq=r[1], entry_hash=r[2], time_unix=r[3], signature=r[4],
                        cert_pem=r[5]) for r in rows]
+
+    # pseudonym evaluations --------------------------------------------------------------------
+    def charge_evaluations(self, party: str, day: str, points: int, cap: int) -> int | None:
+        """Count `points` evaluations for `party` on `day` if that stays within `cap`: None
+        when counted, else the points already evaluated that day (nothing counted)."""
+        with self._tx() as cur:
+            row = cur.execute("SELECT points FROM pseudonym_evaluations WHERE party=? AND day=?",
+                              (party, day)).fetchone()
+            done = int(row[0]) if row else 0
+            if done + points > cap:
+                return done
+            cur.execute("DELETE FROM pseudonym_evaluations WHERE day < ?", (day,))
+            cur.execute("INSERT INTO pseudonym_evaluations VALUES (?,?,?) ON CONFLICT(party, day) "
+                        "DO UPDATE SET points = points + excluded.points", (party, day, points))
+        return None

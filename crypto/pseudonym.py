@@ -38,7 +38,7 @@ from pathlib import Path
 
 from common.errors import ProtocolError
 from common.files import atomic_write
-from crypto.psi_pool import PSI_POINT_BYTES, blind, check_points, hash_to_points
+from crypto.psi_pool import PSI_POINT_BYTES, PsiWorkers, blind, check_points, hash_to_points
 
 PSEUDONYM_BYTES = 16
 DOMAIN = b"fedcredit/pseudonym/v1"
@@ -81,12 +81,16 @@ def blind_ids(ids: list[str], blinding: Blinding) -> bytes:
     return blind(hash_to_points(ids, HASH_DOMAIN), blinding.scalar)
 
 
-def finish(evaluated: bytes, blinding: Blinding, count: int) -> bytes:
-    """The pseudonyms (16 bytes each, in order) from the coordinator's answer to `blind_ids`."""
+def finish(evaluated: bytes, blinding: Blinding, count: int,
+           workers: PsiWorkers | None = None) -> bytes:
+    """The pseudonyms (16 bytes each, in order) from the coordinator's answer to `blind_ids`;
+    the blinding removed over `workers` if given."""
     if check_points(evaluated, "evaluated pseudonym points") != count:
         raise ProtocolError(f"the coordinator evaluated {len(evaluated) // PSI_POINT_BYTES} "
                             f"pseudonym points for {count} ids")
-    return pseudonyms_of_points(blind(evaluated, blinding.unblind))
+    unblinded = (blind(evaluated, blinding.unblind) if workers is None
+                 else workers.blind(evaluated, blinding.unblind))
+    return pseudonyms_of_points(unblinded)
 
 
 def pseudonyms_of_points(points: bytes) -> bytes:
@@ -123,10 +127,12 @@ class PseudonymKey:
         atomic_write(path, secrets.token_bytes(32), 0o600)
         return cls(path.read_bytes())
 
-    def evaluate(self, points: bytes) -> bytes:
-        """X25519(k, ·) of every blinded point; refuses more than `MAX_POINTS` or a bad point."""
+    def evaluate(self, points: bytes, workers: PsiWorkers | None = None) -> bytes:
+        """X25519(k, ·) of every blinded point, over `workers` if given; refuses more than
+        `MAX_POINTS` or a bad point."""
         count = check_points(points, "blinded pseudonym points")
         if not 0 < count <= MAX_POINTS:
             raise ProtocolError(f"a pseudonym evaluation takes 1 to {MAX_POINTS} points, "
                                 f"not {count}")
-        return blind(points, self._scalar)
+        return blind(points, self._scalar) if workers is None else workers.blind(points,
+                                                                                 self._scalar)

@@ -18,6 +18,7 @@ from crypto.pseudonym import PSEUDONYM_BYTES
 from crypto.seal import OVERHEAD
 
 SETUP_DOMAIN = b"fedcredit/score-setup/v2\x00"
+STALE_KEY = "evaluate them again"  # ends the coordinator's refusal of pseudonyms under an old key
 SETUP_TAG = b"FCSS2"
 
 

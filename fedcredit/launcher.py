@@ -103,11 +103,13 @@ def write_toml(config: dict[str, Any], path: Path) -> None:
 
 @dataclass(frozen=True)
 class PartySpec:
-    """A node to start: its name, role and the `[data]` table of its config."""
+    """A node to start: its name, role, the `[data]` table of its config and any other tables
+    of it (`settings`, e.g. `{"scoring": {"max_ids_per_request": 50}}`)."""
 
     name: str
     role: str
     data: dict[str, Any]
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,6 +186,7 @@ class LocalNetwork:
                 "tls": self._tls(party.name),
                 "data": party.data,
                 "trust": {"peers": self._pins(party.name)},
+                **party.settings,
             }, self.config_path(party.name))
 
     def _spawn(self, name: str, args: list[str]) -> None:

@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 from common.errors import DataValidationError, describe_validation
-from common.limits import WireLimits
+from common.limits import MAX_SCORE_IDS, WireLimits
 from common.names import check_party_name
 from models.protocol import Floors
 from node.trust import TrustConfig
@@ -117,6 +117,31 @@ class DataConfig(BaseModel):
         return self
 
 
+class ScoringCaps(BaseModel):
+    """Feature node: what one requesting bank may ask of it (the `[scoring]` table, DESIGN §4.5).
+
+    Days are UTC days. Counters live in `scoring/budget.sqlite` in the state directory, so they
+    survive restarts. A request over a per-request cap is refused whole; an enterprise over a
+    per-enterprise cap is refused alone (the rest of the batch is answered). Every feature node of
+    a network should keep the same per-enterprise caps: where nodes disagree on an id, the
+    coordinator answers nothing for that request (one node's part alone must never reach the bank).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_budget: int = Field(default=20, ge=1)
+    """Answers about one enterprise to one bank a day (an asked id counts, held here or not)."""
+    max_ids_per_request: int = Field(default=1_000_000, ge=1, le=MAX_SCORE_IDS)
+    """Ids in one scoring request."""
+    max_requests_per_day: int = Field(default=100_000, ge=1)
+    """Scoring requests answered to one bank a day."""
+    max_model_versions: int = Field(default=3, ge=1)
+    """Distinct models (training jobs) one bank may score one enterprise with in a period:
+    each model version releases another linear score of the same features."""
+    model_period_days: int = Field(default=30, ge=1, le=366)
+    """The period of `max_model_versions`, in days (today and the days before it)."""
+
+
 class NodeConfig(BaseSettings):
     """One node: who it is, where it listens, its TLS material, state folder and table."""
 
@@ -138,6 +163,8 @@ class NodeConfig(BaseSettings):
     data: DataConfig
     floors: Floors = Floors()
     """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
+    scoring: ScoringCaps = ScoringCaps()
+    """Feature node: caps on what a bank may ask (the `[scoring]` table; see ScoringCaps)."""
     trust: TrustConfig = TrustConfig()
     """Pinned peer certificates (the `[trust]` table, `peers = { core = "AB:..." }`)."""
     limits: WireLimits = WireLimits()

@@ -40,8 +40,10 @@ from crypto.consent import SALT_BYTES, ConsentRecord, pseudonyms_digest, sign_bl
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
 from crypto.pseudonym import PSEUDONYM_BYTES
+from crypto.psi_pool import PsiWorkers
 from crypto.score_wire import (
     SETUP_DOMAIN,
+    STALE_KEY,
     ids_digest,
     ids_seal_context,
     sealed_ids_bytes,
@@ -55,12 +57,12 @@ from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.policy import CreditPolicy
 from node.scoring.index import pseudonyms_for
+from node.scoring.pseudonym_cache import PseudonymCache
 from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 SCORE_DEADLINE_S = 300.0
 DEFAULT_CONSENT_SECONDS = 86400.0
-PSEUDONYM_CACHE = 1_000_000  # ids whose pseudonym we keep in memory
 NO_HISTORY = ("no history at this bank",)
 
 
@@ -68,7 +70,8 @@ Features = Mapping[str, float | None]
 """An applicant's bank-side values by feature name (None: missing), overriding the table's."""
 
 NOBODY_HOLDS = "no party holds this enterprise"
-REFUSED_BUDGET = "refused by the network (daily query budget for this enterprise spent)"
+REFUSED_BUDGET = ("refused by the network (daily query budget for this enterprise spent, or "
+                  "its models for the period used)")
 
 
 @dataclass(frozen=True)
@@ -143,13 +146,14 @@ class BankScorer:
                       if basis in self.table.features else np.full(self.table.rows, np.nan))
         self.setup_digest = ""  # of the set-up we signed and gave every feature node
         self.sealers = self._sealers()
-        self._pseudonyms: dict[str, bytes] = {}
-        self._pseudonym_key = ""
-        self._cache_lock = threading.Lock()
+        self.workers = PsiWorkers()  # hashing and blinding of large batches, on every core
+        self.cache = PseudonymCache(self.state_dir / "scoring" / "pseudonyms.sqlite")
         self.setup()  # once at start: every feature node holds this signed set-up
 
     def close(self) -> None:
         self.channel.close()
+        self.workers.close()
+        self.cache.close()
 
     def _keys(self) -> ts.Context:
         """Our CKKS scoring key pair for this model, made once, kept 0600."""
@@ -206,10 +210,13 @@ class BankScorer:
         self.stub.ScoreSetup(upload(), timeout=SCORE_DEADLINE_S)
 
     def pseudonyms(self, ids: Sequence[str]) -> bytes:
-        """The network's pseudonyms of `ids` (16 bytes each, in order): cached, the rest
-        evaluated blinded by the coordinator (it sees random points, no id)."""
-        with self._cache_lock:
-            known = dict(self._pseudonyms)
+        """The network's pseudonyms of `ids` (16 bytes each, in order)."""
+        return self._pseudonyms_under_key(ids)[0]
+
+    def _pseudonyms_under_key(self, ids: Sequence[str]) -> tuple[bytes, str]:
+        """The pseudonyms of `ids` and the id of the key they were made under: kept ones from
+        our cache, the rest evaluated blinded by the coordinator (it sees random points, no id)."""
+        known, key_id = self.cache.lookup(ids)
         missing = sorted({i for i in ids if i not in known})
         if missing:
             def evaluate(points: bytes) -> tuple[bytes, str]:
@@ -217,17 +224,15 @@ class BankScorer:
                     coordinator_pb2.PseudonymPoints(points=points), timeout=SCORE_DEADLINE_S)
                 return reply.points, reply.key_id
 
-            blob, key_id = pseudonyms_for(missing, evaluate)
+            blob, made_under = pseudonyms_for(missing, evaluate, self.workers)
             fresh = {ident: blob[k * PSEUDONYM_BYTES:(k + 1) * PSEUDONYM_BYTES]
                      for k, ident in enumerate(missing)}
-            with self._cache_lock:
-                if key_id != self._pseudonym_key or len(self._pseudonyms) > PSEUDONYM_CACHE:
-                    self._pseudonyms.clear()  # a new network key (or a full cache): start over
-                    self._pseudonym_key = key_id
-                    known = {}
-                self._pseudonyms.update(fresh)
+            self.cache.store(made_under, fresh)  # a new key drops what was made under the old
+            if made_under != key_id:
+                return self._pseudonyms_under_key(ids) if known else (
+                    b"".join(fresh[i] for i in ids), made_under)
             known.update(fresh)
-        return b"".join(known[i] for i in ids)
+        return b"".join(known[i] for i in ids), key_id
 
     def _seal_ids(self, pseudonyms: bytes, salt: bytes, number: int) -> dict[str, bytes]:
         """The request's salt and pseudonyms sealed to each feature node, the same list to
@@ -310,7 +315,7 @@ class BankScorer:
         if features is not None and len(features) != len(ids):
             raise ProtocolError(f"{len(features)} feature sets for {len(ids)} ids")
         self._distinct(ids)
-        pseudonyms = self.pseudonyms(ids)
+        pseudonyms, key_id = self._pseudonyms_under_key(ids)
         expires = time.time() + DEFAULT_CONSENT_SECONDS if consent_expires is None \
             else consent_expires
         own_rows, present, basis = self.own_inputs(ids, features)
@@ -319,23 +324,35 @@ class BankScorer:
             model_request = self.part.request(number, own_rows, present)
 
         def ask() -> dict[str, bytes]:
+            nonlocal pseudonyms, key_id
+            if key_id != self.cache.key_id:  # another request found the coordinator's new key
+                pseudonyms, key_id = self._pseudonyms_under_key(ids)
             salt = secrets.token_bytes(SALT_BYTES)
             record, signature = self.consent(salt, pseudonyms, consent.strip(), purpose, expires)
             header = coordinator_pb2.ScoreRequestHeader(
                 bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
                 purpose=purpose, request_no=number, ids=len(ids),
                 model_request_bytes=len(model_request), consent_record=record,
-                consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(len(ids)))
+                consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(len(ids)),
+                pseudonym_key=key_id)
             return self._call(header, self._seal_ids(pseudonyms, salt, number), model_request)
 
+        mended: set[str] = set()  # each cause is mended once, then its error is the answer
         try:
-            try:
-                reply = ask()
-            except grpc.RpcError as err:
-                if "is not set up" not in (err.details() or ""):
-                    raise
-                self.setup()  # a node or the coordinator lost our set-up: give it again
-                reply = ask()
+            while True:
+                try:
+                    reply = ask()
+                    break
+                except grpc.RpcError as err:
+                    details = err.details() or ""
+                    if STALE_KEY in details and STALE_KEY not in mended:
+                        mended.add(STALE_KEY)  # the coordinator's key changed: make them again
+                        self.cache.forget()
+                    elif "is not set up" in details and "setup" not in mended:
+                        mended.add("setup")  # a node or the coordinator lost our set-up
+                        self.setup()
+                    else:
+                        raise
         except BaseException:
             with self._he_lock:
                 self.part.discard(number)  # no answer will come for this request

@@ -1,17 +1,18 @@
-"""Feature node side of joint scoring (DESIGN §4.5): signed set-up, pseudonym lookup, budget,
+"""Feature node side of joint scoring (DESIGN §4.5): signed set-up, pseudonym lookup, caps,
 encrypted parts.
 
 `setup` checks the bank's signature over its set-up (the same bytes every feature node gets),
 keeps it with the bank's pinned certificate, and makes sure our ids are indexed under the
-network's pseudonym key (`node.scoring.index`); `partial` answers one request: the pseudonym
-list the bank sealed to us opened, a consent record signed by the bank's certificate key,
-unexpired, for this set-up and about exactly these pseudonyms required and logged
-(`crypto.consent`; a refusal audited), a pseudonym repeated in one request refused, the bank's
-daily budget per pseudonym charged (an id over it is refused on its own: neutral parts and a bit
-in `refused_budget`), then the model's part (`models.scoring.SCORING_KINDS[algorithm]`) beside
-CKKS (partial logit, coverage) ciphertexts under the bank's key. No gRPC here: node.server calls
-these handlers.
-"""
+network's pseudonym key (`node.scoring.index`); `partial` answers one request: more ids than
+this node's `[scoring] max_ids_per_request` refused before anything is read, the pseudonym list
+the bank sealed to us opened, a consent record signed by the bank's certificate key, unexpired,
+for this set-up and about exactly these pseudonyms required and logged (`crypto.consent`), a
+pseudonym repeated in one request refused, a bank past `max_requests_per_day` refused; then each
+id charged to the bank's daily budget and to the model versions of the period (an id over
+`daily_budget` or `max_model_versions` is refused on its own: neutral parts and a bit in
+`refused_budget`), then the model's part (`models.scoring.SCORING_KINDS[algorithm]`) beside CKKS
+(partial logit, coverage) ciphertexts under the bank's key. Every refusal is audited with its
+reason. No gRPC here: node.server calls these handlers."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ from crypto.seal import PeerKey
 from models.scoring import SCORING_KINDS, FeaturePart, ScoringKind
 from node.alignment import check_job_id
 from node.columns import model_columns
-from node.scoring.budget import DEFAULT_DAILY_BUDGET, BudgetBook
+from node.config import ScoringCaps
+from node.scoring.budget import BudgetBook, Charge
 from node.scoring.index import Evaluate, PseudonymIndex
 from node.state import NodeState
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
@@ -74,14 +76,15 @@ def scoring_kind(algorithm: str) -> ScoringKind:
 
 
 class FeatureScoring:
-    """A feature node's scoring handlers, with the banks' set-ups and the query budget."""
+    """A feature node's scoring handlers, with the banks' set-ups and the caps' counters."""
 
-    def __init__(self, state: NodeState, daily_budget: int = DEFAULT_DAILY_BUDGET, *,
+    def __init__(self, state: NodeState, caps: ScoringCaps | None = None, *,
                  evaluate: Evaluate | None = None) -> None:
-        """`evaluate` raises blinded points to the network's pseudonym key; by default the
-        coordinator's EvaluatePseudonyms (a unit test passes the key itself)."""
+        """`caps` by default from the node's config (`[scoring]`); `evaluate` raises blinded
+        points to the network's pseudonym key, by default the coordinator's EvaluatePseudonyms
+        (a unit test passes the key itself)."""
         self.state = state
-        self.daily_budget = daily_budget
+        self.caps = caps if caps is not None else state.config.scoring
         self.setups: dict[tuple[str, str], BankSetup] = {}
         self._lock = threading.Lock()
         self.index = PseudonymIndex(state, evaluate or self._evaluate)
@@ -99,7 +102,7 @@ class FeatureScoring:
 
     @cached_property
     def budget(self) -> BudgetBook:
-        return BudgetBook(self.state.state_dir / "scoring" / "budget.sqlite", self.daily_budget)
+        return BudgetBook(self.state.state_dir / "scoring" / "budget.sqlite", self.caps)
 
     def _dir(self, bank: str, job: str) -> Path:
         return self.state.state_dir / "scoring" / f"{bank}--{check_job_id(job)}"
@@ -223,6 +226,22 @@ class FeatureScoring:
             self.refuse(job, header, f"sealed pseudonyms: {err}")
         return opened[:SALT_BYTES], opened[SALT_BYTES:]
 
+    def _audit_caps(self, job: str, header: node_pb2.ScorePartialHeader, charge: Charge,
+                    pseudonyms: bytes) -> None:
+        """Audit the ids refused alone, one entry per cap they met."""
+        caps = self.caps
+        for ids, reason in (
+                (charge.over_budget, f"query budget spent: {caps.daily_budget} answers about "
+                 f"one enterprise a day ([scoring] daily_budget)"),
+                (charge.over_versions, f"enterprise already scored with "
+                 f"{caps.max_model_versions} other model version(s) in "
+                 f"{caps.model_period_days} day(s) ([scoring] max_model_versions)")):
+            if ids:
+                self.state.audit.append(
+                    "score.refused", job=job, peer=header.bank, consent=header.consent.strip(),
+                    purpose=header.purpose, rows=len(ids),
+                    details={"reason": reason, "ids_digest": ids_digest(pseudonyms)})
+
     # one request ----------------------------------------------------------------------------
     def partial(self, messages: Iterable[node_pb2.ScorePartialRequest],
                 ) -> Iterator[node_pb2.ScorePartialReply]:
@@ -239,6 +258,9 @@ class FeatureScoring:
         if not 0 < header.ids <= MAX_SCORE_IDS:
             raise ProtocolError(f"a scoring request names 1 to {MAX_SCORE_IDS} ids, "
                                 f"not {header.ids}")
+        if header.ids > self.caps.max_ids_per_request:
+            self.refuse(job, header, f"{header.ids} ids in one request; this node answers at "
+                        f"most {self.caps.max_ids_per_request} ([scoring] max_ids_per_request)")
         if header.model_request_bytes > MAX_PART_BYTES:
             raise ProtocolError(f"a model request of {header.model_request_bytes} bytes is over "
                                 f"the limit of {MAX_PART_BYTES}")
@@ -251,14 +273,16 @@ class FeatureScoring:
             self.refuse(job, header, f"{len(hashed) - len(set(hashed))} pseudonym(s) repeated "
                         f"in one request", blob)
         index = self.index.current(header.pseudonym_key)
-        over = self.budget.charge(bank, hashed)
-        refused = np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
-        if refused.any():
-            self.state.audit.append(
-                "score.refused", job=job, peer=bank, consent=consent, purpose=purpose,
-                rows=int(refused.sum()),
-                details={"reason": f"query budget spent ({self.budget.daily_budget} a day)",
-                         "ids_digest": ids_digest(blob)})
+        used = self.budget.count_request(bank)
+        if used is not None:
+            self.refuse(job, header, f"{bank} has had {used} scoring requests answered today; "
+                        f"this node answers at most {self.caps.max_requests_per_day} a day "
+                        f"([scoring] max_requests_per_day)", blob)
+        charge = self.budget.charge(bank, hashed, job)
+        self._audit_caps(job, header, charge, blob)
+        over = charge.refused
+        refused = (np.fromiter((h in over for h in hashed), dtype=bool, count=len(hashed))
+                   if over else np.zeros(len(hashed), dtype=bool))
         rows = np.fromiter((index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
         rows[refused] = -1  # a refused id gets neutral parts: nothing of ours for it

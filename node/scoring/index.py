@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from common.errors import ProtocolError
 from common.files import atomic_write
 from crypto.he import pack_frames, unpack_frames
-from crypto.pseudonym import MAX_POINTS, PSEUDONYM_BYTES, blind_ids, finish, new_blinding
+from crypto.pseudonym import (
+    HASH_DOMAIN,
+    MAX_POINTS,
+    PSEUDONYM_BYTES,
+    blind_ids,
+    finish,
+    new_blinding,
+)
+from crypto.psi_pool import PSI_POINT_BYTES, PsiWorkers
 from node.state import NodeState
 
+IN_FLIGHT = 2  # evaluation calls at the coordinator at once
 Evaluate = Callable[[bytes], tuple[bytes, str]]
 """Blinded points -> (the coordinator's raised points, its pseudonym key's id)."""
 
@@ -30,19 +40,37 @@ def table_fingerprint(ids: Sequence[str]) -> bytes:
     return digest.digest()
 
 
-def pseudonyms_for(ids: Sequence[str], evaluate: Evaluate) -> tuple[bytes, str]:
-    """The pseudonyms of `ids` (16 bytes each, in order) and the key's id, through `evaluate`."""
-    out: list[bytes] = []
-    key_id = ""
-    for start in range(0, len(ids), MAX_POINTS):
-        chunk = list(ids[start:start + MAX_POINTS])
-        blinding = new_blinding()
-        points, found = evaluate(blind_ids(chunk, blinding))
-        if key_id and found != key_id:
-            raise ProtocolError("the coordinator's pseudonym key changed during one evaluation")
-        key_id = found
-        out.append(finish(points, blinding, len(chunk)))
-    return b"".join(out), key_id
+def pseudonyms_for(ids: Sequence[str], evaluate: Evaluate, workers: PsiWorkers | None = None,
+                   *, chunk_points: int = MAX_POINTS) -> tuple[bytes, str]:
+    """The pseudonyms of `ids` (16 bytes each, in order) and the key's id, through `evaluate`.
+
+    One fresh blinding for the call (its ids are distinct points to the coordinator, as in PSI).
+    With `workers` the hashing, blinding and unblinding run in its processes and up to
+    `IN_FLIGHT` chunks of `chunk_points` are at the coordinator at once, so this process, its
+    workers and the coordinator's work at the same time.
+    """
+    if not ids:
+        return b"", ""
+    blinding = new_blinding()
+    starts = range(0, len(ids), chunk_points)
+    blinded: Iterable[bytes] = (
+        (blind_ids(list(ids[i:i + chunk_points]), blinding) for i in starts) if workers is None
+        else workers.hash_and_blind_chunks(ids, HASH_DOMAIN, blinding.scalar, chunk_points))
+
+    def one(points: bytes) -> tuple[bytes, str]:
+        raised, key_id = evaluate(points)
+        return finish(raised, blinding, len(points) // PSI_POINT_BYTES, workers), key_id
+
+    if workers is None or len(starts) == 1:
+        answers = [one(points) for points in blinded]
+    else:
+        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="pseudonyms") as pool:
+            futures = [pool.submit(one, points) for points in blinded]
+            answers = [future.result() for future in futures]
+    key_ids = {key_id for _, key_id in answers}
+    if len(key_ids) != 1:
+        raise ProtocolError("the coordinator's pseudonym key changed during one evaluation")
+    return b"".join(blob for blob, _ in answers), key_ids.pop()
 
 
 class PseudonymIndex:
@@ -65,7 +93,7 @@ class PseudonymIndex:
             fingerprint = table_fingerprint(ids)
             blob = self._stored(key_id, fingerprint)
             if blob is None:
-                blob, made_under = pseudonyms_for(ids, self.evaluate)
+                blob, made_under = pseudonyms_for(ids, self.evaluate, self.state.workers)
                 if key_id and made_under != key_id:
                     raise ProtocolError(f"the coordinator's pseudonym key is {made_under}, the "
                                         f"request's {key_id}: ask again")

@@ -44,7 +44,7 @@ class IsolatingBank(BankScorer):
 def seen_pseudonyms(state_dir: Path, bank: str) -> set[bytes]:
     """Every pseudonym a feature node was asked about by `bank` (its budget book keeps them)."""
     with sqlite3.connect(state_dir / "scoring" / "budget.sqlite") as db:
-        return {bytes(row[0]) for row in db.execute("SELECT hid FROM queries WHERE bank=?",
+        return {bytes(row[0]) for row in db.execute("SELECT hid FROM answers WHERE bank=?",
                                                     (bank,))}
 
 

@@ -66,7 +66,8 @@ def test_a_bad_consent_is_refused_and_audited_everywhere(scoring_net: Scoring, h
         header = coordinator_pb2.ScoreRequestHeader(
             bank="bank", model_id=scorer.model_id, model_job=scorer.job, consent="LOAN-X",
             purpose="credit assessment", request_no=7, ids=1, consent_record=record,
-            consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(1))
+            consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(1),
+            pseudonym_key=scorer.cache.key_id)
         with pytest.raises(grpc.RpcError) as err:
             list(scorer.stub.Score(iter([
                 coordinator_pb2.ScoreRequest(header=header),
@@ -79,7 +80,7 @@ def test_a_bad_consent_is_refused_and_audited_everywhere(scoring_net: Scoring, h
             forward = node_pb2.ScorePartialHeader(
                 bank="bank", algorithm="vlr", model_job=scorer.job, consent="LOAN-X",
                 purpose="credit assessment", request_no=7, ids=1, consent_record=record,
-                consent_signature=signature, pseudonym_key=scorer._pseudonym_key)
+                consent_signature=signature, pseudonym_key=scorer.cache.key_id)
             with pytest.raises(grpc.RpcError) as err:
                 list(stub.ScorePartial(iter([node_pb2.ScorePartialRequest(header=forward),
                                              node_pb2.ScorePartialRequest(

@@ -251,7 +251,8 @@ def test_a_bad_consent_is_refused_and_audited(bank: Bank, how: str) -> None:
     header = coordinator_pb2.ScoreRequestHeader(
         bank="bank", model_id=scorer.model_id, model_job=scorer.job, consent="LOAN-7",
         purpose="credit assessment", request_no=7, ids=1, consent_record=record,
-        consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(1))
+        consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(1),
+        pseudonym_key=scorer.cache.key_id)
     sealed = scorer._seal_ids(pseudonyms, salt, 7)
     where = ("core", "logistics", "tax") if how == "other ids" else ("coordinator",)
     before = {n: len(_consent_refusals(bank, n)) for n in where}

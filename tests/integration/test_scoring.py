@@ -132,6 +132,19 @@ def test_query_budget_is_enforced_per_enterprise_and_logged(scoring: Setup) -> N
     assert "score.refused" in audit and "budget" in audit
 
 
+def test_pseudonyms_kept_under_an_old_key_are_made_again(scoring: Setup) -> None:
+    net, _, tables, scorer = scoring
+    ident = tables["bank"].ids[450]
+    expected = plaintext_probabilities(net.workdir / "state", tables, "tr", [ident])
+    current = scorer.cache.key_id
+    scorer.cache.store("0123456789abcdef", {ident: bytes(16)})  # as if the key had changed
+
+    decision, = scorer.score([ident], consent="consent-old-key")
+
+    assert abs(decision.probability - expected[0]) < 1e-4 and decision.outcome == "decided"
+    assert scorer.cache.key_id == current  # refused by the coordinator, evaluated again
+
+
 def test_tampered_audit_entry_is_found(scoring: Setup, tmp_path: Path) -> None:
     net, _, _, _ = scoring
     source = net.workdir / "state" / "tax" / "audit.jsonl"

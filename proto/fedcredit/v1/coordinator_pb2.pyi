@@ -669,6 +669,7 @@ class ScoreRequestHeader(_message.Message):
     CONSENT_RECORD_FIELD_NUMBER: _builtins.int
     CONSENT_SIGNATURE_FIELD_NUMBER: _builtins.int
     SEALED_IDS_BYTES_FIELD_NUMBER: _builtins.int
+    PSEUDONYM_KEY_FIELD_NUMBER: _builtins.int
     bank: _builtins.str
     model_id: _builtins.str
     model_job: _builtins.str
@@ -686,6 +687,11 @@ class ScoreRequestHeader(_message.Message):
     consent_signature: _builtins.bytes
     sealed_ids_bytes: _builtins.int
     """Size of each feature node's sealed pseudonym list (all the same: salt and ids)."""
+    pseudonym_key: _builtins.str
+    """The id of the pseudonym key the bank's pseudonyms were made under (EvaluatePseudonyms
+    names it); the coordinator refuses a request under any other key, so a bank that kept
+    pseudonyms across a key change evaluates them again instead of being answered "unknown".
+    """
     def __init__(
         self,
         *,
@@ -700,10 +706,11 @@ class ScoreRequestHeader(_message.Message):
         consent_record: _builtins.bytes = ...,
         consent_signature: _builtins.bytes = ...,
         sealed_ids_bytes: _builtins.int = ...,
+        pseudonym_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_id", b"model_id", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "purpose", b"purpose", "request_no", b"request_no", "sealed_ids_bytes", b"sealed_ids_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank", "consent", b"consent", "consent_record", b"consent_record", "consent_signature", b"consent_signature", "ids", b"ids", "model_id", b"model_id", "model_job", b"model_job", "model_request_bytes", b"model_request_bytes", "pseudonym_key", b"pseudonym_key", "purpose", b"purpose", "request_no", b"request_no", "sealed_ids_bytes", b"sealed_ids_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -147,3 +147,24 @@ def test_show_leaves_secrets_out_of_the_settings(core: Coordinator) -> None:
                            "secret_key": "y"})
     shown = json.loads(core.get_job("tr-1").config_json)
     assert shown == {"align_job": "a", "vlr": {"lr": 0.1}}
+
+
+def test_the_daily_cap_on_pseudonym_evaluations_survives_a_restart(tmp_path: Path) -> None:
+    config = CoordinatorConfig(state_dir=tmp_path / "coordinator", pseudonym_evaluations_per_day=3)
+    points = coordinator_pb2.PseudonymPoints(points=(b"\x09" + bytes(31)) * 2)
+    first = Coordinator(config, insecure=True)
+    first.scoring.evaluate(points, caller=None, insecure=True)  # 2 of 3
+    first.close()
+
+    again = Coordinator(config, insecure=True)  # a restart: the count is in its SQLite store
+    try:
+        with pytest.raises(ProtocolError, match=r"has had 2 pseudonym points evaluated today; "
+                                                r"2 more would pass the cap of 3 a day "
+                                                r"\(pseudonym_evaluations_per_day"):
+            again.scoring.evaluate(points, caller=None, insecure=True)
+        one = coordinator_pb2.PseudonymPoints(points=b"\x09" + bytes(31))
+        assert len(again.scoring.evaluate(one, caller=None, insecure=True).points) == 32
+        audit = (tmp_path / "coordinator" / "audit.jsonl").read_text()
+        assert "pseudonyms.refused" in audit and "pseudonym_evaluations_per_day" in audit
+    finally:
+        again.close()

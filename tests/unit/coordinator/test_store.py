@@ -39,3 +39,11 @@ def test_the_id_of_a_deleted_job_whose_model_lives_on_stays_taken(store: Store) 
     with pytest.raises(JobExists, match="trained model m-v1"):
         store.create_job("tr", "align", ["bank", "core"])
     assert [m.model_id for m in store.models()] == ["m-v1"]
+
+
+def test_pseudonym_evaluations_are_counted_per_party_and_day(store: Store) -> None:
+    assert store.charge_evaluations("core", "2026-03-01", 4, cap=5) is None
+    assert store.charge_evaluations("core", "2026-03-01", 2, cap=5) == 4  # refused, not counted
+    assert store.charge_evaluations("core", "2026-03-01", 1, cap=5) is None
+    assert store.charge_evaluations("tax", "2026-03-01", 5, cap=5) is None
+    assert store.charge_evaluations("core", "2026-03-02", 5, cap=5) is None  # a new day

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from crypto.he import unpack_frames
 from crypto.pseudonym import PseudonymKey
 from crypto.score_wire import ids_seal_context
 from models.vlr.scoring import PartyModel
-from node.config import NodeConfig
+from node.config import NodeConfig, ScoringCaps
 from node.datasource import NodeTable
 from node.scoring.feature import FeatureScoring
 from node.scoring.index import pseudonyms_for
@@ -47,21 +48,22 @@ class Bank:
     def peer(self) -> common_pb2.PeerKey:
         return common_pb2.PeerKey(party="bank", sealing_public_key=self.key.public_bytes)
 
-    def setup(self, node: NodeState, *, private: bool = False) -> node_pb2.ScoreSetupRequest:
+    def setup(self, node: NodeState, *, private: bool = False,
+              job: str = JOB) -> node_pb2.ScoreSetupRequest:
         context = (score_he.private_bytes(self.context) if private
                    else score_he.public_bytes(self.context))
-        return node_pb2.ScoreSetupRequest(bank=self.peer, algorithm="vlr", model_job=JOB,
+        return node_pb2.ScoreSetupRequest(bank=self.peer, algorithm="vlr", model_job=job,
                                           context=context, pseudonym_key=KEY.key_id)
 
     def request(self, ids: list[str], consent: str = "consent-1", *, declared: int | None = None,
                 sealed_for: tuple[str, int] = ("core", 7), node: NodeState | None = None,
-                ) -> Iterator[node_pb2.ScorePartialRequest]:
+                job: str = JOB) -> Iterator[node_pb2.ScorePartialRequest]:
         pseudonyms, _ = pseudonyms_for(ids, _evaluate)
         assert node is not None
         sealed = seal.Sealer(self.key.private_key, node.peer_key.sealing_pk).seal(
-            bytes(16) + pseudonyms, ids_seal_context(JOB, "bank", *sealed_for))
+            bytes(16) + pseudonyms, ids_seal_context(job, "bank", *sealed_for))
         yield node_pb2.ScorePartialRequest(header=node_pb2.ScorePartialHeader(
-            bank="bank", algorithm="vlr", model_job=JOB, consent=consent, purpose="test",
+            bank="bank", algorithm="vlr", model_job=job, consent=consent, purpose="test",
             request_no=7, ids=len(ids) if declared is None else declared,
             pseudonym_key=KEY.key_id))
         yield node_pb2.ScorePartialRequest(sealed_ids=sealed)
@@ -85,9 +87,10 @@ def node(tmp_path: Path) -> NodeState:
     state = NodeState(config, table, insecure=True)
     model = PartyModel(party="core", role="feature", job=JOB, features=("a", "b"),
                        weights=np.array([0.5, -1.25, 0.3]), mean=np.zeros(2), scale=np.ones(2))
-    folder = state.state_dir / "models" / JOB
-    folder.mkdir(parents=True)
-    (folder / "model.json").write_text(model.to_json())
+    for job in (JOB, "tr2"):  # two versions of the model, the same weights
+        folder = state.state_dir / "models" / job
+        folder.mkdir(parents=True)
+        (folder / "model.json").write_text(replace(model, job=job).to_json())
     return state
 
 
@@ -170,7 +173,7 @@ def test_no_consent_is_refused_and_logged(node: NodeState) -> None:
 
 
 def test_an_enterprise_over_its_daily_budget_is_refused_alone(node: NodeState) -> None:
-    bank, scoring = Bank(), Scoring(node, daily_budget=2)
+    bank, scoring = Bank(), Scoring(node, caps=ScoringCaps(daily_budget=2))
     scoring.setup(bank.setup(node))
     for n in range(2):
         list(scoring.partial(bank.request([IDS[2]], consent=f"c{n}", node=node)))
@@ -229,3 +232,50 @@ def test_context_with_a_secret_key_is_refused(node: NodeState) -> None:
     bank = Bank()
     with pytest.raises(ProtocolError, match="secret key"):
         Scoring(node).setup(bank.setup(node, private=True))
+
+
+def test_a_request_over_max_ids_per_request_is_refused_unread(node: NodeState) -> None:
+    bank, scoring = Bank(), Scoring(node, caps=ScoringCaps(max_ids_per_request=2))
+    scoring.setup(bank.setup(node))
+    list(scoring.partial(bank.request(IDS[:2], node=node)))  # at the cap: answered
+
+    with pytest.raises(ProtocolError, match=r"3 ids in one request; this node answers at most 2 "
+                                            r"\(\[scoring\] max_ids_per_request\)"):
+        list(scoring.partial(bank.request(IDS[:3], node=node)))
+    refusal = [line for line in _audit(node).splitlines() if "score.refused" in line]
+    assert len(refusal) == 1 and "max_ids_per_request" in refusal[0]
+
+
+def test_requests_past_the_daily_cap_are_refused_after_a_restart_too(node: NodeState) -> None:
+    caps = ScoringCaps(max_requests_per_day=2)
+    bank, scoring = Bank(), Scoring(node, caps=caps)
+    scoring.setup(bank.setup(node))
+    for n in range(2):
+        list(scoring.partial(bank.request([IDS[n]], consent=f"c{n}", node=node)))
+
+    restarted = Scoring(node, caps=caps)  # a new process: counters from the node's SQLite
+    with pytest.raises(ProtocolError, match=r"bank has had 2 scoring requests answered today; "
+                                            r"this node answers at most 2 a day"):
+        list(restarted.partial(bank.request([IDS[3]], consent="c3", node=node)))
+    assert "max_requests_per_day" in _audit(node)
+    budget = Scoring(node, caps=ScoringCaps(max_requests_per_day=3))  # the operator raised it
+    list(budget.partial(bank.request([IDS[3]], consent="c4", node=node)))
+
+
+def test_an_enterprise_past_its_model_versions_is_refused_alone(node: NodeState) -> None:
+    bank, scoring = Bank(), Scoring(node, caps=ScoringCaps(max_model_versions=1))
+    for job in (JOB, "tr2"):
+        scoring.setup(bank.setup(node, job=job))
+    list(scoring.partial(bank.request([IDS[2], IDS[10]], node=node)))  # model JOB
+
+    replies = list(scoring.partial(bank.request([IDS[2], IDS[3], IDS[10]], node=node,
+                                                job="tr2")))
+
+    refused = b"".join(r.refused_budget for r in replies)
+    assert np.unpackbits(np.frombuffer(refused, np.uint8), count=3).tolist() == [1, 0, 1]
+    partials = [r for r in replies if r.WhichOneof("body") == "partials"]
+    _, covered = bank.decrypt(iter(partials), 3)
+    assert covered.tolist() == [0, 1, 0]  # refused ids: nothing of ours (IDS[10] held nowhere)
+    assert "max_model_versions" in _audit(node)
+    again = list(scoring.partial(bank.request([IDS[2]], consent="c2", node=node)))  # model JOB
+    assert "refused_budget" not in {r.WhichOneof("body") for r in again}

@@ -1,0 +1,133 @@
+"""Each feature node's own scoring caps, through real processes: ids per request, model versions
+per enterprise, requests a day per bank (surviving a restart); every refusal audited."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fedcredit.demo.parties import party_specs
+from fedcredit.evaluate import load_party_tables
+from fedcredit.launcher import LocalNetwork
+from fedcredit.synth import synthesize
+from node.config import load_node_config
+from node.datasource import NodeTable
+from node.policy import CreditPolicy
+from node.scoring.bank import BankScorer
+from proto.fedcredit.v1 import coordinator_pb2
+
+CAPS = {  # each node's own config; per-enterprise caps alike, per-request caps differ
+    "core": {"max_ids_per_request": 50, "max_model_versions": 1},
+    "logistics": {"max_requests_per_day": 8, "max_model_versions": 1},
+    "tax": {"max_model_versions": 1},
+}
+
+
+@dataclass
+class Capped:
+    net: LocalNetwork
+    tables: dict[str, NodeTable]
+
+    def train(self, job: str) -> None:
+        stub = self.net.stub()
+        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
+            {"label": "bank", "features": list(CAPS), "align_job": "al",
+             "vlr": {"batch_size": 256, "max_epochs": 1}}), job_id=job), timeout=60)
+        while stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job),
+                          timeout=30).state == "running":
+            time.sleep(0.3)
+
+    def scorer(self) -> BankScorer:
+        """A scorer of the bank's latest model."""
+        return BankScorer(load_node_config(self.net.config_path("bank")), CreditPolicy())
+
+    def refusals(self, party: str) -> list[str]:
+        lines = (self.net.workdir / "state" / party / "audit.jsonl").read_text().splitlines()
+        return [entry["details"]["reason"] for entry in map(json.loads, lines)
+                if entry["event"] == "score.refused"]
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capped]:
+    root = tmp_path_factory.mktemp("caps")
+    synth = synthesize(root / "data", enterprises=1200, seed=8)
+    specs = [replace(s, settings={"scoring": CAPS[s.name]}) if s.name in CAPS else s
+             for s in party_specs(synth)]
+    with LocalNetwork(root, specs) as net:
+        net.start(timeout=120)
+        net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
+                         timeout=300)
+        found = Capped(net, load_party_tables({s.name: s.data for s in specs}, "bank"))
+        found.train("tr")
+        yield found
+
+
+def test_a_request_over_one_nodes_max_ids_is_refused_by_it_and_audited(capped: Capped) -> None:
+    ids = list(capped.tables["bank"].ids[:60])
+    scorer = capped.scorer()
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            scorer.score(ids, consent="caps-1")
+        assert len(scorer.score(ids[:50], consent="caps-2")) == 50  # at core's cap: answered
+    finally:
+        scorer.close()
+    assert "core refused" in (err.value.details() or "")
+    assert "60 ids in one request; this node answers at most 50 ([scoring] " \
+           "max_ids_per_request)" in (err.value.details() or "")
+    assert any("max_ids_per_request" in r for r in capped.refusals("core"))
+    assert not any("max_ids_per_request" in r for r in capped.refusals("tax"))  # tax's own: 1M
+
+
+def test_an_enterprise_past_its_model_versions_is_refused_alone(capped: Capped) -> None:
+    seen, fresh = capped.tables["bank"].ids[100], capped.tables["bank"].ids[101]
+    first = capped.scorer()  # model of job tr
+    try:
+        assert first.score([seen], consent="caps-3")[0].outcome == "decided"
+        capped.train("tr2")
+        second = capped.scorer()  # the bank's newer model: another linear score of our features
+        try:
+            refused, answered = second.score([seen, fresh], consent="caps-4")
+        finally:
+            second.close()
+        assert (refused.outcome, refused.grade) == ("refused", None)
+        assert answered.outcome == "decided"
+        assert first.score([seen], consent="caps-5")[0].outcome == "decided"  # tr: used before
+    finally:
+        first.close()
+    for node in CAPS:
+        assert any("[scoring] max_model_versions" in r for r in capped.refusals(node)), node
+
+
+def test_requests_past_a_nodes_daily_cap_stay_refused_after_its_restart(capped: Capped) -> None:
+    ids = iter(capped.tables["bank"].ids[200:])
+    scorer = capped.scorer()
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            for _ in range(9):  # logistics answers 8 requests a day, whatever the others do
+                scorer.score([next(ids)], consent="caps-6")
+        capped.net.stop_process("logistics")
+        capped.net.start_node("logistics")
+        capped.net.wait_serving(["logistics"], timeout=120)
+        with pytest.raises(grpc.RpcError) as again:
+            scorer.score([next(ids)], consent="caps-7")
+    finally:
+        scorer.close()
+    expected = "has had 8 scoring requests answered today; this node answers at most 8 a day " \
+               "([scoring] max_requests_per_day)"
+    for error in (err.value, again.value):
+        assert "logistics refused" in (error.details() or "")
+        assert expected in (error.details() or "")
+    assert sum("max_requests_per_day" in r for r in capped.refusals("logistics")) == 2
+    assert not any("max_requests_per_day" in r for r in capped.refusals("core"))
+
+
+def test_the_caps_are_in_each_nodes_own_config(capped: Capped) -> None:
+    for node, caps in CAPS.items():
+        config = load_node_config(Path(capped.net.config_path(node)))
+        assert {k: getattr(config.scoring, k) for k in caps} == caps
