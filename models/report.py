@@ -61,7 +61,8 @@ def validation_report(y: np.ndarray, pd: np.ndarray, *, points: np.ndarray | Non
                      for name, groups in (segments or {}).items()},
         "stability": None if population is None else stability(pd, population, bins),
     }
-    return _json_safe(report)
+    safe: dict[str, Any] = _json_safe(report)
+    return safe
 
 
 def curves(y: np.ndarray, pd: np.ndarray) -> dict[str, dict[str, list[float]]]:
