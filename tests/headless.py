@@ -17,6 +17,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PLOT_SELECTOR = ".js-plotly-plot"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def require_chromium() -> None:

@@ -11,9 +11,7 @@ import pytest
 from fedcredit.report.bank import write_report
 from fedcredit.report.html import plot_ids, render_html
 from models.report import validation_report
-from tests.headless import open_page
-
-PNG = b"\x89PNG\r\n\x1a\n"
+from tests.headless import PNG, open_page
 
 
 def _report(population: bool) -> dict[str, object]:
