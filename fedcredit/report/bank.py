@@ -84,7 +84,11 @@ def bank_report(scorer: BankScorer, request: ReportRequest) -> dict[str, Any]:
     if request.ids is not None:
         rows = named_rows(request.ids, table)
     else:
-        rows = job_rows(scorer.state_dir, table, load_job_record(scorer.state_dir, scorer.job))
+        try:
+            record = load_job_record(scorer.state_dir, scorer.job)
+        except DataValidationError as err:
+            raise type(err)(f"{err} (--ids)") from err
+        rows = job_rows(scorer.state_dir, table, record)
     scored = score_jointly(scorer, rows.ids, request.consent, request.purpose)
     kept_ids = [i for i, k in zip(rows.ids, scored.kept, strict=True) if k]
     population, source, note = _population(scorer, request)

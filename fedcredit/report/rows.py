@@ -56,7 +56,7 @@ def job_rows(state_dir: Path, table: NodeTable, record: JobRecord) -> LabelledRo
     except AlignmentStale as err:
         raise DataValidationError(
             f"the rows job {record.job} validated on cannot be found ({err}); name the "
-            "labelled ids to validate on instead") from err
+            "labelled ids to validate on instead (--ids)") from err
     split = HELD_OUT.get(record.algorithm)
     positions, held_out = (split(order.size, record.settings) if split is not None
                            else (np.arange(order.size), False))
