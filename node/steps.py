@@ -41,6 +41,7 @@ from models.protocol import (
 from models.registry import algorithm
 from models.vlr import FeatureAlignment
 from node.alignment import check_job_id
+from node.job_record import JobRecord, save_job_record
 from node.state import NodeState
 from proto.fedcredit.v1 import common_pb2
 
@@ -66,6 +67,7 @@ class JobSession:
     label: str
     features: tuple[str, ...]
     sealers: dict[str, Sealer]
+    record: JobRecord | None = None  # saved beside the model when the node stores it
     memo: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,6 +127,8 @@ class StepHandler:
             if to is To.STORE:
                 stored = True
                 atomic_write(self.model_path(session.job_id, algo), payload.data)
+                if session.record is not None:
+                    save_job_record(self.state.state_dir, session.record)
                 self.state.audit.append("train.model_saved", job=session.job_id,
                                         purpose=algo.purpose)
             elif to is To.DRIVER:
@@ -221,8 +225,11 @@ class StepHandler:
         elif job.resume and algo.resumable and legacy.exists():
             raise ModelFormatError(f"{legacy} was written before checkpoint schema 1 and "
                                    "cannot be read; start the job anew")
+        record = JobRecord(job=header.job_id, algorithm=algo.name, label=job.label,
+                           features=list(job.features), align_job=align_job,
+                           settings=settings.model_dump(mode="json"))
         session = JobSession(job_id=header.job_id, algorithm=algo, role=role, label=job.label,
-                             features=tuple(job.features), sealers=sealers)
+                             features=tuple(job.features), sealers=sealers, record=record)
         with self._lock:
             self.jobs[header.job_id] = session
         state.audit.append("train.open", job=header.job_id, purpose=algo.purpose,

@@ -1,4 +1,4 @@
-"""`fedcredit demo`: certificates, data, five processes, alignment, training, scoring, a report."""
+"""`fedcredit demo`: certificates, data, five processes, alignment, training, scoring, reports."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fedcredit.demo.model_report import report_vertical_lr
 from fedcredit.demo.parties import LABEL_PARTY, party_specs
 from fedcredit.demo.sections import (
     score_sample,
@@ -41,6 +42,7 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
     root.mkdir(parents=True, exist_ok=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     report: dict[str, Any] = {}
+    report_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with console.status("synthesizing the supply chain"):
             synth = synthesize(root / "data", enterprises=enterprises, seed=seed)
@@ -62,12 +64,13 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
             _print_alignment(console, aligned)
             report["vertical_lr"] = train_vertical_lr(net, stub, synth, aligned.job_id, console)
             report["scoring"] = score_sample(net, console)
+            report["vertical_lr"].update(report_vertical_lr(
+                net, synth, report["vertical_lr"]["model_id"], report_path, console))
             report["secureboost"] = train_secureboost(net, stub, aligned.job_id, console)
         if banks:
             report["horizontal"] = train_horizontal(root, enterprises, seed, banks, hfl_rounds,
                                                     console)
         report["seconds"] = round(time.perf_counter() - start, 2)
-        report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"[green]demo done[/] in {report['seconds']}s; report: {report_path}")
         return report

@@ -159,6 +159,7 @@ def train_secureboost(net: LocalNetwork, stub: coordinator_pb2_grpc.CoordinatorS
                        DEMO_SBT)
     xgb = twin["auc_xgboost"]
     section = {"auc": round(metrics["auc"], 4),
+               "ks": None if metrics.get("ks") is None else round(metrics["ks"], 4),
                "auc_xgboost": None if xgb is None else round(xgb, 4),
                "trees": DEMO_SBT["trees"], "seconds": round(seconds, 2),
                "model_id": metrics.get("model_id", "")}

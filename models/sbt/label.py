@@ -10,7 +10,7 @@ import numpy as np
 
 from common.errors import ProtocolError
 from crypto.he import BFV_SUITE, LabelHe, SbtSuite, pack_frames, unpack_frames
-from models.metrics import auc, log_loss
+from models.metrics import auc, ks, log_loss
 from models.sbt import (
     SbtConfig,
     StepKey,
@@ -406,7 +406,8 @@ class LabelParty:
         splits = int(np.sum(structure.owner >= 0))
         self.reports.append(
             TreeReport(
-                tree, log_loss(self.labels, self.margin), auc(self.labels, self.margin), splits
+                tree, log_loss(self.labels, self.margin), auc(self.labels, self.margin), splits,
+                ks(self.labels, self.margin),
             )
         )
         return {party: self.topology(tree, party) for party in self.feature_parties}

@@ -72,12 +72,14 @@ def trees_from_state(state: dict[str, object], depth: int) -> list[Tree]:
 
 @dataclass
 class TreeReport:
-    """What L tells the driver after a tree: training loss and AUC (train = test)."""
+    """What L tells the driver after a tree: training loss, AUC and KS (train = test), all from
+    L's own margins (KS None in reports written before it was kept)."""
 
     tree: int
     loss: float
     auc: float
     splits: int
+    ks: float | None = None
 
 
 def quantize(

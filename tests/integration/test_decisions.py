@@ -20,6 +20,7 @@ from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables, plaintext_probabilities
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
+from models.vlr import VlrConfig
 from models.vlr.scoring import PartyModel
 from node.alignment import AlignmentStore
 from node.config import load_node_config
@@ -36,6 +37,7 @@ class Bank:
     net: LocalNetwork
     tables: dict[str, NodeTable]
     applicants: list[str]  # the bank's rows with an empty label
+    segments: Path  # tier and credit-white of every enterprise (synthetic data)
     url: str = ""  # the decision service, once started
 
 
@@ -73,7 +75,8 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bank]:
             time.sleep(0.3)
         assert job.state == "done", job
         tables = load_party_tables({s.name: s.data for s in specs}, "bank")
-        yield Bank(net=net, tables=tables, applicants=applicants)
+        yield Bank(net=net, tables=tables, applicants=applicants,
+                   segments=synth.segments_path)
 
 
 def test_unlabelled_rows_are_counted_and_never_aligned_or_trained_on(bank: Bank) -> None:
@@ -101,6 +104,45 @@ def test_applicants_without_a_label_are_scored_like_the_plaintext_model(bank: Ba
     got = np.asarray([d.probability for d in decisions])
     assert np.abs(got - expected).max() < 1e-4
     assert all(d.reasons != ("no history at this bank",) for d in decisions)  # rows of ours
+
+
+def test_the_model_report_scores_the_validation_rows_and_compares_the_applicants(
+        bank: Bank, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedcredit.cli.app import app
+    from models.vlr.label import split_positions
+
+    job = bank.net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id="tr"), timeout=30)
+    metrics = json.loads(job.metrics_json)
+    out = tmp_path / "report"
+
+    result = CliRunner().invoke(app, [
+        "report", metrics["model_id"], "--bank", "bank", "--consent", "validation-2026-q4",
+        "--config", str(bank.net.config_path("bank")), "--segments", str(bank.segments),
+        "--out", str(out), "--json"])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    labelled = bank.tables["bank"].rows - APPLICANTS
+    _, validation = split_positions(labelled, VlrConfig(batch_size=256, max_epochs=2))
+    assert report["rows"] == validation.size and "held out" in report["rows_note"]
+    # the same rows and model the job validated once at its end, now through joint scoring
+    final = metrics["history"][-1]
+    assert report["auc"] == pytest.approx(final["auc"], abs=2e-3)
+    assert report["ks"] == pytest.approx(final["ks"], abs=2e-2)
+    assert set(report["segments"]["tier"]) <= {"1", "2", "3"}
+    assert set(report["segments"]["credit_white"]) <= {"0", "1"}
+    stability = report["stability"]
+    assert report["population_source"] == "the bank's unlabelled applicants"
+    assert stability["population_rows"] == APPLICANTS and stability["psi"] >= 0
+    page = (out / "report.html").read_text()
+    assert json.loads((out / "report.json").read_text())["auc"] == report["auc"]
+    assert page.count('class="plotly-graph-div"') == 6
+    ids = bank.tables["bank"].ids
+    assert not any(i in page or i in result.stdout for i in ids)  # aggregates only
+    log = (bank.net.workdir / "state" / "core" / "audit.jsonl").read_text().splitlines()
+    assert any(json.loads(line).get("purpose") == "model validation" for line in log)
 
 
 # the decision service -----------------------------------------------------------------------

@@ -216,3 +216,21 @@ def test_no_lookup_table_threshold_crosses_the_wire(scoring: Setup) -> None:
     fractional = [t for t in thresholds if np.isfinite(t) and t != np.round(t)]
     assert fractional
     assert not [t for t in fractional if np.asarray(t, "<f8").tobytes() in blob]
+
+
+def test_the_model_report_of_trees_carries_ks_and_says_it_is_in_sample(scoring: Setup) -> None:
+    from fedcredit.report.bank import ReportRequest, bank_report
+
+    net, _, tables, scorer = scoring
+    job = net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id=JOB), timeout=30)
+    metrics = json.loads(job.metrics_json)
+    assert metrics["ks"] is not None and 0 < metrics["ks"] < 1  # was null before reports
+
+    report = bank_report(scorer, ReportRequest(consent="validation-sbt"))
+
+    assert "in-sample" in report["rows_note"]
+    assert report["rows"] == tables["bank"].training_view().rows
+    # the leaves the joint scoring reaches are the training margins' leaves: the same figures
+    assert report["auc"] == pytest.approx(metrics["auc"], abs=1e-9)
+    assert report["ks"] == pytest.approx(metrics["ks"], abs=1e-9)
+    assert report["stability"] is None and "no scoring population" in report["stability_note"]

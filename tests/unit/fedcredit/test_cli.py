@@ -14,7 +14,7 @@ from fedcredit.cli.exit_codes import ExitCode
 COMMANDS = [
     [], ["pki", "init"], ["node", "serve"], ["coordinator", "serve"], ["nodes"], ["align"],
     ["jobs"], ["jobs", "resume"], ["models"], ["train", "vlr"], ["train", "sbt"],
-    ["train", "hfl"], ["score"], ["data", "synth"], ["bench", "psi"], ["bench", "vlr"],
+    ["train", "hfl"], ["score"], ["report"], ["data", "synth"], ["bench", "psi"], ["bench", "vlr"],
     ["bench", "sbt"], ["bench", "score"], ["bench", "hfl"], ["audit", "verify"], ["demo"],
     ["help", "exit-codes"],
 ]

@@ -12,6 +12,7 @@ import pytest
 from common.errors import ProtocolError
 from crypto.he import BFV_SUITE, PlainTwin, SbtSuite, unpack_frames
 from fedcredit.bench.vlr import synthetic_vertical
+from models.metrics import ks
 from models.sbt import FeatureAlignment, SbtConfig, StepKey
 from models.sbt.centralized import train_pooled, train_xgboost
 from models.sbt.codec import (
@@ -108,7 +109,9 @@ def test_encrypted_and_twin_build_the_same_trees(encrypted: Trained, twin: Train
     assert np.array_equal(encrypted.label.margin, twin.label.margin)
     owners = np.concatenate([t.owner for t in encrypted.label.trees])
     assert {0, 1, 2} <= set(owners.tolist())  # L, f1 and f2 all won splits
-    assert encrypted.label.reports[-1].auc > 0.75
+    last = encrypted.label.reports[-1]
+    assert last.auc > 0.75
+    assert last.ks == ks(encrypted.label.labels, encrypted.label.margin) and last.ks > 0.3
 
 
 def test_federated_model_equals_training_on_pooled_columns(data: Dataset, twin: Trained) -> None:

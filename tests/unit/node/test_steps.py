@@ -20,6 +20,7 @@ from models.vlr.arbiter import Arbiter
 from node.alignment import FeatureAlignment
 from node.config import NodeConfig
 from node.datasource import NodeTable
+from node.job_record import load_job_record
 from node.state import NodeState
 from node.steps import StepHandler
 from proto.fedcredit.v1 import common_pb2
@@ -101,6 +102,10 @@ def test_a_declared_job_runs_through_the_handlers_and_leaves_models_and_checkpoi
     assert '"features": ["c0", "c1", "c2"]' in core_model
     checkpoint = bank.state.state_dir / "jobs" / "job-1" / "checkpoint.npz"
     assert zipfile.is_zipfile(checkpoint)  # versioned .npz, not a pickle
+    record = load_job_record(bank.state.state_dir, "job-1")  # what the bank's report reads
+    assert (record.algorithm, record.label, record.features, record.align_job) == (
+        "vlr", "bank", ["core"], ALIGN)
+    assert record.settings["validation_fraction"] == 0.25 and record.settings["seed"] == 3
 
 
 def test_a_resumed_job_continues_from_the_checkpoint(tmp_path: Path) -> None:
