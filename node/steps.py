@@ -66,6 +66,7 @@ class JobSession:
     label: str
     features: tuple[str, ...]
     sealers: dict[str, Sealer]
+    columns: tuple[str, ...] = ()  # the table's columns in the snapshot the job opened on
     memo: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -112,7 +113,7 @@ class StepHandler:
                       int(header.batch) if step.per_batch else -1, header.step)
         call = Call(key=key, inputs=self._unseal(session, step, header, inputs), extra=extra,
                     me=me, label=session.label, features=session.features, memo=session.memo,
-                    columns=tuple(self.state.table.features))
+                    columns=session.columns)
         outputs: list[Payload] = []
         stored = False
         try:
@@ -193,8 +194,10 @@ class StepHandler:
                                        job=header.job_id)
             sealers[peer.party] = state.sealer_for(public)
         align_job = check_job_id(job.align_job)
-        table = state.training  # the labelled rows at a bank: alignments refer to this view
-        state.alignments.verify(align_job, table.ids, state.party, table.source, job.label)
+        snapshot = state.snapshot()  # the job keeps this one whatever is loaded meanwhile
+        table = snapshot.training  # the labelled rows at a bank: alignments refer to this view
+        state.alignments.verify(align_job, table.ids, state.party, table.source, job.label,
+                                snapshot.version)
         if state.role == "label":
             order = state.alignments.load_order(align_job)
             labels = table.y
@@ -222,9 +225,10 @@ class StepHandler:
             raise ModelFormatError(f"{legacy} was written before checkpoint schema 1 and "
                                    "cannot be read; start the job anew")
         session = JobSession(job_id=header.job_id, algorithm=algo, role=role, label=job.label,
-                             features=tuple(job.features), sealers=sealers)
+                             features=tuple(job.features), sealers=sealers,
+                             columns=tuple(table.features))
         with self._lock:
             self.jobs[header.job_id] = session
         state.audit.append("train.open", job=header.job_id, purpose=algo.purpose,
-                           rows=table.rows)
+                           rows=table.rows, details={"snapshot": snapshot.version})
         return session

@@ -147,7 +147,7 @@ def test_a_repeated_pseudonym_is_refused(node: NodeState) -> None:
 
 def test_the_index_is_kept_and_made_again_for_a_new_key(node: NodeState) -> None:
     scoring = Scoring(node)
-    rows = scoring.index.current(KEY.key_id)
+    rows = scoring.index.current(KEY.key_id, node.table.ids)
     expected, _ = pseudonyms_for(IDS[:8], _evaluate)
     assert rows == {expected[16 * k:16 * (k + 1)]: k for k in range(8)}
     assert scoring.index.path.stat().st_mode & 0o777 == 0o600
@@ -157,11 +157,11 @@ def test_the_index_is_kept_and_made_again_for_a_new_key(node: NodeState) -> None
         calls.append(len(points))
         return _evaluate(points)
 
-    assert FeatureScoring(node, evaluate=counted).index.current(KEY.key_id) == rows
+    assert FeatureScoring(node, evaluate=counted).index.current(KEY.key_id, node.table.ids) == rows
     assert not calls  # after a restart: read from disk, not evaluated again
     other = PseudonymKey(bytes(range(2, 34)))
     fresh = FeatureScoring(node, evaluate=lambda p: (other.evaluate(p), other.key_id))
-    assert set(fresh.index.current(other.key_id)).isdisjoint(rows)
+    assert set(fresh.index.current(other.key_id, node.table.ids)).isdisjoint(rows)
 
 
 def test_no_consent_is_refused_and_logged(node: NodeState) -> None:
