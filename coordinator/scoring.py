@@ -56,6 +56,7 @@ from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 log = logging.getLogger(__name__)
 
 SCORE_DEADLINE_S = 120.0
+MAX_SNAPSHOT_BYTES = 64  # a node's data snapshot version in its answer
 DAILY_EVALUATIONS = 5_000_000  # default: pseudonym points one node may have evaluated a day
 T = TypeVar("T")
 
@@ -299,6 +300,10 @@ class ScoringRelay:
         yield from chunked(pack_frames(sums), lambda c: coordinator_pb2.ScoreReply(sums=c))
         yield from chunked(combined, lambda c: coordinator_pb2.ScoreReply(model_sum=c))
         yield from chunked(refused, lambda c: coordinator_pb2.ScoreReply(refused_budget=c))
+        for name, answer in answers.items():  # which data snapshot each node answered from
+            if answer["snapshot"]:
+                yield coordinator_pb2.ScoreReply(snapshot=coordinator_pb2.NodeSnapshotVersion(
+                    party=name, version=answer["snapshot"].decode(errors="replace")))
 
     def _partial_call(self, name: str, header: node_pb2.ScorePartialHeader, sealed: bytes,
                       model_request: bytes) -> Callable[[], dict[str, bytes]]:
@@ -314,7 +319,8 @@ class ScoringRelay:
             replies = stub.ScorePartial(messages(), timeout=SCORE_DEADLINE_S)
             answer, _ = read_chunks(replies, {"partials": MAX_PART_BYTES,
                                               "model_part": MAX_PART_BYTES,
-                                              "refused_budget": (header.ids + 7) // 8},
+                                              "refused_budget": (header.ids + 7) // 8,
+                                              "snapshot": MAX_SNAPSHOT_BYTES},
                                     exact=False)
             return answer
 

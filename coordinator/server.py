@@ -95,6 +95,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.anchoring.deposit(request, peer_party(context))
 
+    @rpc_method("Coordinator.ReloadNode", log, _operators)
+    def ReloadNode(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.core.reload_node(request)
+
     @rpc_method("Coordinator.ListAnchors", log, _operators)
     def ListAnchors(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.core.anchoring.list(request.party)

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel
 
 from common.audit import AuditLog
-from common.errors import DataValidationError, ProtocolError, TrustError
+from common.errors import DataValidationError, PeerUnavailable, ProtocolError, TrustError
 from common.ids import check_job_id
 from common.production import refuse_in_production
 from common.tls import TlsFiles
@@ -41,6 +41,7 @@ from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 log = logging.getLogger(__name__)
 
 ROLE_NAMES = {common_pb2.ROLE_LABEL: "label", common_pb2.ROLE_FEATURE: "feature"}
+RELOAD_DEADLINE_S = 600.0  # a node re-reads and validates its whole table
 
 
 class Coordinator:
@@ -70,6 +71,10 @@ class Coordinator:
             PseudonymKey.load_or_create(config.state_dir / "pseudonym.key"),
             daily_evaluations=config.pseudonym_evaluations_per_day, workers=PsiWorkers())
         self._cancels: dict[str, threading.Event] = {}  # running training jobs' cancel flags
+        # Each node's data snapshot status, as its last registration, heartbeat or reload said:
+        # live status, not a record (a restarted coordinator has it again within a heartbeat).
+        self._snapshots: dict[str, common_pb2.DataSnapshot] = {}
+        self._snapshots_lock = threading.Lock()
         self.anchoring = Anchoring("coordinator", self.store, self.audit, self.clients, self.tls)
         for job in self.store.jobs():
             if job.state == "running":  # the coordinator stopped while the job ran
@@ -108,6 +113,7 @@ class Coordinator:
         if not request.endpoint or ":" not in request.endpoint:
             raise ProtocolError(f"endpoint {request.endpoint!r} is not host:port")
         now = time.time()
+        self._keep_snapshot(party, info.snapshot)
         schema = json_format.MessageToDict(info.schema, preserving_proto_field_name=True)
         record = NodeRecord(
             party=party, role=ROLE_NAMES[info.role], endpoint=request.endpoint, rows=info.rows,
@@ -136,8 +142,34 @@ class Coordinator:
                 party=record.party,
                 role=common_pb2.ROLE_LABEL if record.role == "label" else common_pb2.ROLE_FEATURE,
                 endpoint=record.endpoint, health=health, rows=record.rows, schema=schema,
-                registered_at_unix=int(record.registered_at)))
+                registered_at_unix=int(record.registered_at),
+                snapshot=self._snapshot_of(record.party)))
         return coordinator_pb2.ListNodesResponse(nodes=out)
+
+    def _keep_snapshot(self, party: str, snapshot: common_pb2.DataSnapshot) -> None:
+        with self._snapshots_lock:
+            self._snapshots[party] = snapshot
+
+    def _snapshot_of(self, party: str) -> common_pb2.DataSnapshot | None:
+        with self._snapshots_lock:
+            return self._snapshots.get(party)
+
+    def reload_node(self, request: coordinator_pb2.ReloadNodeRequest) -> node_pb2.ReloadDataReply:
+        """Have a registered node re-read its data source now; its answer says what happened."""
+        record = self.store.node(request.party)
+        if record is None:
+            raise ProtocolError(f"no node {request.party!r} is registered (see `fedcredit nodes`)")
+        try:
+            reply: node_pb2.ReloadDataReply = self.clients.get(record).stub.ReloadData(
+                node_pb2.ReloadDataRequest(), timeout=RELOAD_DEADLINE_S)
+        except grpc.RpcError as err:
+            raise PeerUnavailable(f"node {record.party} at {record.endpoint} did not reload: "
+                                  f"{err.code().name}: {err.details()}") from None
+        self._keep_snapshot(record.party, reply.snapshot)
+        self.audit.append("node.reload", peer=record.party, purpose="data refresh",
+                          details={"outcome": reply.outcome,
+                                   "version": reply.snapshot.version})
+        return reply
 
     # alignment ------------------------------------------------------------------------------
     def align(self, request: coordinator_pb2.AlignRequest,

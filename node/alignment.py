@@ -38,15 +38,21 @@ class TableFingerprint(BaseModel):
     schema_version: int = 1
     rows: int
     sha256: str
+    snapshot: str = ""
+    """The node's snapshot version the alignment was made on (empty before live data)."""
 
     @classmethod
-    def of(cls, ids: Sequence[str]) -> TableFingerprint:
+    def of(cls, ids: Sequence[str], snapshot: str = "") -> TableFingerprint:
         """SHA-256 over the ids, each prefixed by its UTF-8 length, so any reorder changes it."""
         encoded = [ident.encode() for ident in ids]
         digest = hashlib.sha256(b"fedcredit.table-ids.v1\0")
         digest.update(np.asarray([len(e) for e in encoded], dtype="<u4").tobytes())
         digest.update(b"".join(encoded))
-        return cls(rows=len(encoded), sha256=digest.hexdigest())
+        return cls(rows=len(encoded), sha256=digest.hexdigest(), snapshot=snapshot)
+
+    def same_table(self, other: TableFingerprint) -> bool:
+        """Whether both describe the same ids in the same order (whatever the snapshots)."""
+        return (self.rows, self.sha256) == (other.rows, other.sha256)
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,12 @@ class AlignmentStore:
     def save_label(self, job_id: str, peer: str, peer_rows: np.ndarray) -> None:
         _atomic_save(self._dir(job_id) / f"peer-{_safe(peer)}.npy", peer_rows.astype(np.int64))
 
-    def save_fingerprint(self, job_id: str, ids: Sequence[str]) -> None:
+    def save_fingerprint(self, job_id: str, ids: Sequence[str], snapshot: str = "") -> None:
         """Record which table (ids in order) this job's alignment refers to; a job id reused
         for another table is refused, since its other files refer to the first."""
         path = self._dir(job_id) / "table.json"
-        found = TableFingerprint.of(ids)
-        if path.exists() and self._fingerprint(path) != found:
+        found = TableFingerprint.of(ids, snapshot)
+        if path.exists() and not self._fingerprint(path).same_table(found):
             raise AlignmentStale(f"alignment {job_id} was made on another version of this "
                                  "table; align again under a new job id")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,9 +122,10 @@ class AlignmentStore:
         os.replace(tmp, path)
 
     def verify(self, job_id: str, ids: Sequence[str], who: str, source: str,
-               label: str) -> None:
+               label: str, snapshot: str = "") -> None:
         """Refuse to train on an alignment that is missing, predates fingerprints, or was
-        made on another version of the table (`who`/`source`/`label` name it for the fix)."""
+        made on another version of the table (`who`/`source`/`label` name it for the fix;
+        `snapshot` is the version loaded now, named when a newer one replaced the aligned)."""
         folder = self._dir(job_id)
         fix = (f"re-run `fedcredit align --label {label} --job-id NEW` and train on the new "
                "alignment")
@@ -129,9 +136,14 @@ class AlignmentStore:
             raise AlignmentStale(f"{who}: alignment {job_id} was saved without a fingerprint "
                                  f"of table {source} (before this version), so it cannot be "
                                  f"checked against the table; {fix}")
-        if self._fingerprint(path) != TableFingerprint.of(ids):
-            raise AlignmentStale(f"{who}: table {source} changed since alignment {job_id} "
-                                 f"(rows reordered, added, removed or re-exported); {fix}")
+        stored = self._fingerprint(path)
+        if not stored.same_table(TableFingerprint.of(ids)):
+            newer = (f": a newer data snapshot ({snapshot}) was loaded than the one it was "
+                     f"made on ({stored.snapshot})"
+                     if snapshot and stored.snapshot and snapshot != stored.snapshot else "")
+            raise AlignmentStale(f"{who}: table {source} changed since alignment {job_id}"
+                                 f"{newer} (rows reordered, added, removed or re-exported); "
+                                 f"{fix}")
 
     @staticmethod
     def _fingerprint(path: Path) -> TableFingerprint:

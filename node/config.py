@@ -69,6 +69,9 @@ class DataConfig(BaseModel):
     id_format: Literal["uscc", "any"] = "uscc"
     base_dir: Path | None = Field(default=None, exclude=True)
     """Folder relative file names in ``query`` are looked up in; set by load_node_config."""
+    refresh_seconds: float = Field(default=0.0, ge=0)
+    """Seconds between re-reads of the source (0: never; `fedcredit nodes reload` still works).
+    A file is read again only when it changed; a SQL query runs again every time."""
 
     @field_validator("id_column")
     @classmethod

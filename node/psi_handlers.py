@@ -43,13 +43,14 @@ def blind_own(request: node_pb2.PsiBlindOwnRequest,
     peer_public = state.verify_peer(_peer_key_from_wire(request.peer),  # type: ignore[arg-type]
                                     job=job_id)
     engine: LabelPsi | FeaturePsi
-    table = state.training  # a bank aligns its labelled rows only: applicants are not trained on
+    snapshot = state.snapshot()  # the whole alignment uses this one, whatever loads meanwhile
+    table = snapshot.training  # a bank aligns its labelled rows only: applicants not trained on
     if state.role == "label":
         engine = LabelPsi(table.ids, job_id, state.workers)
     else:
         engine = FeaturePsi(table.ids, job_id, state.workers)
     session = PsiSession(job_id=job_id, peer=request.peer.party, mode=request.mode, engine=engine,
-                         sealer=state.sealer_for(peer_public))
+                         sealer=state.sealer_for(peer_public), snapshot=snapshot)
     state.put_session(session)
     state.audit.append("psi.start", job=job_id, peer=session.peer, purpose="alignment",
                        rows=table.rows)
@@ -118,8 +119,8 @@ def intersect(chunks: Iterable[common_pb2.SealedChunk],
         raise ProtocolError(f"received {next_index[DOUBLE]} double-blinded chunks, "
                             f"sent {session.sent_chunks}")
     own_rows, peer_indices = session.engine.matches()
-    table = state.training
-    state.alignments.save_fingerprint(session.job_id, table.ids)
+    table = session.snapshot.training
+    state.alignments.save_fingerprint(session.job_id, table.ids, session.snapshot.version)
     order = state.alignments.job_order(session.job_id, table.rows)
     state.alignments.save_label(session.job_id, session.peer, np.sort(own_rows))
     size = len(own_rows)
@@ -193,7 +194,8 @@ def accept(requests: Iterable[node_pb2.PsiAcceptRequest], state: NodeState) -> n
         if len(pos) and (pos.min() < 0 or pos.max() >= n_rows or len(np.unique(pos)) != len(pos)):
             raise ProtocolError("reply positions are out of range or repeated")
         own_rows = session.engine.resolve_rows(peer_indices)
-        state.alignments.save_fingerprint(session.job_id, state.training.ids)
+        state.alignments.save_fingerprint(session.job_id, session.snapshot.training.ids,
+                                          session.snapshot.version)
         state.alignments.save_feature(session.job_id, FeatureAlignment(
             n_rows=n_rows, positions=pos, own_rows=own_rows))
     state.audit.append("psi.accept", job=session.job_id, peer=session.peer, purpose="alignment",
@@ -201,4 +203,5 @@ def accept(requests: Iterable[node_pb2.PsiAcceptRequest], state: NodeState) -> n
     state.end_session(session.job_id, session.peer)
     state.anchors.deposit_soon()
     return node_pb2.PsiSummary(job_id=session.job_id, peer=session.peer,
-                               own_rows=state.training.rows, intersection_size=size)
+                               own_rows=session.snapshot.training.rows,
+                               intersection_size=size)

@@ -1,10 +1,12 @@
 """The node's record at the coordinator: register with progress and named causes, then a heartbeat
-that registers again when the coordinator lost the record."""
+that registers again when the coordinator lost the record and brings it the node's data snapshot
+status (at once when a reload changed it)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import grpc
 
@@ -23,16 +25,22 @@ TRUST_KINDS = ("untrusted", "rejected", "name")
 
 
 class Registration:
-    """Registers ``info`` at ``endpoint`` with the coordinator named in the node's config."""
+    """Registers ``info()`` (made anew for every call: the snapshot status changes) at
+    ``endpoint`` with the coordinator named in the node's config."""
 
-    def __init__(self, state: NodeState, info: common_pb2.NodeInfo, endpoint: str,
+    def __init__(self, state: NodeState, info: Callable[[], common_pb2.NodeInfo], endpoint: str,
                  stop: threading.Event, source: str = "the node config") -> None:
         self.state = state
         self.address = state.config.coordinator
         self.source = source
         self.stop = stop
-        self.request = coordinator_pb2.RegisterNodeRequest(endpoint=endpoint, info=info)
+        self.info = info
+        self.endpoint = endpoint
         self.registered_at = 0
+
+    @property
+    def request(self) -> coordinator_pb2.RegisterNodeRequest:
+        return coordinator_pb2.RegisterNodeRequest(endpoint=self.endpoint, info=self.info())
 
     def _call(self) -> coordinator_pb2.RegisterNodeResponse:
         channel = secure_channel(self.address, self.state.tls, COORDINATOR_NAME)
@@ -104,10 +112,16 @@ class Registration:
                                 rows=self.state.table.rows)
 
     def keep_registered(self, interval: float) -> None:
-        """Until stopped: every ``interval`` s register again (a no-op for a coordinator that
-        knows us); log once when the coordinator is lost, back, or had lost our record."""
+        """Until stopped: every ``interval`` s, and at once when the data snapshot status
+        changed, register again (a no-op for a coordinator that knows us, but for the status);
+        log once when the coordinator is lost, back, or had lost our record."""
         lost = False
-        while not self.stop.wait(interval):
+        changed = self.state.live.changed
+        while True:
+            changed.wait(interval)
+            changed.clear()
+            if self.stop.is_set():
+                return
             try:
                 reply = self._call()
             except grpc.RpcError as err:

@@ -14,6 +14,7 @@ from common.parts import read_step, write_step
 from common.rpc import rpc_method
 from common.tls import new_server
 from node import psi_handlers
+from node.data_handlers import reload_data, snapshot_status
 from node.registration import COORDINATOR_NAME, Registration
 from node.scoring.feature import FeatureScoring
 from node.state import NodeState
@@ -77,9 +78,14 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.state.anchors.receive(request)
 
+    @rpc_method("Node.ReloadData", log, _coordinator_only)
+    def ReloadData(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return reload_data(request, self.state)
+
 
 def node_info(state: NodeState) -> common_pb2.NodeInfo:
-    """Identity, role, rows and schema of this node; never a value from its table."""
+    """Identity, role, rows, schema and data snapshot of this node; never a value from its
+    table."""
     table = state.table
     data = state.config.data
     schema = common_pb2.TableSchema(
@@ -92,7 +98,7 @@ def node_info(state: NodeState) -> common_pb2.NodeInfo:
     return common_pb2.NodeInfo(
         party=state.party,
         role=common_pb2.ROLE_LABEL if state.role == "label" else common_pb2.ROLE_FEATURE,
-        rows=table.rows, schema=schema, version=VERSION,
+        rows=table.rows, schema=schema, version=VERSION, snapshot=snapshot_status(state.live),
         key=common_pb2.PeerKey(party=key.party, cert_pem=key.cert_pem,
                                sealing_public_key=key.sealing_pk, signature=key.signature),
     )
@@ -122,13 +128,16 @@ def serve(state: NodeState, source: str = "the node config") -> None:
 
     def _stop(signum: int, frame: object) -> None:
         stop.set()
+        state.live.changed.set()  # wakes the heartbeat at once
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     threading.Thread(target=state.anchors.every, args=(state.config.anchor_seconds, stop.wait),
                      name="anchor-timer", daemon=True).start()
+    threading.Thread(target=state.live.every, args=(state.config.data.refresh_seconds, stop.wait),
+                     name="data-refresh", daemon=True).start()
     try:
-        registration = Registration(state, node_info(state), endpoint, stop, source)
+        registration = Registration(state, lambda: node_info(state), endpoint, stop, source)
         if registration.register():
             registration.keep_registered(state.config.heartbeat_seconds)
     finally:

@@ -19,6 +19,7 @@ from node.alignment import AlignmentStore
 from node.anchoring import NodeAnchors
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
+from node.snapshot import LiveTable, Snapshot, snapshot_key
 from node.trust import verify_pinned
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class PsiSession:
     mode: int
     engine: Any  # crypto.psi.LabelPsi or FeaturePsi
     sealer: seal.Sealer
+    snapshot: Snapshot  # the table the alignment is made on, whatever is loaded meanwhile
     started: float = field(default_factory=time.monotonic)
     sent_chunks: int = 0
 
@@ -48,8 +50,6 @@ class NodeState:
         self.config = config
         self.party = config.party
         self.role = config.role
-        self.table = table
-        self.training = table.training_view()  # alignment and training: labelled rows only
         self.insecure = insecure
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +62,8 @@ class NodeState:
         self.ca_pem: bytes | None = None
         self.peer_key = self._own_peer_key()
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
+        self.live = LiveTable(config.data, config.role, snapshot_key(self.state_dir),
+                              self.audit, table)
         if self.tls is not None and not config.trust.peers:
             log.warning("[trust] peers pins no certificate: %s will refuse every peer's sealing "
                         "key (pin them with `fedcredit pki fingerprint`)", self.party)
@@ -70,6 +72,20 @@ class NodeState:
         self.workers = PsiWorkers()
         self._sessions: dict[tuple[str, str], PsiSession] = {}
         self._lock = threading.Lock()
+
+    @property
+    def table(self) -> NodeTable:
+        """The current snapshot's table (take `snapshot()` once for a whole request)."""
+        return self.live.current().table
+
+    @property
+    def training(self) -> NodeTable:
+        """The current snapshot's training view: labelled rows only at a bank."""
+        return self.live.current().training
+
+    def snapshot(self) -> Snapshot:
+        """The current snapshot: a request or a job keeps the one it took."""
+        return self.live.current()
 
     @classmethod
     def from_config(cls, config: NodeConfig, *, insecure: bool = False) -> NodeState:

@@ -68,6 +68,7 @@ class JobSession:
     features: tuple[str, ...]
     sealers: dict[str, Sealer]
     record: JobRecord | None = None  # saved beside the model when the node stores it
+    columns: tuple[str, ...] = ()  # the table's columns in the snapshot the job opened on
     memo: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,7 +115,7 @@ class StepHandler:
                       int(header.batch) if step.per_batch else -1, header.step)
         call = Call(key=key, inputs=self._unseal(session, step, header, inputs), extra=extra,
                     me=me, label=session.label, features=session.features, memo=session.memo,
-                    columns=tuple(self.state.table.features))
+                    columns=session.columns)
         outputs: list[Payload] = []
         stored = False
         try:
@@ -197,8 +198,10 @@ class StepHandler:
                                        job=header.job_id)
             sealers[peer.party] = state.sealer_for(public)
         align_job = check_job_id(job.align_job)
-        table = state.training  # the labelled rows at a bank: alignments refer to this view
-        state.alignments.verify(align_job, table.ids, state.party, table.source, job.label)
+        snapshot = state.snapshot()  # the job keeps this one whatever is loaded meanwhile
+        table = snapshot.training  # the labelled rows at a bank: alignments refer to this view
+        state.alignments.verify(align_job, table.ids, state.party, table.source, job.label,
+                                snapshot.version)
         if state.role == "label":
             order = state.alignments.load_order(align_job)
             labels = table.y
@@ -229,9 +232,10 @@ class StepHandler:
                            features=list(job.features), align_job=align_job,
                            settings=settings.model_dump(mode="json"))
         session = JobSession(job_id=header.job_id, algorithm=algo, role=role, label=job.label,
-                             features=tuple(job.features), sealers=sealers, record=record)
+                             features=tuple(job.features), sealers=sealers, record=record,
+                             columns=tuple(table.features))
         with self._lock:
             self.jobs[header.job_id] = session
         state.audit.append("train.open", job=header.job_id, purpose=algo.purpose,
-                           rows=table.rows)
+                           rows=table.rows, details={"snapshot": snapshot.version})
         return session

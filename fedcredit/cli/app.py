@@ -11,7 +11,7 @@ from fedcredit.cli.data import data_app
 from fedcredit.cli.decide import decide_app
 from fedcredit.cli.demo import demo_cmd
 from fedcredit.cli.help import help_app
-from fedcredit.cli.network import align_cmd, jobs_app, models_cmd, nodes_cmd
+from fedcredit.cli.network import align_cmd, jobs_app, models_cmd, nodes_app
 from fedcredit.cli.node import node_app
 from fedcredit.cli.pki import pki_app
 from fedcredit.cli.report import report_cmd
@@ -24,7 +24,7 @@ app = typer.Typer(help="fedcredit: federated credit assessment for supply-chain 
 app.add_typer(pki_app, name="pki")
 app.add_typer(node_app, name="node")
 app.add_typer(coordinator_app, name="coordinator")
-app.command("nodes")(nodes_cmd)
+app.add_typer(nodes_app, name="nodes")
 app.command("align")(align_cmd)
 app.add_typer(jobs_app, name="jobs")
 app.command("models")(models_cmd)

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from rich.table import Table
 
 from common.errors import ProtocolError
+from fedcredit.cli.exit_codes import ExitCode
 from fedcredit.cli.operator import (
     DEFAULT_COORDINATOR,
     CoordinatorOpt,
@@ -28,16 +29,22 @@ from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
 
 jobs_app = typer.Typer(help="Jobs: list, show, resume, cancel, delete.",
                        invoke_without_command=True)
+nodes_app = typer.Typer(help="Nodes: list (with their data snapshots), reload a node's data.",
+                        invoke_without_command=True)
 
 
+@nodes_app.callback()
 def nodes_cmd(
+    ctx: typer.Context,
     coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
     pki: PkiOpt = Path("pki"),
     identity: IdentityOpt = "operator",
     insecure: InsecureOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Registered nodes: name, role, health, rows and schema (never data)."""
+    """Registered nodes: name, role, health, rows, schema and data snapshot (never data)."""
+    if ctx.invoked_subcommand is not None:
+        return
     stub = coordinator_stub(coordinator, pki, identity, insecure)
     reply = guarded(lambda: stub.ListNodes(coordinator_pb2.ListNodesRequest(), timeout=30))
     if as_json:
@@ -45,7 +52,7 @@ def nodes_cmd(
                    for n in reply.nodes])
         return
     table = Table(title="nodes")
-    for column in ("party", "role", "health", "rows", "endpoint", "features"):
+    for column in ("party", "role", "health", "rows", "endpoint", "features", "snapshot"):
         table.add_column(column)
     for n in reply.nodes:
         role = common_pb2.Role.Name(n.role).removeprefix("ROLE_").lower()
@@ -54,8 +61,43 @@ def nodes_cmd(
         rows = f"{n.rows:,}" + (f" ({n.schema.unlabelled_rows:,} unlabelled)"
                                  if n.schema.unlabelled_rows else "")
         table.add_row(n.party, role, f"[{health_style}]{n.health}[/]", rows, n.endpoint,
-                      features)
+                      features, _snapshot_text(n.snapshot))
     console.print(table)
+
+
+def _snapshot_text(snapshot: common_pb2.DataSnapshot) -> str:
+    """Version and load time, and the last refused reload in red."""
+    if not snapshot.version:
+        return ""
+    loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.loaded_at_unix))
+    text = f"{snapshot.version} (loaded {loaded})"
+    if snapshot.refused_reason:
+        refused = time.strftime("%H:%M:%S", time.localtime(snapshot.refused_at_unix))
+        text += f"\n[red]refused at {refused}: {snapshot.refused_reason}[/]"
+    return text
+
+
+@nodes_app.command("reload")
+def reload_cmd(
+    party: Annotated[str, typer.Argument(help="The node to reload.")],
+    coordinator: CoordinatorOpt = DEFAULT_COORDINATOR,
+    pki: PkiOpt = Path("pki"),
+    identity: IdentityOpt = "operator",
+    insecure: InsecureOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Have a node re-read its data source now, validated like at start-up; a bad table is
+    refused and the node keeps serving its current snapshot."""
+    stub = coordinator_stub(coordinator, pki, identity, insecure)
+    reply = guarded(lambda: stub.ReloadNode(coordinator_pb2.ReloadNodeRequest(party=party),
+                                            timeout=660))
+    if as_json:
+        emit_json(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+    else:
+        style = {"loaded": "green", "refused": "red"}.get(reply.outcome, "yellow")
+        console.print(f"{reply.party}: [{style}]{reply.outcome}[/] - {reply.message}")
+    if reply.outcome == "refused":
+        raise typer.Exit(code=int(ExitCode.INVALID_DATA))
 
 
 def align_cmd(

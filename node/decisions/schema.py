@@ -76,3 +76,6 @@ class DecisionOut(BaseModel):
     inputs: Inputs
     created_at: dt.datetime
     elapsed_ms: float
+    snapshots: dict[str, str] = {}
+    """The data snapshot version each party's part came from (the bank's table, each feature
+    node that answered); empty in records made before live data."""

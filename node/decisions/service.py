@@ -119,4 +119,4 @@ def _result(d: Decision) -> dict[str, Any]:
     pd = None if np.isnan(d.probability) or d.outcome == "refused" else d.probability
     return {"outcome": d.outcome, "pd": pd, "score": d.score, "grade": d.grade,
             "credit_line": d.credit_line, "reason_codes": list(d.reasons), "reason": d.reason,
-            "parties_covering": d.parties_covering}
+            "parties_covering": d.parties_covering, "snapshots": dict(d.snapshots)}

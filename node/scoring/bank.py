@@ -58,6 +58,7 @@ from node.datasource import NodeTable, load_table
 from node.policy import CreditPolicy
 from node.scoring.index import pseudonyms_for
 from node.scoring.pseudonym_cache import PseudonymCache
+from node.snapshot import snapshot_key, snapshot_version
 from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -67,6 +68,8 @@ NO_HISTORY = ("no history at this bank",)
 
 
 Features = Mapping[str, float | None]
+Versions = tuple[tuple[str, str], ...]
+MAX_NODES = 64  # snapshot versions read from one answer
 """An applicant's bank-side values by feature name (None: missing), overriding the table's."""
 
 NOBODY_HOLDS = "no party holds this enterprise"
@@ -93,6 +96,8 @@ class Decision:
     reasons: tuple[str, ...]
     outcome: str = "decided"
     reason: str = ""
+    snapshots: tuple[tuple[str, str], ...] = ()
+    """(party, data snapshot version) of the bank's table and of each feature node that answered."""
 
 
 class BankScorer:
@@ -110,6 +115,7 @@ class BankScorer:
         self.party = config.party
         self.policy = policy
         self.table = table or load_table(config.data, "label")
+        self.version = snapshot_version(self.table, snapshot_key(Path(config.state_dir)))
         self.state_dir = Path(config.state_dir)
         self.tls = None if insecure else TlsFiles(ca=config.tls.ca, cert=config.tls.cert,
                                                   key=config.tls.key)
@@ -241,7 +247,7 @@ class BankScorer:
             self.job, self.party, node, number)) for node, sealer in self.sealers.items()}
 
     def _call(self, header: coordinator_pb2.ScoreRequestHeader, sealed: dict[str, bytes],
-              model_request: bytes) -> dict[str, bytes]:
+              model_request: bytes) -> tuple[dict[str, bytes], Versions]:
         def messages() -> Iterator[coordinator_pb2.ScoreRequest]:
             yield coordinator_pb2.ScoreRequest(header=header)
             for node, blob in sealed.items():
@@ -252,9 +258,11 @@ class BankScorer:
                                lambda c: coordinator_pb2.ScoreRequest(model_request=c))
 
         replies = self.stub.Score(messages(), timeout=SCORE_DEADLINE_S)
-        fields, _ = read_chunks(replies, {"sums": MAX_PART_BYTES, "model_sum": MAX_PART_BYTES,
-                                          "refused_budget": (header.ids + 7) // 8}, exact=False)
-        return fields
+        fields, items = read_chunks(replies, {"sums": MAX_PART_BYTES,
+                                              "model_sum": MAX_PART_BYTES,
+                                              "refused_budget": (header.ids + 7) // 8},
+                                    exact=False, items={"snapshot": MAX_NODES})
+        return fields, tuple((v.party, v.version) for v in items["snapshot"])
 
     def own_inputs(self, ids: Sequence[str], features: Sequence[Features | None] | None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -323,7 +331,7 @@ class BankScorer:
         with self._he_lock:
             model_request = self.part.request(number, own_rows, present)
 
-        def ask() -> dict[str, bytes]:
+        def ask() -> tuple[dict[str, bytes], Versions]:
             nonlocal pseudonyms, key_id
             if key_id != self.cache.key_id:  # another request found the coordinator's new key
                 pseudonyms, key_id = self._pseudonyms_under_key(ids)
@@ -341,7 +349,7 @@ class BankScorer:
         try:
             while True:
                 try:
-                    reply = ask()
+                    reply, versions = ask()
                     break
                 except grpc.RpcError as err:
                     details = err.details() or ""
@@ -374,7 +382,8 @@ class BankScorer:
         coverage = (covered + present).astype(int)
         return [_decision(ids[k], float(probability[k]), float(scores[k]),
                           self.policy.grades[grades[k]].grade, float(lines[k]),
-                          int(coverage[k]), reasons[k], bool(refused[k]))
+                          int(coverage[k]), reasons[k], bool(refused[k]),
+                          ((self.party, self.version), *versions))
                 for k in range(len(ids))]
 
     def _reasons(self, weights: np.ndarray, present: np.ndarray) -> list[tuple[str, ...]]:
@@ -399,18 +408,20 @@ def _bits(bitmap: bytes, n: int) -> np.ndarray:
 
 
 def _decision(ident: str, probability: float, score: float, grade: str, line: float,
-              coverage: int, reasons: tuple[str, ...], refused: bool) -> Decision:
+              coverage: int, reasons: tuple[str, ...], refused: bool,
+              snapshots: Versions = ()) -> Decision:
     """One enterprise's decision: a grade only when some party holds it and nobody refused."""
     if refused:
         return Decision(id=ident, probability=float("nan"), score=None, grade=None,
                         credit_line=None, parties_covering=0, reasons=(), outcome="refused",
-                        reason=REFUSED_BUDGET)
+                        reason=REFUSED_BUDGET, snapshots=snapshots)
     if coverage == 0:
         return Decision(id=ident, probability=probability, score=None, grade=None,
                         credit_line=None, parties_covering=0, reasons=reasons, outcome="refer",
-                        reason=NOBODY_HOLDS)
+                        reason=NOBODY_HOLDS, snapshots=snapshots)
     return Decision(id=ident, probability=probability, score=score, grade=grade,
-                    credit_line=line, parties_covering=coverage, reasons=reasons)
+                    credit_line=line, parties_covering=coverage, reasons=reasons,
+                    snapshots=snapshots)
 
 
 def _write_private(path: Path, data: bytes) -> None:

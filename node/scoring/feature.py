@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import NoReturn
@@ -51,6 +51,7 @@ from node.columns import model_columns
 from node.config import ScoringCaps
 from node.scoring.budget import BudgetBook, Charge
 from node.scoring.index import Evaluate, PseudonymIndex
+from node.snapshot import Snapshot
 from node.state import NodeState
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
 
@@ -63,6 +64,7 @@ class BankSetup:
     part: FeaturePart
     context: ts.Context
     columns: np.ndarray  # this node's table, the model's columns in the model's order
+    snapshot: str  # the data snapshot `columns` were taken from
     cert_pem: bytes  # the bank's certificate, pinned here (empty in insecure mode)
     digest: str  # of the signed set-up: consent records name it
     sealer_public: bytes  # the bank's sealing key, verified against its pinned certificate
@@ -126,7 +128,7 @@ class FeatureScoring:
         signed = pack_frames([request.context, request.model_context, request.setup_signature,
                               public])
         self._load(bank, job, kind, signed, cert_pem)
-        self.index.current(request.pseudonym_key)
+        self.index.current(request.pseudonym_key, self.state.snapshot().table.ids)
         folder = self._dir(bank, job)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "bank.crt").write_bytes(cert_pem)
@@ -158,9 +160,11 @@ class FeatureScoring:
             raise ProtocolError(f"{self.state.party} holds no part of a model trained by job "
                                 f"{job}")
         part = kind.load_feature(folder, job, model_context)
-        columns = model_columns(self.state.table, part.features, party=self.state.party,
+        snapshot = self.state.snapshot()
+        columns = model_columns(snapshot.table, part.features, party=self.state.party,
                                 model=f"the model of job {job}")
-        found = BankSetup(bank=bank, part=part, columns=columns, cert_pem=cert_pem,
+        found = BankSetup(bank=bank, part=part, columns=columns, snapshot=snapshot.version,
+                          cert_pem=cert_pem,
                           context=score_he.load_context(context, private=False),
                           digest=setup_digest(payload), sealer_public=sealer_public)
         with self._lock:
@@ -181,6 +185,17 @@ class FeatureScoring:
             return self._load(bank, job, kind, path.read_bytes(), cert_pem)
         except ProtocolError as err:  # e.g. kept by an older version: the bank sets up again
             raise ProtocolError(f"{not_set_up} (stored set-up unreadable: {err})") from err
+
+    def _on_snapshot(self, setup: BankSetup, job: str, snapshot: Snapshot) -> BankSetup:
+        """The set-up with the model's columns of `snapshot` (taken again after a reload)."""
+        if setup.snapshot == snapshot.version:
+            return setup
+        columns = model_columns(snapshot.table, setup.part.features, party=self.state.party,
+                                model=f"the model of job {job}")
+        found = replace(setup, columns=columns, snapshot=snapshot.version)
+        with self._lock:
+            self.setups[(setup.bank, job)] = found
+        return found
 
     def _stored_cert(self, bank: str, path: Path) -> bytes:
         """The bank's certificate kept with its set-up, if still the one pinned here."""
@@ -254,7 +269,8 @@ class FeatureScoring:
         if not consent:
             self.refuse(job, header, "no consent reference: a scoring request needs the "
                         "enterprise's consent reference")
-        setup = self._setup_for(bank, job, kind)
+        snapshot = self.state.snapshot()  # this request uses this one whole, whatever loads next
+        setup = self._on_snapshot(self._setup_for(bank, job, kind), job, snapshot)
         if not 0 < header.ids <= MAX_SCORE_IDS:
             raise ProtocolError(f"a scoring request names 1 to {MAX_SCORE_IDS} ids, "
                                 f"not {header.ids}")
@@ -272,7 +288,7 @@ class FeatureScoring:
         if len(set(hashed)) != len(hashed):
             self.refuse(job, header, f"{len(hashed) - len(set(hashed))} pseudonym(s) repeated "
                         f"in one request", blob)
-        index = self.index.current(header.pseudonym_key)
+        index = self.index.current(header.pseudonym_key, snapshot.table.ids)
         used = self.budget.count_request(bank)
         if used is not None:
             self.refuse(job, header, f"{bank} has had {used} scoring requests answered today; "
@@ -295,7 +311,9 @@ class FeatureScoring:
         self.state.audit.append(
             "score", job=job, peer=bank, consent=consent, purpose=purpose, rows=len(hashed),
             details={"ids_digest": ids_digest(blob), "covered": int(present.sum()),
-                     "consent_signature": ids_digest(header.consent_signature)})
+                     "consent_signature": ids_digest(header.consent_signature),
+                     "snapshot": snapshot.version})
+        yield node_pb2.ScorePartialReply(snapshot=snapshot.version.encode())
         yield from chunked(partials, lambda c: node_pb2.ScorePartialReply(partials=c))
         yield from chunked(part, lambda c: node_pb2.ScorePartialReply(model_part=c))
         if refused.any():

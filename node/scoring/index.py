@@ -4,7 +4,8 @@ The node blinds the hash of each of its table's ids with a fresh scalar (`crypto
 has the coordinator raise the points to the pseudonym key in calls of at most 65,536 points, and
 unblinds them: the coordinator sees only random points, the node gets its ids' pseudonyms and
 nothing for any other id. The index is kept 0600 in `scoring/pseudonyms.bin` beside the key's id
-and a fingerprint of the table's ids, and made again when either changes.
+and a fingerprint of the table's ids, and made again when either changes (a reloaded snapshot
+with the same ids in the same order keeps it).
 """
 
 from __future__ import annotations
@@ -81,16 +82,21 @@ class PseudonymIndex:
         self.evaluate = evaluate
         self.path = state.state_dir / "scoring" / "pseudonyms.bin"
         self.key_id = ""
+        self.fingerprint = b""
+        self._ids: Sequence[str] | None = None  # the id list `rows` was last checked against
         self.rows: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
-    def current(self, key_id: str) -> dict[bytes, int]:
-        """Our rows by pseudonym under the key named `key_id` (made again if it changed)."""
+    def current(self, key_id: str, ids: Sequence[str]) -> dict[bytes, int]:
+        """Rows of `ids` (the table of the caller's snapshot) by pseudonym under the key named
+        `key_id` (made again if the key or the ids changed)."""
         with self._lock:
-            if key_id and key_id == self.key_id:
-                return self.rows
-            ids = self.state.table.ids
+            if key_id and key_id == self.key_id and ids is self._ids:
+                return self.rows  # the same snapshot's list: no need to hash it again
             fingerprint = table_fingerprint(ids)
+            if key_id and key_id == self.key_id and fingerprint == self.fingerprint:
+                self._ids = ids
+                return self.rows
             blob = self._stored(key_id, fingerprint)
             if blob is None:
                 blob, made_under = pseudonyms_for(ids, self.evaluate, self.state.workers)
@@ -104,6 +110,8 @@ class PseudonymIndex:
             self.rows = {blob[i * PSEUDONYM_BYTES:(i + 1) * PSEUDONYM_BYTES]: i
                          for i in range(len(ids))}
             self.key_id = key_id
+            self.fingerprint = fingerprint
+            self._ids = ids
             return self.rows
 
     def _stored(self, key_id: str, fingerprint: bytes) -> bytes | None:

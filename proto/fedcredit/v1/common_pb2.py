@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fproto/fedcredit/v1/common.proto\x12\x0c\x66\x65\x64\x63redit.v1\"Y\n\x07PeerKey\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x1a\n\x12sealing_public_key\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"C\n\rFeatureSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x15\n\rmissing_share\x18\x03 \x01(\x01\"\x91\x01\n\x0bTableSchema\x12\x11\n\tid_column\x18\x01 \x01(\t\x12\x11\n\tid_format\x18\x02 \x01(\t\x12\x14\n\x0clabel_column\x18\x03 \x01(\t\x12-\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x1b.fedcredit.v1.FeatureSchema\x12\x17\n\x0funlabelled_rows\x18\x05 \x01(\x04\"\xa9\x01\n\x08NodeInfo\x12\r\n\x05party\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.fedcredit.v1.Role\x12\x0c\n\x04rows\x18\x03 \x01(\x04\x12)\n\x06schema\x18\x04 \x01(\x0b\x32\x19.fedcredit.v1.TableSchema\x12\"\n\x03key\x18\x05 \x01(\x0b\x32\x15.fedcredit.v1.PeerKey\x12\x0f\n\x07version\x18\x06 \x01(\t\"t\n\x0bSealedChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.fedcredit.v1.ChunkKind\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0e\n\x06sender\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"r\n\x04Part\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0e\n\x06sealed\x18\x04 \x01(\x08\x12\r\n\x05index\x18\x05 \x01(\r\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"\xa3\x01\n\nStepHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\r\x12\x0b\n\x03key\x18\x06 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12$\n\x05peers\x18\x08 \x03(\x0b\x32\x15.fedcredit.v1.PeerKey\"e\n\x0bStepMessage\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.StepHeaderH\x00\x12\"\n\x04part\x18\x02 \x01(\x0b\x32\x12.fedcredit.v1.PartH\x00\x42\x06\n\x04\x62ody\"u\n\x0b\x41uditAnchor\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nentry_hash\x18\x03 \x01(\t\x12\x11\n\ttime_unix\x18\x04 \x01(\x04\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x10\n\x08\x63\x65rt_pem\x18\x06 \x01(\x0c\"\x14\n\x12\x44\x65positAnchorReply*>\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_LABEL\x10\x01\x12\x10\n\x0cROLE_FEATURE\x10\x02*y\n\tChunkKind\x12\x1a\n\x16\x43HUNK_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43HUNK_KIND_OWN_BLINDED\x10\x01\x12\x1d\n\x19\x43HUNK_KIND_DOUBLE_BLINDED\x10\x02\x12\x15\n\x11\x43HUNK_KIND_RESULT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fproto/fedcredit/v1/common.proto\x12\x0c\x66\x65\x64\x63redit.v1\"Y\n\x07PeerKey\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x1a\n\x12sealing_public_key\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"C\n\rFeatureSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x15\n\rmissing_share\x18\x03 \x01(\x01\"\x91\x01\n\x0bTableSchema\x12\x11\n\tid_column\x18\x01 \x01(\t\x12\x11\n\tid_format\x18\x02 \x01(\t\x12\x14\n\x0clabel_column\x18\x03 \x01(\t\x12-\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x1b.fedcredit.v1.FeatureSchema\x12\x17\n\x0funlabelled_rows\x18\x05 \x01(\x04\"\xd7\x01\n\x08NodeInfo\x12\r\n\x05party\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.fedcredit.v1.Role\x12\x0c\n\x04rows\x18\x03 \x01(\x04\x12)\n\x06schema\x18\x04 \x01(\x0b\x32\x19.fedcredit.v1.TableSchema\x12\"\n\x03key\x18\x05 \x01(\x0b\x32\x15.fedcredit.v1.PeerKey\x12\x0f\n\x07version\x18\x06 \x01(\t\x12,\n\x08snapshot\x18\x07 \x01(\x0b\x32\x1a.fedcredit.v1.DataSnapshot\"\x81\x01\n\x0c\x44\x61taSnapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x02 \x01(\x04\x12\x16\n\x0erefused_reason\x18\x03 \x01(\t\x12\x17\n\x0frefused_at_unix\x18\x04 \x01(\x04\x12\x17\n\x0frefresh_seconds\x18\x05 \x01(\x01\"t\n\x0bSealedChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.fedcredit.v1.ChunkKind\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0e\n\x06sender\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"r\n\x04Part\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0e\n\x06sealed\x18\x04 \x01(\x08\x12\r\n\x05index\x18\x05 \x01(\r\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"\xa3\x01\n\nStepHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\r\x12\x0b\n\x03key\x18\x06 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12$\n\x05peers\x18\x08 \x03(\x0b\x32\x15.fedcredit.v1.PeerKey\"e\n\x0bStepMessage\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.StepHeaderH\x00\x12\"\n\x04part\x18\x02 \x01(\x0b\x32\x12.fedcredit.v1.PartH\x00\x42\x06\n\x04\x62ody\"u\n\x0b\x41uditAnchor\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nentry_hash\x18\x03 \x01(\t\x12\x11\n\ttime_unix\x18\x04 \x01(\x04\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x10\n\x08\x63\x65rt_pem\x18\x06 \x01(\x0c\"\x14\n\x12\x44\x65positAnchorReply*>\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_LABEL\x10\x01\x12\x10\n\x0cROLE_FEATURE\x10\x02*y\n\tChunkKind\x12\x1a\n\x16\x43HUNK_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43HUNK_KIND_OWN_BLINDED\x10\x01\x12\x1d\n\x19\x43HUNK_KIND_DOUBLE_BLINDED\x10\x02\x12\x15\n\x11\x43HUNK_KIND_RESULT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.fedcredit.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1173
-  _globals['_ROLE']._serialized_end=1235
-  _globals['_CHUNKKIND']._serialized_start=1237
-  _globals['_CHUNKKIND']._serialized_end=1358
+  _globals['_ROLE']._serialized_start=1351
+  _globals['_ROLE']._serialized_end=1413
+  _globals['_CHUNKKIND']._serialized_start=1415
+  _globals['_CHUNKKIND']._serialized_end=1536
   _globals['_PEERKEY']._serialized_start=49
   _globals['_PEERKEY']._serialized_end=138
   _globals['_FEATURESCHEMA']._serialized_start=140
@@ -42,17 +42,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TABLESCHEMA']._serialized_start=210
   _globals['_TABLESCHEMA']._serialized_end=355
   _globals['_NODEINFO']._serialized_start=358
-  _globals['_NODEINFO']._serialized_end=527
-  _globals['_SEALEDCHUNK']._serialized_start=529
-  _globals['_SEALEDCHUNK']._serialized_end=645
-  _globals['_PART']._serialized_start=647
-  _globals['_PART']._serialized_end=761
-  _globals['_STEPHEADER']._serialized_start=764
-  _globals['_STEPHEADER']._serialized_end=927
-  _globals['_STEPMESSAGE']._serialized_start=929
-  _globals['_STEPMESSAGE']._serialized_end=1030
-  _globals['_AUDITANCHOR']._serialized_start=1032
-  _globals['_AUDITANCHOR']._serialized_end=1149
-  _globals['_DEPOSITANCHORREPLY']._serialized_start=1151
-  _globals['_DEPOSITANCHORREPLY']._serialized_end=1171
+  _globals['_NODEINFO']._serialized_end=573
+  _globals['_DATASNAPSHOT']._serialized_start=576
+  _globals['_DATASNAPSHOT']._serialized_end=705
+  _globals['_SEALEDCHUNK']._serialized_start=707
+  _globals['_SEALEDCHUNK']._serialized_end=823
+  _globals['_PART']._serialized_start=825
+  _globals['_PART']._serialized_end=939
+  _globals['_STEPHEADER']._serialized_start=942
+  _globals['_STEPHEADER']._serialized_end=1105
+  _globals['_STEPMESSAGE']._serialized_start=1107
+  _globals['_STEPMESSAGE']._serialized_end=1208
+  _globals['_AUDITANCHOR']._serialized_start=1210
+  _globals['_AUDITANCHOR']._serialized_end=1327
+  _globals['_DEPOSITANCHORREPLY']._serialized_start=1329
+  _globals['_DEPOSITANCHORREPLY']._serialized_end=1349
 # @@protoc_insertion_point(module_scope)

@@ -163,6 +163,7 @@ class NodeInfo(_message.Message):
     SCHEMA_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     role: Global___Role.ValueType
     rows: _builtins.int
@@ -171,6 +172,10 @@ class NodeInfo(_message.Message):
     def schema(self) -> Global___TableSchema: ...
     @_builtins.property
     def key(self) -> Global___PeerKey: ...
+    @_builtins.property
+    def snapshot(self) -> Global___DataSnapshot:
+        """The table snapshot the node serves now, and its last refused reload (live data)."""
+
     def __init__(
         self,
         *,
@@ -180,14 +185,52 @@ class NodeInfo(_message.Message):
         schema: Global___TableSchema | None = ...,
         key: Global___PeerKey | None = ...,
         version: _builtins.str = ...,
+        snapshot: Global___DataSnapshot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "schema", b"schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "schema", b"schema", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "party", b"party", "role", b"role", "rows", b"rows", "schema", b"schema", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "party", b"party", "role", b"role", "rows", b"rows", "schema", b"schema", "snapshot", b"snapshot", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeInfo: _TypeAlias = NodeInfo  # noqa: Y015
+
+@_typing.final
+class DataSnapshot(_message.Message):
+    """A node's current data snapshot: a version that only tells whether two snapshots are equal
+    (a keyed hash prefix and a load counter), when it was loaded, and why the last reload was
+    refused (columns and kinds of problems, never a value or an id; empty when it was not).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    LOADED_AT_UNIX_FIELD_NUMBER: _builtins.int
+    REFUSED_REASON_FIELD_NUMBER: _builtins.int
+    REFUSED_AT_UNIX_FIELD_NUMBER: _builtins.int
+    REFRESH_SECONDS_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    loaded_at_unix: _builtins.int
+    refused_reason: _builtins.str
+    refused_at_unix: _builtins.int
+    refresh_seconds: _builtins.float
+    """Seconds between scheduled re-reads ([data] refresh_seconds; 0: on demand only)."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        loaded_at_unix: _builtins.int = ...,
+        refused_reason: _builtins.str = ...,
+        refused_at_unix: _builtins.int = ...,
+        refresh_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loaded_at_unix", b"loaded_at_unix", "refresh_seconds", b"refresh_seconds", "refused_at_unix", b"refused_at_unix", "refused_reason", b"refused_reason", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataSnapshot: _TypeAlias = DataSnapshot  # noqa: Y015
 
 @_typing.final
 class SealedChunk(_message.Message):

@@ -21,6 +21,25 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ReloadNodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["party", b"party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadNodeRequest: _TypeAlias = ReloadNodeRequest  # noqa: Y015
+
+@_typing.final
 class RegisterNodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -92,6 +111,7 @@ class NodeStatus(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     SCHEMA_FIELD_NUMBER: _builtins.int
     REGISTERED_AT_UNIX_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     role: _common_pb2.Role.ValueType
     endpoint: _builtins.str
@@ -101,6 +121,10 @@ class NodeStatus(_message.Message):
     registered_at_unix: _builtins.int
     @_builtins.property
     def schema(self) -> _common_pb2.TableSchema: ...
+    @_builtins.property
+    def snapshot(self) -> _common_pb2.DataSnapshot:
+        """The node's data snapshot as of its last registration, heartbeat or reload."""
+
     def __init__(
         self,
         *,
@@ -111,10 +135,11 @@ class NodeStatus(_message.Message):
         rows: _builtins.int = ...,
         schema: _common_pb2.TableSchema | None = ...,
         registered_at_unix: _builtins.int = ...,
+        snapshot: _common_pb2.DataSnapshot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "health", b"health", "party", b"party", "registered_at_unix", b"registered_at_unix", "role", b"role", "rows", b"rows", "schema", b"schema"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "health", b"health", "party", b"party", "registered_at_unix", b"registered_at_unix", "role", b"role", "rows", b"rows", "schema", b"schema", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -752,6 +777,7 @@ class ScoreReply(_message.Message):
     SUMS_FIELD_NUMBER: _builtins.int
     MODEL_SUM_FIELD_NUMBER: _builtins.int
     REFUSED_BUDGET_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     sums: _builtins.bytes
     """Chunks of the CKKS sums (framed): Σ partial logits and coverage counts per id."""
     model_sum: _builtins.bytes
@@ -762,22 +788,49 @@ class ScoreReply(_message.Message):
     request fails; no node is named). The sums at such an id are 0, not a score. Sent only
     when a bit is set.
     """
+    @_builtins.property
+    def snapshot(self) -> Global___NodeSnapshotVersion:
+        """The data snapshot each feature node answered from, one message a node."""
+
     def __init__(
         self,
         *,
         sums: _builtins.bytes = ...,
         model_sum: _builtins.bytes = ...,
         refused_budget: _builtins.bytes = ...,
+        snapshot: Global___NodeSnapshotVersion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "refused_budget", b"refused_budget", "sums", b"sums"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "refused_budget", b"refused_budget", "snapshot", b"snapshot", "sums", b"sums"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "refused_budget", b"refused_budget", "sums", b"sums"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_sum", b"model_sum", "refused_budget", b"refused_budget", "snapshot", b"snapshot", "sums", b"sums"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["sums", "model_sum", "refused_budget"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["sums", "model_sum", "refused_budget", "snapshot"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___ScoreReply: _TypeAlias = ScoreReply  # noqa: Y015
+
+@_typing.final
+class NodeSnapshotVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    version: _builtins.str
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["party", b"party", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeSnapshotVersion: _TypeAlias = NodeSnapshotVersion  # noqa: Y015
 
 @_typing.final
 class ListAnchorsRequest(_message.Message):

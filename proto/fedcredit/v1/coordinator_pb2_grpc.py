@@ -116,6 +116,11 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsResponse.FromString,
                 _registered_method=True)
+        self.ReloadNode = channel.unary_unary(
+                '/fedcredit.v1.CoordinatorService/ReloadNode',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ReloadNodeRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -235,6 +240,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadNode(self, request, context):
+        """Operators: have a node re-read its data source now (validated like at start-up).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +329,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListAnchors,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsResponse.SerializeToString,
+            ),
+            'ReloadNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadNode,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ReloadNodeRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -751,6 +768,33 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/ListAnchors',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ListAnchorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.CoordinatorService/ReloadNode',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ReloadNodeRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,8 @@ class CoordinatorServiceStub:
     """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
     ListAnchors: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListAnchorsRequest, _coordinator_pb2.ListAnchorsResponse]
     """Operators: the audit anchors deposited by one party, oldest first."""
+    ReloadNode: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ReloadNodeRequest, _node_pb2.ReloadDataReply]
+    """Operators: have a node re-read its data source now (validated like at start-up)."""
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -109,6 +111,8 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """A node deposits its signed audit head; the caller's certificate must name the anchor's party."""
     ListAnchors: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListAnchorsRequest, _coordinator_pb2.ListAnchorsResponse]  # type: ignore[assignment]
     """Operators: the audit anchors deposited by one party, oldest first."""
+    ReloadNode: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ReloadNodeRequest, _node_pb2.ReloadDataReply]  # type: ignore[assignment]
+    """Operators: have a node re-read its data source now (validated like at start-up)."""
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -242,5 +246,13 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.ListAnchorsResponse, _abc.Awaitable[_coordinator_pb2.ListAnchorsResponse]]:
         """Operators: the audit anchors deposited by one party, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReloadNode(
+        self,
+        request: _coordinator_pb2.ReloadNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ReloadDataReply, _abc.Awaitable[_node_pb2.ReloadDataReply]]:
+        """Operators: have a node re-read its data source now (validated like at start-up)."""
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

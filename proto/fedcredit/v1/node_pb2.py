@@ -25,37 +25,41 @@ _sym_db = _symbol_database.Default()
 from proto.fedcredit.v1 import common_pb2 as proto_dot_fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/fedcredit/v1/node.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1fproto/fedcredit/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"n\n\x12PsiBlindOwnRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x04peer\x18\x02 \x01(\x0b\x32\x15.fedcredit.v1.PeerKey\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.fedcredit.v1.PsiMode\"W\n\nPsiSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x10\n\x08own_rows\x18\x03 \x01(\x04\x12\x19\n\x11intersection_size\x18\x04 \x01(\x04\"t\n\x11PsiIntersectReply\x12*\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.fedcredit.v1.SealedChunkH\x00\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x18.fedcredit.v1.PsiSummaryH\x00\x42\x06\n\x04\x62ody\"o\n\x0fPsiAcceptHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.fedcredit.v1.PsiMode\x12\x19\n\x11intersection_size\x18\x04 \x01(\x04\"w\n\x10PsiAcceptRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.PsiAcceptHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.fedcredit.v1.SealedChunkH\x00\x42\x06\n\x04\x62ody\"\xbc\x01\n\x11ScoreSetupRequest\x12#\n\x04\x62\x61nk\x18\x01 \x01(\x0b\x32\x15.fedcredit.v1.PeerKey\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x05 \x01(\x0c\x12\x15\n\rmodel_context\x18\x06 \x01(\x0c\x12\x17\n\x0fsetup_signature\x18\x07 \x01(\x0c\x12\x15\n\rpseudonym_key\x18\x08 \x01(\tJ\x04\x08\x04\x10\x05\"\x11\n\x0fScoreSetupReply\"\xf2\x01\n\x12ScorePartialHeader\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x0f\n\x07\x63onsent\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nrequest_no\x18\x06 \x01(\r\x12\x0b\n\x03ids\x18\x07 \x01(\x04\x12\x1b\n\x13model_request_bytes\x18\x08 \x01(\x04\x12\x16\n\x0e\x63onsent_record\x18\t \x01(\x0c\x12\x19\n\x11\x63onsent_signature\x18\n \x01(\x0c\x12\x15\n\rpseudonym_key\x18\x0b \x01(\t\"\x86\x01\n\x13ScorePartialRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .fedcredit.v1.ScorePartialHeaderH\x00\x12\x17\n\rmodel_request\x18\x03 \x01(\x0cH\x00\x12\x14\n\nsealed_ids\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04\x62odyJ\x04\x08\x02\x10\x03\"_\n\x11ScorePartialReply\x12\x12\n\x08partials\x18\x01 \x01(\x0cH\x00\x12\x14\n\nmodel_part\x18\x02 \x01(\x0cH\x00\x12\x18\n\x0erefused_budget\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04\x62ody*P\n\x07PsiMode\x12\x18\n\x14PSI_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rPSI_MODE_FULL\x10\x01\x12\x18\n\x14PSI_MODE_CARDINALITY\x10\x02\x32\xbc\x05\n\x0bNodeService\x12\x41\n\x08\x44\x65scribe\x12\x1d.fedcredit.v1.DescribeRequest\x1a\x16.fedcredit.v1.NodeInfo\x12L\n\x0bPsiBlindOwn\x12 .fedcredit.v1.PsiBlindOwnRequest\x1a\x19.fedcredit.v1.SealedChunk0\x01\x12J\n\x0ePsiDoubleBlind\x12\x19.fedcredit.v1.SealedChunk\x1a\x19.fedcredit.v1.SealedChunk(\x01\x30\x01\x12N\n\x0cPsiIntersect\x12\x19.fedcredit.v1.SealedChunk\x1a\x1f.fedcredit.v1.PsiIntersectReply(\x01\x30\x01\x12G\n\tPsiAccept\x12\x1e.fedcredit.v1.PsiAcceptRequest\x1a\x18.fedcredit.v1.PsiSummary(\x01\x12\x43\n\x07RunStep\x12\x19.fedcredit.v1.StepMessage\x1a\x19.fedcredit.v1.StepMessage(\x01\x30\x01\x12L\n\nScoreSetup\x12\x1f.fedcredit.v1.ScoreSetupRequest\x1a\x1d.fedcredit.v1.ScoreSetupReply\x12V\n\x0cScorePartial\x12!.fedcredit.v1.ScorePartialRequest\x1a\x1f.fedcredit.v1.ScorePartialReply(\x01\x30\x01\x12L\n\rDepositAnchor\x12\x19.fedcredit.v1.AuditAnchor\x1a .fedcredit.v1.DepositAnchorReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/fedcredit/v1/node.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x1fproto/fedcredit/v1/common.proto\"\x13\n\x11ReloadDataRequest\"p\n\x0fReloadDataReply\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x08snapshot\x18\x03 \x01(\x0b\x32\x1a.fedcredit.v1.DataSnapshot\x12\r\n\x05party\x18\x04 \x01(\t\"\x11\n\x0f\x44\x65scribeRequest\"n\n\x12PsiBlindOwnRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x04peer\x18\x02 \x01(\x0b\x32\x15.fedcredit.v1.PeerKey\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.fedcredit.v1.PsiMode\"W\n\nPsiSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x10\n\x08own_rows\x18\x03 \x01(\x04\x12\x19\n\x11intersection_size\x18\x04 \x01(\x04\"t\n\x11PsiIntersectReply\x12*\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.fedcredit.v1.SealedChunkH\x00\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x18.fedcredit.v1.PsiSummaryH\x00\x42\x06\n\x04\x62ody\"o\n\x0fPsiAcceptHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.fedcredit.v1.PsiMode\x12\x19\n\x11intersection_size\x18\x04 \x01(\x04\"w\n\x10PsiAcceptRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.PsiAcceptHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.fedcredit.v1.SealedChunkH\x00\x42\x06\n\x04\x62ody\"\xbc\x01\n\x11ScoreSetupRequest\x12#\n\x04\x62\x61nk\x18\x01 \x01(\x0b\x32\x15.fedcredit.v1.PeerKey\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x05 \x01(\x0c\x12\x15\n\rmodel_context\x18\x06 \x01(\x0c\x12\x17\n\x0fsetup_signature\x18\x07 \x01(\x0c\x12\x15\n\rpseudonym_key\x18\x08 \x01(\tJ\x04\x08\x04\x10\x05\"\x11\n\x0fScoreSetupReply\"\xf2\x01\n\x12ScorePartialHeader\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x11\n\tmodel_job\x18\x03 \x01(\t\x12\x0f\n\x07\x63onsent\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nrequest_no\x18\x06 \x01(\r\x12\x0b\n\x03ids\x18\x07 \x01(\x04\x12\x1b\n\x13model_request_bytes\x18\x08 \x01(\x04\x12\x16\n\x0e\x63onsent_record\x18\t \x01(\x0c\x12\x19\n\x11\x63onsent_signature\x18\n \x01(\x0c\x12\x15\n\rpseudonym_key\x18\x0b \x01(\t\"\x86\x01\n\x13ScorePartialRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .fedcredit.v1.ScorePartialHeaderH\x00\x12\x17\n\rmodel_request\x18\x03 \x01(\x0cH\x00\x12\x14\n\nsealed_ids\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04\x62odyJ\x04\x08\x02\x10\x03\"s\n\x11ScorePartialReply\x12\x12\n\x08partials\x18\x01 \x01(\x0cH\x00\x12\x14\n\nmodel_part\x18\x02 \x01(\x0cH\x00\x12\x18\n\x0erefused_budget\x18\x03 \x01(\x0cH\x00\x12\x12\n\x08snapshot\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04\x62ody*P\n\x07PsiMode\x12\x18\n\x14PSI_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rPSI_MODE_FULL\x10\x01\x12\x18\n\x14PSI_MODE_CARDINALITY\x10\x02\x32\x8a\x06\n\x0bNodeService\x12\x41\n\x08\x44\x65scribe\x12\x1d.fedcredit.v1.DescribeRequest\x1a\x16.fedcredit.v1.NodeInfo\x12L\n\x0bPsiBlindOwn\x12 .fedcredit.v1.PsiBlindOwnRequest\x1a\x19.fedcredit.v1.SealedChunk0\x01\x12J\n\x0ePsiDoubleBlind\x12\x19.fedcredit.v1.SealedChunk\x1a\x19.fedcredit.v1.SealedChunk(\x01\x30\x01\x12N\n\x0cPsiIntersect\x12\x19.fedcredit.v1.SealedChunk\x1a\x1f.fedcredit.v1.PsiIntersectReply(\x01\x30\x01\x12G\n\tPsiAccept\x12\x1e.fedcredit.v1.PsiAcceptRequest\x1a\x18.fedcredit.v1.PsiSummary(\x01\x12\x43\n\x07RunStep\x12\x19.fedcredit.v1.StepMessage\x1a\x19.fedcredit.v1.StepMessage(\x01\x30\x01\x12L\n\nScoreSetup\x12\x1f.fedcredit.v1.ScoreSetupRequest\x1a\x1d.fedcredit.v1.ScoreSetupReply\x12V\n\x0cScorePartial\x12!.fedcredit.v1.ScorePartialRequest\x1a\x1f.fedcredit.v1.ScorePartialReply(\x01\x30\x01\x12L\n\rDepositAnchor\x12\x19.fedcredit.v1.AuditAnchor\x1a .fedcredit.v1.DepositAnchorReply\x12L\n\nReloadData\x12\x1f.fedcredit.v1.ReloadDataRequest\x1a\x1d.fedcredit.v1.ReloadDataReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.fedcredit.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PSIMODE']._serialized_start=1341
-  _globals['_PSIMODE']._serialized_end=1421
-  _globals['_DESCRIBEREQUEST']._serialized_start=80
-  _globals['_DESCRIBEREQUEST']._serialized_end=97
-  _globals['_PSIBLINDOWNREQUEST']._serialized_start=99
-  _globals['_PSIBLINDOWNREQUEST']._serialized_end=209
-  _globals['_PSISUMMARY']._serialized_start=211
-  _globals['_PSISUMMARY']._serialized_end=298
-  _globals['_PSIINTERSECTREPLY']._serialized_start=300
-  _globals['_PSIINTERSECTREPLY']._serialized_end=416
-  _globals['_PSIACCEPTHEADER']._serialized_start=418
-  _globals['_PSIACCEPTHEADER']._serialized_end=529
-  _globals['_PSIACCEPTREQUEST']._serialized_start=531
-  _globals['_PSIACCEPTREQUEST']._serialized_end=650
-  _globals['_SCORESETUPREQUEST']._serialized_start=653
-  _globals['_SCORESETUPREQUEST']._serialized_end=841
-  _globals['_SCORESETUPREPLY']._serialized_start=843
-  _globals['_SCORESETUPREPLY']._serialized_end=860
-  _globals['_SCOREPARTIALHEADER']._serialized_start=863
-  _globals['_SCOREPARTIALHEADER']._serialized_end=1105
-  _globals['_SCOREPARTIALREQUEST']._serialized_start=1108
-  _globals['_SCOREPARTIALREQUEST']._serialized_end=1242
-  _globals['_SCOREPARTIALREPLY']._serialized_start=1244
-  _globals['_SCOREPARTIALREPLY']._serialized_end=1339
-  _globals['_NODESERVICE']._serialized_start=1424
-  _globals['_NODESERVICE']._serialized_end=2124
+  _globals['_PSIMODE']._serialized_start=1496
+  _globals['_PSIMODE']._serialized_end=1576
+  _globals['_RELOADDATAREQUEST']._serialized_start=80
+  _globals['_RELOADDATAREQUEST']._serialized_end=99
+  _globals['_RELOADDATAREPLY']._serialized_start=101
+  _globals['_RELOADDATAREPLY']._serialized_end=213
+  _globals['_DESCRIBEREQUEST']._serialized_start=215
+  _globals['_DESCRIBEREQUEST']._serialized_end=232
+  _globals['_PSIBLINDOWNREQUEST']._serialized_start=234
+  _globals['_PSIBLINDOWNREQUEST']._serialized_end=344
+  _globals['_PSISUMMARY']._serialized_start=346
+  _globals['_PSISUMMARY']._serialized_end=433
+  _globals['_PSIINTERSECTREPLY']._serialized_start=435
+  _globals['_PSIINTERSECTREPLY']._serialized_end=551
+  _globals['_PSIACCEPTHEADER']._serialized_start=553
+  _globals['_PSIACCEPTHEADER']._serialized_end=664
+  _globals['_PSIACCEPTREQUEST']._serialized_start=666
+  _globals['_PSIACCEPTREQUEST']._serialized_end=785
+  _globals['_SCORESETUPREQUEST']._serialized_start=788
+  _globals['_SCORESETUPREQUEST']._serialized_end=976
+  _globals['_SCORESETUPREPLY']._serialized_start=978
+  _globals['_SCORESETUPREPLY']._serialized_end=995
+  _globals['_SCOREPARTIALHEADER']._serialized_start=998
+  _globals['_SCOREPARTIALHEADER']._serialized_end=1240
+  _globals['_SCOREPARTIALREQUEST']._serialized_start=1243
+  _globals['_SCOREPARTIALREQUEST']._serialized_end=1377
+  _globals['_SCOREPARTIALREPLY']._serialized_start=1379
+  _globals['_SCOREPARTIALREPLY']._serialized_end=1494
+  _globals['_NODESERVICE']._serialized_start=1579
+  _globals['_NODESERVICE']._serialized_end=2357
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,51 @@ PSI_MODE_CARDINALITY: PsiMode.ValueType  # 2
 Global___PsiMode: _TypeAlias = PsiMode  # noqa: Y015
 
 @_typing.final
+class ReloadDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadDataRequest: _TypeAlias = ReloadDataRequest  # noqa: Y015
+
+@_typing.final
+class ReloadDataReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    outcome: _builtins.str
+    """"loaded", "unchanged", "refused" or "busy" (the source changed while it was read)."""
+    message: _builtins.str
+    party: _builtins.str
+    @_builtins.property
+    def snapshot(self) -> _common_pb2.DataSnapshot: ...
+    def __init__(
+        self,
+        *,
+        outcome: _builtins.str = ...,
+        message: _builtins.str = ...,
+        snapshot: _common_pb2.DataSnapshot | None = ...,
+        party: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "outcome", b"outcome", "party", b"party", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadDataReply: _TypeAlias = ReloadDataReply  # noqa: Y015
+
+@_typing.final
 class DescribeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -347,6 +392,7 @@ class ScorePartialReply(_message.Message):
     PARTIALS_FIELD_NUMBER: _builtins.int
     MODEL_PART_FIELD_NUMBER: _builtins.int
     REFUSED_BUDGET_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     partials: _builtins.bytes
     """Chunks of the CKKS ciphertexts (framed) of (partial logit, coverage) per id."""
     model_part: _builtins.bytes
@@ -356,18 +402,21 @@ class ScorePartialReply(_message.Message):
     set where the enterprise's daily query budget for this bank is spent. Such an id was not
     charged and gets neutral parts (logit 0, coverage 0). Sent only when a bit is set.
     """
+    snapshot: _builtins.bytes
+    """The version of the data snapshot this answer was computed from (UTF-8), sent first."""
     def __init__(
         self,
         *,
         partials: _builtins.bytes = ...,
         model_part: _builtins.bytes = ...,
         refused_budget: _builtins.bytes = ...,
+        snapshot: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials", "refused_budget", b"refused_budget"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials", "refused_budget", b"refused_budget", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials", "refused_budget", b"refused_budget"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "model_part", b"model_part", "partials", b"partials", "refused_budget", b"refused_budget", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["partials", "model_part", "refused_budget"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["partials", "model_part", "refused_budget", "snapshot"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -80,6 +80,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.FromString,
                 _registered_method=True)
+        self.ReloadData = channel.unary_unary(
+                '/fedcredit.v1.NodeService/ReloadData',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataReply.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -150,6 +155,13 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadData(self, request, context):
+        """Re-read the data source now; a bad table is refused and the current snapshot kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +209,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.DepositAnchor,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.SerializeToString,
+            ),
+            'ReloadData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadData,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +459,33 @@ class NodeService:
             '/fedcredit.v1.NodeService/DepositAnchor',
             proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_common__pb2.DepositAnchorReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.NodeService/ReloadData',
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ReloadDataReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,8 @@ class NodeServiceStub:
     """
     DepositAnchor: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]
     """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
+    ReloadData: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReloadDataRequest, _node_pb2.ReloadDataReply]
+    """Re-read the data source now; a bad table is refused and the current snapshot kept."""
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -80,6 +82,8 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """
     DepositAnchor: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]  # type: ignore[assignment]
     """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
+    ReloadData: _aio.UnaryUnaryMultiCallable[_node_pb2.ReloadDataRequest, _node_pb2.ReloadDataReply]  # type: ignore[assignment]
+    """Re-read the data source now; a bad table is refused and the current snapshot kept."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -157,5 +161,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.DepositAnchorReply, _abc.Awaitable[_common_pb2.DepositAnchorReply]]:
         """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
+
+    @_abc_1.abstractmethod
+    def ReloadData(
+        self,
+        request: _node_pb2.ReloadDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ReloadDataReply, _abc.Awaitable[_node_pb2.ReloadDataReply]]:
+        """Re-read the data source now; a bad table is refused and the current snapshot kept."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

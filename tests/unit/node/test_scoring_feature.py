@@ -71,7 +71,7 @@ class Bank:
     def decrypt(self, replies: Iterator[node_pb2.ScorePartialReply],
                 n: int) -> tuple[np.ndarray, np.ndarray]:
         replies = list(replies)
-        assert {r.WhichOneof("body") for r in replies} == {"partials"}  # LR: no model part
+        assert {r.WhichOneof("body") for r in replies} <= {"partials", "snapshot"}  # LR: no part
         blob = b"".join(r.partials for r in replies)
         return score_he.decrypt_sums(self.context, unpack_frames(blob), n)
 
@@ -147,7 +147,7 @@ def test_a_repeated_pseudonym_is_refused(node: NodeState) -> None:
 
 def test_the_index_is_kept_and_made_again_for_a_new_key(node: NodeState) -> None:
     scoring = Scoring(node)
-    rows = scoring.index.current(KEY.key_id)
+    rows = scoring.index.current(KEY.key_id, node.table.ids)
     expected, _ = pseudonyms_for(IDS[:8], _evaluate)
     assert rows == {expected[16 * k:16 * (k + 1)]: k for k in range(8)}
     assert scoring.index.path.stat().st_mode & 0o777 == 0o600
@@ -157,11 +157,11 @@ def test_the_index_is_kept_and_made_again_for_a_new_key(node: NodeState) -> None
         calls.append(len(points))
         return _evaluate(points)
 
-    assert FeatureScoring(node, evaluate=counted).index.current(KEY.key_id) == rows
+    assert FeatureScoring(node, evaluate=counted).index.current(KEY.key_id, node.table.ids) == rows
     assert not calls  # after a restart: read from disk, not evaluated again
     other = PseudonymKey(bytes(range(2, 34)))
     fresh = FeatureScoring(node, evaluate=lambda p: (other.evaluate(p), other.key_id))
-    assert set(fresh.index.current(other.key_id)).isdisjoint(rows)
+    assert set(fresh.index.current(other.key_id, node.table.ids)).isdisjoint(rows)
 
 
 def test_no_consent_is_refused_and_logged(node: NodeState) -> None:
@@ -197,7 +197,7 @@ def test_a_batch_without_refusals_sends_no_bitmap(node: NodeState) -> None:
     bank, scoring = Bank(), Scoring(node)
     scoring.setup(bank.setup(node))
     replies = list(scoring.partial(bank.request([IDS[1], IDS[3]], node=node)))
-    assert {r.WhichOneof("body") for r in replies} == {"partials"}
+    assert {r.WhichOneof("body") for r in replies} == {"partials", "snapshot"}
 
 
 def test_sizes_are_checked_before_anything_is_buffered(node: NodeState) -> None:
@@ -279,3 +279,22 @@ def test_an_enterprise_past_its_model_versions_is_refused_alone(node: NodeState)
     assert "max_model_versions" in _audit(node)
     again = list(scoring.partial(bank.request([IDS[2]], consent="c2", node=node)))  # model JOB
     assert "refused_budget" not in {r.WhichOneof("body") for r in again}
+
+
+def test_an_answer_names_its_snapshot_and_a_reload_changes_the_values(node: NodeState) -> None:
+    bank, scoring = Bank(), Scoring(node)
+    scoring.setup(bank.setup(node))
+    first = list(scoring.partial(bank.request([IDS[1]], consent="s1", node=node)))
+    assert first[0].WhichOneof("body") == "snapshot"
+    version = first[0].snapshot.decode()
+    assert version == node.snapshot().version
+    table = node.table
+    X = table.X.copy()
+    X[1, 0] += 1.0  # IDS[1]'s value moved in the source
+    node.live.loader = lambda cfg, role: replace(table, X=X)
+    assert node.live.reload(force=True).outcome == "loaded"
+    again = list(scoring.partial(bank.request([IDS[1]], consent="s2", node=node)))
+    assert again[0].snapshot.decode() == node.snapshot().version != version
+    before, _ = bank.decrypt(iter(first), 1)
+    after, _ = bank.decrypt(iter(again), 1)
+    assert abs(after[0] - before[0]) > 1e-6  # the new snapshot's values were used
