@@ -3,8 +3,9 @@
 Keys and the model's scoring set-up are made once, when the service starts (`BankScorer`); each
 request then costs one joint scoring round. A request's bank-side values override or fill the
 bank's table row for that enterprise; an enterprise the bank holds no row of must come with every
-model feature (null for a value the bank lacks). Every decision is stored with what explains it, the admission strategy's verdict among it
-(outcome, rules hit, the facts it read); each rule's hits are counted.
+model feature (null for a value the bank lacks). Every decision is stored with what explains
+it, the admission strategy's verdict among it (outcome, rules hit, the facts it read); each
+rule's hits are counted.
 No HTTP here: node.decisions.api serves it.
 """
 

@@ -3,6 +3,7 @@ alerts and line changes; the bank's own file, never sent anywhere."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import threading
@@ -10,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.errors import DataValidationError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -60,6 +63,38 @@ class Account(BaseModel):
     score: float | None = Field(default=None, allow_inf_nan=False)
     booked_at: str
     expiry: str
+
+
+def store_path(state_dir: Path) -> Path:
+    """Where a bank keeps its portfolio."""
+    return Path(state_dir) / "portfolio" / "portfolio.sqlite"
+
+
+def read_accounts(path: Path) -> list[Account]:
+    """A CSV of accounts (header: enterprise_id, line, drawn, grade, booked_at, expiry, and
+    optionally pd, score); a bad cell is refused naming the file, the line and the column."""
+    try:
+        with Path(path).open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise DataValidationError(f"{path}: cannot read accounts: {err.strerror}") from err
+    accounts, seen = [], set()
+    for number, row in enumerate(rows, start=2):
+        cleaned = {k: v for k, v in row.items() if k is not None and v not in ("", None)}
+        try:
+            account = Account.model_validate(cleaned)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(x) for x in first["loc"]) or "?"
+            raise DataValidationError(f"{path}: line {number}, column {field}: "
+                                      f"{first['msg']}") from err
+        if account.enterprise_id in seen:
+            raise DataValidationError(f"{path}: line {number}: enterprise_id is a duplicate")
+        seen.add(account.enterprise_id)
+        accounts.append(account)
+    if not accounts:
+        raise DataValidationError(f"{path}: no accounts")
+    return accounts
 
 
 COLUMNS = ("enterprise_id", "line", "drawn", "grade", "pd", "score", "booked_at", "expiry",
