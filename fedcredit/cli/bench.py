@@ -1,4 +1,4 @@
-"""`fedcredit bench psi|vlr|sbt|binning|score|rescore|hfl`: benchmarks, a table or one JSON object each."""
+"""`fedcredit bench psi|vlr|sbt|binning|score|rescore|hfl`: benchmarks, a table or JSON each."""
 
 from __future__ import annotations
 
