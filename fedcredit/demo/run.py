@@ -1,4 +1,5 @@
-"""`fedcredit demo`: certificates, data, five processes, alignment, training, scoring, a report."""
+"""`fedcredit demo`: certificates, data, five processes, alignment, training, scoring, the
+credit lifecycle (admission, portfolio, a data change, early warning), a report."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fedcredit.demo.lifecycle import run_lifecycle
 from fedcredit.demo.parties import LABEL_PARTY, party_specs
 from fedcredit.demo.sections import (
     score_sample,
@@ -63,6 +65,8 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
             report["vertical_lr"] = train_vertical_lr(net, stub, synth, aligned.job_id, console)
             report["scoring"] = score_sample(net, console)
             report["secureboost"] = train_secureboost(net, stub, aligned.job_id, console)
+            report["lifecycle"] = run_lifecycle(net, synth, console, seed=seed,
+                                                model_id=report["vertical_lr"]["model_id"])
         if banks:
             report["horizontal"] = train_horizontal(root, enterprises, seed, banks, hfl_rounds,
                                                     console)
