@@ -61,15 +61,18 @@ def _read(path: Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
 
 
 def _changed(name: str, values: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    out: np.ndarray
     if name in MULTIPLIED:
-        return np.round(values * np.exp(shift))
-    if name in RATIOS:
-        return np.clip(values + shift, 0.0, 1.0)
-    if name == "tax_credit_grade":
-        return np.clip(np.round(values + shift), 1, 5)
-    if name == "receivable_days":
-        return np.maximum(5.0, np.round(values + shift))
-    return values + shift
+        out = np.round(values * np.exp(shift))
+    elif name in RATIOS:
+        out = np.clip(values + shift, 0.0, 1.0)
+    elif name == "tax_credit_grade":
+        out = np.clip(np.round(values + shift), 1, 5)
+    elif name == "receivable_days":
+        out = np.maximum(5.0, np.round(values + shift))
+    else:
+        out = values + shift
+    return out
 
 
 def shift_chain(out_dir: Path, *, deteriorate: float = 0.05, improve: float = 0.05,

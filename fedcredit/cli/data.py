@@ -1,4 +1,4 @@
-"""`fedcredit data synth|shift`: synthetic supply-chain data, one file per party; a seeded change."""
+"""`fedcredit data synth|shift`: synthetic supply-chain data per party; a seeded change."""
 
 from __future__ import annotations
 
