@@ -249,6 +249,12 @@ class LocalNetwork:
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         self.children.stop(name, sig, grace=timeout)
 
+    def restart_node(self, name: str, timeout: float = 90.0) -> None:
+        """Stop a node and start it again (it re-reads its data source at start-up)."""
+        self.stop_process(name)
+        self.start_node(name)
+        self.wait_serving([name], timeout)
+
     def stop(self) -> None:
         self.children.stop_all(last=["coordinator"])
 

@@ -1,4 +1,6 @@
-"""The bank's credit policy (TOML): probability of default → score → grade → credit line."""
+"""The bank's credit policy (TOML): probability of default → score → grade → credit line, its
+admission strategy (`[strategy]`, node.decisions.strategy) and its portfolio monitoring
+(`[monitoring]`: early-warning tiers, dynamic line bounds, re-credit)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from common.errors import DataValidationError
+from node.decisions.strategy import Strategy, parse_strategy
 
 
 class ScoreScale(BaseModel):
@@ -38,6 +41,52 @@ class CreditLine(BaseModel):
     floor: float = Field(default=0.0, ge=0)
 
 
+class AlertTier(BaseModel):
+    """An early-warning tier: reached when any of its criteria holds (the worst tier wins)."""
+
+    model_config = {"extra": "forbid"}
+
+    tier: str
+    action: str
+    """What the bank does: freeze_drawdowns, cut_line, call_margin (the bank's own names)."""
+    pd_above: float = Field(default=1.0, gt=0, le=1)
+    """Re-scored PD at or above this."""
+    pd_ratio: float = Field(default=float("inf"), gt=1)
+    """Re-scored PD at least this many times the PD at booking."""
+    grade_drop: int = Field(default=99, ge=1)
+    """Grades lost since booking (A → C is 2)."""
+
+
+class Monitoring(BaseModel):
+    """Post-loan monitoring: tiers from mild to severe, line bounds, re-credit horizon."""
+
+    model_config = {"extra": "forbid"}
+
+    tiers: list[AlertTier] = Field(default_factory=lambda: [
+        AlertTier(tier="yellow", action="freeze_drawdowns", pd_above=0.12, pd_ratio=2.0,
+                  grade_drop=1),
+        AlertTier(tier="orange", action="cut_line", pd_above=0.2, pd_ratio=3.0, grade_drop=2),
+        AlertTier(tier="red", action="call_margin", pd_above=0.35, pd_ratio=5.0, grade_drop=3),
+    ])
+    min_pd_rise: float = Field(default=0.02, ge=0)
+    """A PD criterion needs the PD to have risen by at least this much since booking too."""
+    max_raise: float = Field(default=0.5, ge=0)
+    """A line rises at most by this share per review (improving grade, no alert)."""
+    max_cut: float = Field(default=1.0, ge=0, le=1)
+    """A line falls at most by this share per review."""
+    cut_on: str = "orange"
+    """From this tier up, the line is cut to the new grade's line (and never below drawn)."""
+    recredit_days: int = Field(default=30, ge=0)
+    """Lines expiring within this many days are re-credited at the review."""
+    term_days: int = Field(default=365, ge=1)
+
+    @model_validator(mode="after")
+    def _cut_tier_known(self) -> Monitoring:
+        if self.cut_on not in [t.tier for t in self.tiers]:
+            raise ValueError(f"cut_on {self.cut_on!r} is not one of the tiers")
+        return self
+
+
 class CreditPolicy(BaseModel):
     """A bank's whole policy; grades sorted best first."""
 
@@ -55,12 +104,17 @@ class CreditPolicy(BaseModel):
     ])
     credit_line: CreditLine = CreditLine()
     reason_codes: int = Field(default=3, ge=0, le=10)
+    strategy: Strategy = Strategy()
+    monitoring: Monitoring = Monitoring()
 
     @model_validator(mode="after")
     def _grades_descend(self) -> CreditPolicy:
         scores = [g.min_score for g in self.grades]
         if not scores or scores != sorted(scores, reverse=True) or len(set(scores)) != len(scores):
             raise ValueError("grades must be listed best first with strictly falling min_score")
+        unknown = self.strategy.grade_names() - {g.grade for g in self.grades}
+        if unknown:
+            raise ValueError(f"strategy names grades the policy lacks: {sorted(unknown)}")
         return self
 
     def scores(self, pd: np.ndarray) -> np.ndarray:
@@ -92,7 +146,10 @@ def load_policy(path: Path | None) -> CreditPolicy:
     if path is None:
         return CreditPolicy()
     try:
-        return CreditPolicy.model_validate(tomllib.loads(Path(path).read_text()))
+        data = tomllib.loads(Path(path).read_text())
+        if isinstance(data.get("strategy"), dict):  # its errors name the rule and field
+            data["strategy"] = parse_strategy(data["strategy"], f"{path} [strategy]")
+        return CreditPolicy.model_validate(data)
     except OSError as err:
         raise DataValidationError(f"{path}: cannot read the policy: {err.strerror}") from err
     except (tomllib.TOMLDecodeError, ValidationError) as err:

@@ -60,6 +60,31 @@ def _tree_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def align_and_train(net: LocalNetwork) -> None:
+    """Start the network, align, and train a small joint LR model (job "tr")."""
+    net.start()
+    stub = net.stub()
+    stub.Align(coordinator_pb2.AlignRequest(label_party=LABEL_PARTY, job_id="al"), timeout=1800)
+    stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
+        {"label": LABEL_PARTY, "features": list(FEATURE_PARTIES), "align_job": "al",
+         "vlr": {"max_epochs": 2, "batch_size": 1024}}), job_id="tr"), timeout=60)
+    while stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"), timeout=30).state == "running":
+        time.sleep(0.5)
+
+
+def batch_ids(tables: dict[str, Any], n_ids: int, seed: int) -> tuple[list[str], list[str]]:
+    """Every id the parties know, and a batch of `n_ids`: the known ones first, then valid
+    USCC ids nobody knows."""
+    known = sorted({i for t in tables.values() for i in t.ids})
+    ids = known[:n_ids]
+    if len(ids) < n_ids:
+        taken = set(known)
+        fill = [i for i in generate_uscc(np.random.default_rng(seed + 1),
+                                         n_ids - len(ids) + len(known)) if i not in taken]
+        ids += fill[: n_ids - len(ids)]
+    return known, ids
+
+
 def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000,
                         seed: int = 11, clients: int = 50, load_seconds: float = 60.0,
                         ) -> dict[str, Any]:
@@ -67,16 +92,7 @@ def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000
         root = Path(tmp)
         synth = synthesize(root / "data", enterprises=enterprises, seed=seed)
         with LocalNetwork(root, party_specs(synth)) as net:
-            net.start()
-            stub = net.stub()
-            stub.Align(coordinator_pb2.AlignRequest(label_party=LABEL_PARTY, job_id="al"),
-                       timeout=1800)
-            stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-                {"label": LABEL_PARTY, "features": list(FEATURE_PARTIES), "align_job": "al",
-                 "vlr": {"max_epochs": 2, "batch_size": 1024}}), job_id="tr"), timeout=60)
-            while stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
-                              timeout=30).state == "running":
-                time.sleep(0.5)
+            align_and_train(net)
             tables = load_party_tables({p.name: p.data for p in net.parties}, LABEL_PARTY)
             scorer = BankScorer(load_node_config(net.config_path(LABEL_PARTY)), CreditPolicy(),
                                 table=tables[LABEL_PARTY])
@@ -86,14 +102,7 @@ def run_score_benchmark(n_ids: int, singles: int = 200, enterprises: int = 20000
                     started = time.perf_counter()
                     scorer.score([ident], consent="bench-consent")
                     latencies.append((time.perf_counter() - started) * 1e3)
-                known = sorted({i for t in tables.values() for i in t.ids})
-                ids = known[:n_ids]
-                if len(ids) < n_ids:
-                    taken = set(known)
-                    fill = [i for i in generate_uscc(np.random.default_rng(seed + 1),
-                                                     n_ids - len(ids) + len(known))
-                            if i not in taken]
-                    ids += fill[: n_ids - len(ids)]
+                known, ids = batch_ids(tables, n_ids, seed)
                 pids = [os.getpid(), *(p.pid for p in net.processes.values())]
                 cpu, started = _tree_cpu_seconds(pids), time.perf_counter()
                 decisions = scorer.score(ids, consent="bench-batch", purpose="benchmark")

@@ -14,6 +14,7 @@ from fedcredit.cli.help import help_app
 from fedcredit.cli.network import align_cmd, jobs_app, models_cmd, nodes_app
 from fedcredit.cli.node import node_app
 from fedcredit.cli.pki import pki_app
+from fedcredit.cli.portfolio import portfolio_app
 from fedcredit.cli.report import report_cmd
 from fedcredit.cli.score import score_cmd
 from fedcredit.cli.train import train_app
@@ -32,6 +33,7 @@ app.add_typer(train_app, name="train")
 app.command("score")(score_cmd)
 app.command("report")(report_cmd)
 app.add_typer(decide_app, name="decide")
+app.add_typer(portfolio_app, name="portfolio")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")

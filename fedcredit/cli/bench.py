@@ -1,4 +1,4 @@
-"""`fedcredit bench psi|vlr|sbt|binning|score|hfl`: benchmarks, a table or one JSON object each."""
+"""`fedcredit bench psi|vlr|sbt|binning|score|rescore|hfl`: benchmarks, a table or JSON each."""
 
 from __future__ import annotations
 
@@ -99,6 +99,17 @@ def bench_score(
 
     show_result(guarded(lambda: run_score_benchmark(ids, singles=singles, clients=clients,
                                                     load_seconds=seconds)), as_json)
+
+
+@bench_app.command("rescore")
+def bench_rescore(
+    accounts: Annotated[int, typer.Option(help="Portfolio accounts re-scored.")] = 100_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """A portfolio review (re-scoring, early warning, lines, PSI) through the batch path."""
+    from fedcredit.bench.rescore import run_rescore_benchmark
+
+    show_result(guarded(lambda: run_rescore_benchmark(accounts)), as_json)
 
 
 @bench_app.command("hfl")

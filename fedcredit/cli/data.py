@@ -1,4 +1,4 @@
-"""`fedcredit data synth`: synthetic supply-chain data, one file per party."""
+"""`fedcredit data synth|shift`: synthetic supply-chain data per party; a seeded change."""
 
 from __future__ import annotations
 
@@ -30,3 +30,20 @@ def data_synth(
     for name, part in result.parties.items():
         table.add_row(name, str(part.path), f"{part.rows:,}", str(len(part.feature_columns)))
     console.print(table)
+
+
+@data_app.command("shift")
+def data_shift(
+    out: Annotated[Path, typer.Option(help="Folder of a synthetic chain (rewritten in place).")],
+    deteriorate: Annotated[float, typer.Option(help="Share of SMEs that deteriorate.")] = 0.05,
+    improve: Annotated[float, typer.Option(help="Share of SMEs that improve.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Random seed (reproducible).")] = 7,
+) -> None:
+    """Change the feature parties' tables: some SMEs deteriorate (orders fall, shipments late,
+    filings overdue), some improve, all drift a little."""
+    from fedcredit.synth_shift import shift_chain
+
+    result = guarded(lambda: shift_chain(out, deteriorate=deteriorate, improve=improve,
+                                         seed=seed))
+    console.print(f"{len(result.deteriorated):,} SMEs deteriorated, {len(result.improved):,} "
+                  f"improved; rewrote {', '.join(p.name for p in result.rewritten)}")

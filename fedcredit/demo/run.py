@@ -1,4 +1,5 @@
-"""`fedcredit demo`: certificates, data, five processes, alignment, training, scoring, reports."""
+"""`fedcredit demo`: certificates, data, five processes, alignment, training, scoring, the
+credit lifecycle (admission, portfolio, a data change, early warning), reports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fedcredit.demo.lifecycle import run_lifecycle
 from fedcredit.demo.model_report import report_vertical_lr
 from fedcredit.demo.parties import LABEL_PARTY, party_specs
 from fedcredit.demo.sections import (
@@ -67,6 +69,8 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
             report["vertical_lr"].update(report_vertical_lr(
                 net, synth, report["vertical_lr"]["model_id"], report_path, console))
             report["secureboost"] = train_secureboost(net, stub, aligned.job_id, console)
+            report["lifecycle"] = run_lifecycle(net, synth, console, seed=seed,
+                                                model_id=report["vertical_lr"]["model_id"])
         if banks:
             report["horizontal"] = train_horizontal(root, enterprises, seed, banks, hfl_rounds,
                                                     console)

@@ -1,6 +1,8 @@
 """The decision service's HTTP/JSON API (FastAPI; OpenAPI page at /docs, schema at /openapi.json).
 
-POST /v1/decisions decides on one enterprise; GET /v1/decisions/{id} returns a stored decision.
+POST /v1/decisions decides on one enterprise; GET /v1/decisions/{id} returns a stored decision;
+GET /v1/strategy/hits counts each admission rule's hits; POST /v1/strategy/dry-run replays a
+candidate strategy over stored decisions.
 A bad field is a 422 naming it (pydantic's `loc`), a refusal by the network a 409 with its reason,
 an unreachable network a 503. Request bodies are size-checked before they are parsed.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -16,6 +19,7 @@ from fastapi.responses import JSONResponse
 from common.errors import PeerUnavailable, ProtocolError
 from node.decisions.schema import DecisionOut, DecisionRequest, FieldError
 from node.decisions.service import DecisionService
+from node.decisions.strategy import Strategy
 
 log = logging.getLogger("fedcredit.decisions")
 
@@ -67,6 +71,17 @@ def create_app(service: DecisionService) -> FastAPI:
         if found is None:
             raise HTTPException(404, "no such decision")
         return found
+
+    @app.get("/v1/strategy/hits")
+    def rule_hits() -> dict[str, dict[str, int]]:
+        """Hits of each admission rule, by strategy version."""
+        return service.store.rule_hits()
+
+    @app.post("/v1/strategy/dry-run")
+    def strategy_dry_run(strategy: Strategy, since: str = "") -> dict[str, Any]:
+        """Replay a candidate strategy over stored decisions: what would change (nothing is
+        stored or changed)."""
+        return service.dry_run(strategy, since)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:

@@ -56,6 +56,18 @@ class Inputs(BaseModel):
     sources: dict[str, Literal["request", "table", "none"]]
 
 
+class AdmissionOut(BaseModel):
+    """The admission strategy's verdict: outcome, segment, rules hit, the policy's line before
+    the strategy shaped it, and the facts it read (to replay a strategy change later)."""
+
+    outcome: Literal["approve", "refer", "knock_out"]
+    segment: str
+    rules_hit: list[str]
+    strategy_version: str
+    policy_line: float | None
+    facts: dict[str, float | None]
+
+
 class DecisionOut(BaseModel):
     """One decision, as answered and as stored."""
 
@@ -79,3 +91,5 @@ class DecisionOut(BaseModel):
     snapshots: dict[str, str] = {}
     """The data snapshot version each party's part came from (the bank's table, each feature
     node that answered); empty in records made before live data."""
+    admission: AdmissionOut | None = None
+    """None when the network gave no grade (outcome refer or refused)."""

@@ -3,7 +3,9 @@
 Keys and the model's scoring set-up are made once, when the service starts (`BankScorer`); each
 request then costs one joint scoring round. A request's bank-side values override or fill the
 bank's table row for that enterprise; an enterprise the bank holds no row of must come with every
-model feature (null for a value the bank lacks). Every decision is stored with what explains it.
+model feature (null for a value the bank lacks). Every decision is stored with what explains
+it, the admission strategy's verdict among it (outcome, rules hit, the facts it read); each
+rule's hits are counted.
 No HTTP here: node.decisions.api serves it.
 """
 
@@ -20,8 +22,17 @@ import numpy as np
 
 from common.uscc import explain_invalid_uscc
 from node.config import NodeConfig
-from node.decisions.schema import DecisionOut, DecisionRequest, FieldError, Inputs, ModelRef
+from node.decisions.admission import admit, dry_run, own_facts
+from node.decisions.schema import (
+    AdmissionOut,
+    DecisionOut,
+    DecisionRequest,
+    FieldError,
+    Inputs,
+    ModelRef,
+)
 from node.decisions.store import DecisionStore
+from node.decisions.strategy import Strategy
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer, Decision
 
@@ -38,6 +49,7 @@ class DecisionService:
     def __init__(self, config: NodeConfig, policy: CreditPolicy, *, model_id: str = "",
                  insecure: bool = False) -> None:
         self.config = config
+        self.policy = policy
         self.scorer = BankScorer(config, policy, model_id=model_id, insecure=insecure)
         self.store = DecisionStore(config.state_dir / "decisions" / "decisions.sqlite")
         self.policy_version = policy_version(policy)
@@ -83,8 +95,12 @@ class DecisionService:
         decision = self.scorer.score([ident], request.consent.reference, request.purpose,
                                      features=given,
                                      consent_expires=request.consent.expires_at.timestamp())[0]
+        result = _result(decision)
+        admission, line = self._admission(decision, request)
+        if admission is not None:
+            result["credit_line"] = line
         out = DecisionOut(
-            decision_id=uuid.uuid4().hex, enterprise_id=ident, **_result(decision),
+            decision_id=uuid.uuid4().hex, enterprise_id=ident, **result, admission=admission,
             model=self.model, policy_version=self.policy_version, purpose=request.purpose,
             consent={"reference": request.consent.reference,
                      "expires_at": request.consent.expires_at.isoformat()},
@@ -92,6 +108,24 @@ class DecisionService:
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
         self.store.put(out.model_dump(mode="json"))
         return out
+
+    def _admission(self, decision: Decision, request: DecisionRequest,
+                   ) -> tuple[AdmissionOut | None, float | None]:
+        """The strategy's verdict on a graded decision, and the line it grants."""
+        if decision.outcome != "decided":
+            return None, None
+        given = [request.features] if request.features is not None else None
+        own = own_facts(self.scorer, [request.enterprise_id], given)
+        verdict = admit(self.policy, [decision], own)
+        facts = {name: _number(values[0]) for name, values in own.items()}
+        return AdmissionOut(outcome=verdict.outcome[0], segment=verdict.segment[0],
+                            rules_hit=verdict.rules_hit[0],
+                            strategy_version=self.policy.strategy.digest(),
+                            policy_line=decision.credit_line, facts=facts), float(verdict.line[0])
+
+    def dry_run(self, strategy: Strategy, since: str = "") -> dict[str, Any]:
+        """What `strategy` would change over the decisions stored since `since`."""
+        return dry_run(self.policy, strategy, self.store.records(since))
 
     def get(self, decision_id: str) -> DecisionOut | None:
         found = self.store.get(decision_id)

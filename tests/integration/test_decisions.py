@@ -201,8 +201,21 @@ def test_an_applicant_in_no_bank_table_is_scored_from_the_request(bank: Bank,
     assert out["model"]["model_job"] == "tr" and out["policy_version"].startswith("sha256:")
     assert set(out["inputs"]["sources"].values()) == {"request"}
 
+    admission = out["admission"]  # the default strategy: no rules, approve, the policy's line
+    assert admission["outcome"] == "approve" and admission["rules_hit"] == []
+    assert admission["policy_line"] == out["credit_line"]
+    assert set(features) <= set(admission["facts"])
+
     status, stored = _call(f"{service}/v1/decisions/{out['decision_id']}")
     assert status == 200 and stored == out  # everything needed to explain it, kept at the bank
+    status, report = _call(service + "/v1/strategy/dry-run", {"rules": [
+        {"name": "KO-all", "outcome": "knock_out", "when": [{"field": "pd", "op": ">=",
+                                                              "value": 0}]}]})
+    assert status == 200 and report["replayed"] >= 1, report
+    assert report["rule_hits"]["KO-all"] == report["replayed"]
+    assert report["line_total_after"] == 0
+    status, hits = _call(service + "/v1/strategy/hits")
+    assert status == 200 and hits == {}  # the live strategy has no rules
 
 
 def test_request_values_override_the_table_row(bank: Bank, service: str) -> None:

@@ -16,7 +16,9 @@ COMMANDS = [
     ["jobs"], ["jobs", "resume"], ["models"], ["train", "vlr"], ["train", "sbt"],
     ["train", "hfl"], ["score"], ["report"], ["data", "synth"], ["bench", "psi"], ["bench", "vlr"],
     ["bench", "sbt"], ["bench", "score"], ["bench", "hfl"], ["audit", "verify"], ["demo"],
-    ["help", "exit-codes"],
+    ["help", "exit-codes"], ["portfolio", "import"], ["portfolio", "rescore"],
+    ["portfolio", "alerts"], ["portfolio", "lines"], ["decide", "dry-run"], ["decide", "hits"],
+    ["bench", "rescore"],
 ]
 
 

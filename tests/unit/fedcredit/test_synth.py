@@ -221,3 +221,24 @@ def test_all_parties_beat_the_bank_alone(full: tuple[SynthResult, float]) -> Non
     assert gap["tier2/3"] > gap["tier1"]
     assert gap["credit-white"] > gap["overall"] > gap["with history"]
     assert auc["credit-white"]["bank"] < 0.66
+
+
+def test_shift_deteriorates_improves_and_is_reproducible(tmp_path: Path) -> None:
+    from fedcredit.synth_shift import shift_chain
+
+    for name in ("a", "b"):
+        synthesize(tmp_path / name, enterprises=800, seed=3)
+    before = (tmp_path / "a" / "core.csv").read_text()
+    shifts = [shift_chain(tmp_path / name, deteriorate=0.1, improve=0.1, seed=4)
+              for name in ("a", "b")]
+    assert shifts[0].deteriorated == shifts[1].deteriorated and len(shifts[0].deteriorated) == 80
+    assert not set(shifts[0].deteriorated) & set(shifts[0].improved)
+    after = (tmp_path / "a" / "core.csv").read_text()
+    assert after == (tmp_path / "b" / "core.csv").read_text() and after != before
+    rows = {line.split(",")[0]: line.split(",") for line in after.splitlines()[1:]}
+    old = {line.split(",")[0]: line.split(",") for line in before.splitlines()[1:]}
+    header = after.splitlines()[0].split(",")
+    j = header.index("order_count")
+    bad = [i for i in shifts[0].deteriorated if i in rows and rows[i][j] and old[i][j]]
+    assert all(float(rows[i][j]) <= float(old[i][j]) for i in bad)
+    assert len(rows) == len(old)

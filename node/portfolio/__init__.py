@@ -1,0 +1,1 @@
+"""The bank's portfolio: booked lines, re-scoring through the batch path, early warning, lines."""

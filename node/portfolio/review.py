@@ -1,0 +1,123 @@
+"""A portfolio review: re-score every account through the batch path, then early warning,
+dynamic lines, re-credit and score stability; alerts also as JSON lines for the bank's systems.
+
+Times are UTC ISO strings without offset (`YYYY-MM-DDTHH:MM:SS`); expiry may be a date.
+An account the network could not grade this time (refer, refused) keeps its line and grade and
+is counted as unscored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from node.policy import CreditPolicy
+from node.portfolio.monitor import NO_TIER, Before, review
+from node.portfolio.psi import band, psi
+from node.portfolio.store import PortfolioStore
+from node.scoring.bank import Decision
+
+
+class Scorer(Protocol):
+    """What a review needs of the bank's scorer (node.scoring.bank.BankScorer)."""
+
+    policy: CreditPolicy
+
+    def score(self, ids: list[str], consent: str, purpose: str = ...) -> list[Decision]: ...
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _days_left(expiry: list[str], now: dt.datetime) -> np.ndarray:
+    ends = np.asarray(expiry, dtype="datetime64[s]")
+    start = np.datetime64(iso(now), "s")
+    days: np.ndarray = (ends - start).astype(np.int64) / 86400.0
+    return days
+
+
+def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
+            now: dt.datetime | None = None, alerts_jsonl: Path | None = None) -> dict[str, Any]:
+    """Review the whole portfolio once; the summary (counts, PSI, seconds) is also stored."""
+    now = now or dt.datetime.now(dt.UTC)
+    at, review_id = iso(now), f"review-{uuid.uuid4().hex[:12]}"
+    started = time.perf_counter()
+    accounts = store.accounts()
+    if not accounts:
+        return {"review_id": review_id, "at": at, "accounts": 0}
+    ids = [a["enterprise_id"] for a in accounts]
+    col = {k: [a[k] for a in accounts] for k in accounts[0]}
+    policy = scorer.policy
+    grades = [g.grade for g in policy.grades]
+    index_of = {g: k for k, g in enumerate(grades)}
+    decisions = scorer.score(ids, consent, purpose="portfolio review")
+    scored_at = time.perf_counter()
+    decided = np.asarray([d.outcome == "decided" for d in decisions])
+    before = Before(pd=np.asarray([np.nan if p is None else p for p in col["pd"]], dtype=float),
+                    grade=np.asarray([index_of.get(g, len(grades) - 1) for g in col["grade"]]),
+                    line=np.asarray(col["line"], dtype=float),
+                    drawn=np.asarray(col["drawn"], dtype=float),
+                    days_left=_days_left(col["expiry"], now))
+    pd = np.where(decided, [d.probability for d in decisions], np.nan)
+    grade = np.where(decided, [index_of.get(d.grade or "", 0) for d in decisions], before.grade)
+    target = np.where(decided, [d.credit_line or 0.0 for d in decisions], before.line)
+    out = review(policy.monitoring, before, pd, grade, target)
+    line = np.where(decided, out.line, before.line)
+    tier = np.where(decided, out.tier, NO_TIER)
+    renew = out.recredit & decided
+    term = dt.timedelta(days=policy.monitoring.term_days)
+    new_expiry = iso(now + term)
+    score = [d.score if d.outcome == "decided" else s for d, s in zip(decisions, col["score"],
+                                                                      strict=True)]
+    tiers = policy.monitoring.tiers
+    severe_from = [t.tier for t in tiers].index(policy.monitoring.cut_on)
+    frozen = np.where(decided, tier >= 0, np.asarray(col["frozen"], dtype=bool))
+    updates = [(float(line[k]), grades[int(grade[k])],
+                None if np.isnan(pd[k]) else float(pd[k]), score[k], int(frozen[k]),
+                new_expiry if renew[k] else col["expiry"][k], at, ids[k])
+               for k in range(len(ids))]
+    flagged = np.flatnonzero(tier >= 0)
+    alerts = [{"type": "early_warning", "review_id": review_id, "at": at,
+               "enterprise_id": ids[k], "tier": tiers[tier[k]].tier,
+               "action": tiers[tier[k]].action, "pd": round(float(pd[k]), 6),
+               "pd_before": None if np.isnan(before.pd[k]) else round(float(before.pd[k]), 6),
+               "grade": grades[int(grade[k])], "grade_before": grades[int(before.grade[k])],
+               "line": float(line[k]), "line_before": float(before.line[k])}
+              for k in flagged]
+    moved = np.flatnonzero(decided & (out.change != "hold"))
+    changes = [{"enterprise_id": ids[k], "review_id": review_id, "change": str(out.change[k]),
+                "line_before": float(before.line[k]), "line": float(line[k]),
+                "grade_before": grades[int(before.grade[k])], "grade": grades[int(grade[k])]}
+               for k in moved]
+    booked = np.asarray([np.nan if s is None else s for s in
+                         (a["booked_score"] for a in accounts)], dtype=float)
+    now_scores = np.asarray([np.nan if s is None else s for s in score], dtype=float)
+    stability = psi(booked, now_scores)
+    summary = {
+        "review_id": review_id, "at": at, "accounts": len(ids),
+        "scored": int(decided.sum()), "unscored": int((~decided).sum()),
+        "alerts": {t.tier: int((tier == k).sum()) for k, t in enumerate(tiers)},
+        "frozen": int(frozen.sum()),
+        "lines_cut": int((line < before.line).sum()),
+        "lines_raised": int((line > before.line).sum()),
+        "cut_from_tier": tiers[severe_from].tier,
+        "line_total_before": float(before.line.sum()), "line_total": float(line.sum()),
+        "recredited": int(renew.sum()), "lapsing": int((out.lapse & decided).sum()),
+        "score_psi": None if np.isnan(stability) else round(stability, 4),
+        "score_psi_band": band(stability),
+        "scoring_seconds": round(scored_at - started, 3),
+    }
+    store.record_review(review_id, at, summary, updates, alerts, changes)
+    if alerts_jsonl is not None and alerts:
+        alerts_jsonl.parent.mkdir(parents=True, exist_ok=True)
+        with alerts_jsonl.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(a) + "\n" for a in alerts)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return summary
