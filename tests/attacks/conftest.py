@@ -7,12 +7,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.attacks.scoring_network import Scoring, scoring_network
-from tests.attacks.vlr_transcript import JobTranscript, capture
+from tests.attacks.vlr_transcript import Capture, JobTranscript, capture
 
 
 @pytest.fixture(scope="session")
-def vlr_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, JobTranscript]:
+def vlr_capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
     return capture(tmp_path_factory.mktemp("attacks-vlr"))
+
+
+@pytest.fixture(scope="session")
+def vlr_jobs(vlr_capture: Capture) -> dict[str, JobTranscript]:
+    return vlr_capture.jobs
 
 
 @pytest.fixture(scope="session")

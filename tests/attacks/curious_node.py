@@ -5,9 +5,10 @@ folder. It patches the role classes in this process only, then runs the node CLI
 
 Vertical LR (label-private, issue 11): a party holds in the clear only its own data, the batch
 positions, its own randomness (the masks it draws), the ciphertexts it receives (it holds no key
-for them), one `improved` bit per epoch (F) and its own final weights. A curious feature node
-keeps, per batch, the positions, the residual [d] and the arbiter's refreshed step exactly as the
-bytes arrived, and its masks; per epoch the `improved` bit; at the end its final weights and the
+for them) and its own final weights; F is told which epoch they are from only with them (the
+reveal step's `best_epoch`), no verdict per epoch. A curious feature node keeps, per batch, the
+positions, the residual [d] and the arbiter's refreshed step exactly as the bytes arrived, and its
+masks; the epochs it ended; at the end the best epoch it was told, its final weights and the
 masks of its reveal. A curious bank keeps every value it decrypts: each epoch's loss vector (every
 slot, not only the scalar it reads) and the final validation rows' Σ_F u_F, plus its masks. Masks
 serve only the harness (the arbiter test subtracts them from what the arbiter decrypted to get the
@@ -102,11 +103,11 @@ def install(out: Path) -> None:
             batch(self, key)["refreshed"] = refreshed  # the arbiter's answer, as received
         update(self, key, refreshed)
 
-    def keep_reveal(self: GradientParty) -> bytes:
+    def keep_reveal(self: GradientParty, best_epoch: int) -> bytes:
         fresh = self._reveal is None
-        request = reveal(self)
+        request = reveal(self, best_epoch)
         if fresh:
-            record(self)["reveal_masks"] = _masks(drawn)
+            record(self).update(reveal_masks=_masks(drawn), best_epoch=best_epoch)
         return request
 
     def keep_finish(self: GradientParty, reencrypted: bytes) -> None:
@@ -126,10 +127,10 @@ def install(out: Path) -> None:
         batch(self, key)["positions"] = np.frombuffer(positions, dtype="<u4").astype(np.int64)
         return answer
 
-    def end_feature(self: FeatureParty, epoch: int, improved: bool) -> None:
+    def end_feature(self: FeatureParty, epoch: int) -> None:
         if epoch >= self.next_epoch:
-            record(self)["epochs"][epoch] = {"improved": improved}
-        f_end(self, epoch, improved)
+            record(self)["epochs"][epoch] = {}  # all it learns: the epoch is over
+        f_end(self, epoch)
 
     def open_label(self: LabelParty, arbiter: bytes) -> None:
         l_open(self, arbiter)

@@ -1,11 +1,18 @@
 """Attack 1 (issue 11): a feature node solves everything it holds for the bank's labels.
 
 DESIGN §0: a feature node must never recover the bank's labels from anything it sees in training.
-It now holds no plaintext gradient: positions, ciphertexts under the arbiter's key (it has no key
-for them), its own masks, one `improved` bit per epoch and, at the end, its own final weights
-(permitted output, DESIGN §5). Least squares, bounded least squares and an LP over 0/1 labels run
-on all of it; the bar is the majority class, and for the final weights what a party holding only
-them can do (README: a wide node's final weights give its labels away by themselves).
+It holds no plaintext gradient: positions, ciphertexts under the arbiter's key (it has no key for
+them), its own masks, the count of epochs it ended and, at the end, its own final weights with the
+epoch they are from (permitted output, DESIGN §5: no verdict per epoch before). Least squares,
+bounded least squares and an LP over 0/1 labels run on all of it.
+
+Issue 11's bar, the majority class + 0.01, is asserted on what the protocol adds (the ciphertexts).
+On everything F holds the baseline is the best attack on its permitted output: a final model is
+meant to predict the labels, and the narrow node's 5 columns do (README: its final weights give
+it what its columns are worth, ~+0.09 over the majority class here). The wide node's 300 columns
+are noise, so what its final weights give is its labels read off its own overfit: the bank's
+floor of `min_rows_per_column` training rows per weight bounds that, and the wide job sits at it
+(10 per weight), where issue 11's bar is still not met (README).
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ from tests.attacks.vlr_attacks import (
     labels_from_ciphertexts,
     labels_from_final_weights,
     labels_from_training,
+    score_ceiling,
     score_labels,
 )
 from tests.attacks.vlr_transcript import EPOCHS, WIDE, JobTranscript
 
 JOBS = sorted(EPOCHS)
+CIPHERTEXTS = "ciphertexts, per batch"
+PERMITTED = "permitted: "  # the attacks on the final weights, the epoch they are from, settings
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +44,11 @@ def reader() -> object:
 def _everything(job: JobTranscript, reader: object) -> dict[str, tuple[float, float]]:
     """Every attack on everything F holds, scored on the labels: (accuracy, majority)."""
     labels, view = job.truth.labels, job.feature
-    found = {"ciphertexts, per batch": score_labels(labels_from_ciphertexts(view, reader), labels),
-             "final weights alone": score_labels(labels_from_final_weights(
+    found = {CIPHERTEXTS: score_labels(labels_from_ciphertexts(view, reader), labels),
+             f"{PERMITTED}final weights alone": score_labels(labels_from_final_weights(
                  view.design, view.train, view.final_weights), labels)}
     for name, guess in labels_from_training(view, job.learning_rate).items():
-        found[name] = score_labels(guess, labels)
-    # What its final weights, the job's settings and the positions permit (no `improved` bit):
-    # the same equations for every epoch the weights could be from, the best of them.
-    permitted = [score_labels(guess, labels) for e in range(len(view.improved))
-                 for guess in labels_from_training(view, job.learning_rate, best=e).values()]
-    found["permitted: final weights + settings, best epoch"] = max(permitted)
+        found[f"{PERMITTED}{name}, best epoch"] = score_labels(guess, labels)
     return found
 
 
@@ -62,33 +67,61 @@ def test_a_feature_node_reads_no_label_off_its_ciphertexts(
     job = vlr_jobs[name]
     view = job.feature
     assert len(view.batches) == EPOCHS[name] * len({b.batch for b in view.batches})
+    assert view.epochs == EPOCHS[name] and 0 <= view.best_epoch < view.epochs
+    if name == "wide":  # issue 11's shape, at the bank's floor of 10 training rows per weight
+        assert view.design.shape[1] == WIDE and view.train.size == 10 * WIDE
     assert all(reader.scales(b.residual) == [2.0**60] for b in view.batches)  # type: ignore[attr-defined]
-    accuracy, majority = attacks[name]["ciphertexts, per batch"]
-    assert accuracy <= majority + 0.01  # measured 0.508 / 0.503 vs 0.683: a coin
+    accuracy, majority = attacks[name][CIPHERTEXTS]
+    assert accuracy <= majority + 0.01  # measured 0.51 / 0.50 vs 0.68 / 0.66: a coin
+
+
+def _permitted(found: dict[str, tuple[float, float]]) -> float:
+    return max(accuracy for key, (accuracy, _) in found.items() if key.startswith(PERMITTED))
 
 
 @pytest.mark.parametrize("name", JOBS)
-def test_the_transcript_adds_nothing_to_the_final_weights(
+def test_a_feature_node_learns_no_label_beyond_its_final_model(
         attacks: dict[str, dict[str, tuple[float, float]]], name: str) -> None:
-    """The `improved` bits and every ciphertext on top of the final weights, the positions and
-    the job's settings: no better than those alone, over every epoch the weights could be from
-    (or the majority class, if better)."""
+    """Issue 11's bar against the permitted output: everything F holds (the ciphertexts, the
+    epochs it ended) on top of its final weights, the epoch they are from, the positions and the
+    job's settings is no better than the attacks on those alone (or the majority class)."""
     found = attacks[name]
-    baseline = max(found["final weights alone"], found[
-        "permitted: final weights + settings, best epoch"])[0]
-    majority = found["final weights alone"][1]
+    majority = found[CIPHERTEXTS][1]
     best = max(accuracy for accuracy, _ in found.values())
-    assert best <= max(baseline, majority) + 0.01, found
+    assert best <= max(_permitted(found), majority) + 0.01, found
 
 
-@pytest.mark.xfail(strict=True, reason="the final weights alone give a 300-column node every label "
-                   "of 480 training rows (max-scale LP, README): DESIGN §5 permits them")
-def test_a_wide_feature_node_learns_no_label(
+@pytest.mark.parametrize("name", JOBS)
+def test_the_final_weights_give_no_more_than_the_final_score_ranks(
         vlr_jobs: dict[str, JobTranscript],
-        attacks: dict[str, dict[str, tuple[float, float]]]) -> None:
-    """Issue 11's bar on everything, final weights included (300 columns, batch 256)."""
-    assert vlr_jobs["wide"].feature.design.shape[1] == WIDE
-    found = attacks["wide"]
-    majority = found["final weights alone"][1]
-    assert max(accuracy for accuracy, _ in found.values()) <= majority + 0.01, found
+        attacks: dict[str, dict[str, tuple[float, float]]], name: str) -> None:
+    """What the permitted output is worth: the attacks on it do no better than the best
+    threshold on F's own final score over the training rows (chosen with the labels: a ceiling,
+    not an attack). The narrow node's score predicts as well on the validation rows (a model);
+    the wide node's does not (an overfit: its training labels, what the floor bounds)."""
+    job = vlr_jobs[name]
+    view, labels = job.feature, job.truth.labels
+    train = score_ceiling(view.design, view.train, view.final_weights, labels)
+    held_out = score_ceiling(view.design, view.validation, view.final_weights, labels)
+    found = attacks[name]
+    assert _permitted(found) <= train + 0.01, (train, found)
+    majority = found[CIPHERTEXTS][1]  # over the training rows
+    share = labels[view.validation].mean()
+    figures = (train, majority, held_out, max(share, 1.0 - share))
+    if name == "narrow":  # a model: its score ranks the rows it never trained on as well
+        assert held_out >= figures[3] + 0.05 and train >= majority + 0.05, figures  # +0.10
+    else:  # an overfit: its score ranks only the training rows
+        assert held_out <= figures[3] + 0.01 and train > majority + 0.01, figures
 
+
+@pytest.mark.xfail(strict=True, reason=(
+    "at the bank's floor of 10 training rows per weight a 300-column node's final weights, with "
+    "the epoch and the settings, still give +0.015 to +0.027 over the majority class (bounded "
+    "LS on its training labels; simulated +0.011 to +0.026): the bar needs ~20-30 (README)"))
+def test_a_wide_feature_node_learns_no_label(
+        attacks: dict[str, dict[str, tuple[float, float]]]) -> None:
+    """Issue 11's literal bar on everything the wide node holds, final weights included (300
+    columns of noise, batch 256, 10 training rows per weight)."""
+    found = attacks["wide"]
+    majority = found[CIPHERTEXTS][1]
+    assert max(accuracy for accuracy, _ in found.values()) <= majority + 0.01, found

@@ -103,16 +103,29 @@ def labels_from_final_weights(design: np.ndarray, train: np.ndarray,
     return LabelGuess(train, (y > 0.5).astype(np.int64))
 
 
+def score_ceiling(design: np.ndarray, rows: np.ndarray, weights: np.ndarray,
+                  labels: np.ndarray) -> float:
+    """Not an attack: the accuracy of the best threshold on F's own final score u_F = X w_F over
+    `rows`, the threshold chosen with the labels. What its final model's ranking of those rows is
+    worth at most to any rule "label 1 above some score"; on the validation rows (never trained
+    on) it is the model's genuine predictive power, on the training rows that plus its overfit."""
+    score = design[rows] @ weights
+    truth = labels[rows]
+    order = np.argsort(score)
+    ones_above = truth.sum() - np.r_[0.0, np.cumsum(truth[order])]  # label-1 rows above cut k
+    zeros_below = np.r_[0.0, np.cumsum(1.0 - truth[order])]
+    return float((ones_above + zeros_below).max() / rows.size)
+
+
 def labels_from_training(view: FeatureView, learning_rate: float,
                          best: int | None = None) -> dict[str, LabelGuess]:
-    """The same equations with everything the transcript adds: the batches in the order they ran
-    and their sizes, the best epoch (the last `improved` bit), η; the node's weights during
-    training stand in as the final weights scaled by progress (it never sees them). To first
-    order in ¼u_L: Σ_t X_t^T y_t / b_t = w/η + Σ_t X_t^T (½ + ¼ X_t w_(t-1)) / b_t. `best`
-    replaces what the `improved` bits say (the epoch whose weights are final)."""
+    """The same equations with the batches in the order they ran and their sizes (the positions
+    L sent), η, and the epoch the final weights are from (F is told it with them); the node's
+    weights during training stand in as the final weights scaled by progress (it never sees
+    them). To first order in ¼u_L: Σ_t X_t^T y_t / b_t = w/η + Σ_t X_t^T (½ + ¼ X_t w_(t-1)) / b_t.
+    `best` replaces the epoch F was told (to try another)."""
     if best is None:
-        best = max((e for e, up in enumerate(view.improved) if up),
-                   default=len(view.improved) - 1)
+        best = view.best_epoch
     steps = [b for b in view.batches if b.epoch <= best]
     x, w = view.design, view.final_weights
     a = np.zeros((x.shape[1], x.shape[0]))

@@ -6,8 +6,11 @@ columns), every node a real process started through `curious_node` (it records w
 in the clear and the ciphertext bytes it receives), the coordinator in this process behind a wire
 tap. The arbiter runs inside the coordinator's job runner, here: `arbiter_tap` wraps its three
 decrypting methods and decrypts each request once more with the arbiter's own key to the exact
-integer coefficients the arbiter sees. Two jobs: `narrow` (bank + narrow node, batch 64, 8
-epochs) and `wide` (bank + wide node, batch 256, 2 epochs).
+integer coefficients the arbiter sees. Two jobs: `narrow` (bank + narrow node, batch 64, 6
+epochs on a quarter of the rows) and `wide` (bank + wide node, batch 256, 2 epochs on three
+quarters: 10 training rows per weight, the least the bank's `min_rows_per_column` floor admits).
+Then two jobs the bank must refuse (`REFUSED`): a wide node on too few training rows, and a job
+asking for a lower `min_rows_per_column` than the bank's floor.
 """
 
 from __future__ import annotations
@@ -38,11 +41,20 @@ from tests.attacks.curious_node import OUT_ENV
 from tests.integration.conftest import tapped_network, write_table
 from tests.integration.wiretap import WireTap
 
-BANK_ROWS = 640
+BANK_ROWS = 4000
 NARROW, WIDE = 5, 300
-EPOCHS = {"narrow": 8, "wide": 2}
+EPOCHS = {"narrow": 6, "wide": 2}
 BATCH = {"narrow": 64, "wide": 256}
+# Narrow: 1,000 training rows (15 batches of 66-67, 90 in all), 3,000 validation rows (one
+# ciphertext of 4,096 slots). Wide: 3,000 training rows (12 batches of 250, 24 in all): 10 per
+# weight, the least the bank's default floor (`min_rows_per_column` = 10) admits.
+VALIDATION = {"narrow": 0.75, "wide": 0.25}
 LEARNING_RATE = 0.3
+# Jobs the bank refuses, with the settings that put them below its floor: 2,000 training rows for
+# 300 weights (6.7 per weight); the same rows with the job asking for 5 per weight (the bank's
+# floor is its own, not the job's).
+REFUSED = {"wide-few-rows": {"validation_fraction": 0.5},
+           "wide-lower-floor": {"validation_fraction": 0.5, "min_rows_per_column": 5}}
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,8 @@ class FeatureView:
     train: np.ndarray  # training positions (the plan L sent)
     validation: np.ndarray
     batches: list[BatchView]  # in the order they ran
-    improved: list[bool]  # one bit per epoch (L's early-stopping verdict)
+    epochs: int  # epochs it ended (it is told no verdict per epoch)
+    best_epoch: int  # the epoch its final weights are from: told at the reveal, with them
     final_weights: np.ndarray  # its own part of the final model (permitted output)
     reveal_masks: Masks
 
@@ -136,8 +149,15 @@ class JobTranscript:
     wire: list[WirePart]  # the whole network's (both jobs), as the coordinator relayed it
 
 
+@dataclass(frozen=True)
+class Capture:
+    jobs: dict[str, JobTranscript]
+    refused: dict[str, str]  # job -> the coordinator's error for it (REFUSED)
+    seconds: float  # wall time of the capture
+
+
 def make_tables(folder: Path, seed: int = 11) -> list[PartySpec]:
-    """The bank's 640 enterprises, each also held (with 100 others) by both feature nodes."""
+    """The bank's 4,000 enterprises, each also held (with 100 others) by both feature nodes."""
     rng = np.random.default_rng(seed)
     everyone = generate_uscc(rng, BANK_ROWS + 100)
     bank_ids = everyone[:BANK_ROWS]
@@ -206,10 +226,12 @@ def arbiter_tap() -> Iterator[dict[tuple[str, str, StepKey], Decryption]]:
             setattr(Arbiter, n, originals[n])
 
 
-def _train(net: LocalNetwork, job: str, feature: str) -> None:
+def _train(net: LocalNetwork, job: str, feature: str, **overrides: Any,
+           ) -> coordinator_pb2.JobStatus:
     stub = net.stub()
-    vlr = {"batch_size": BATCH[job], "min_batch": 64, "max_epochs": EPOCHS[job],
-           "patience": EPOCHS[job], "validation_fraction": 0.25, "learning_rate": LEARNING_RATE}
+    vlr = {"batch_size": BATCH[feature], "min_batch": 64, "max_epochs": EPOCHS[feature],
+           "patience": EPOCHS[feature], "validation_fraction": VALIDATION[feature],
+           "learning_rate": LEARNING_RATE, **overrides}
     settings = {"label": "bank", "features": [feature], "align_job": "al", "vlr": vlr}
     stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
                                             job_id=job), timeout=60)
@@ -218,7 +240,7 @@ def _train(net: LocalNetwork, job: str, feature: str) -> None:
                                 timeout=30)).state == "running":
         assert time.monotonic() < deadline, f"job {job} still running"
         time.sleep(0.3)
-    assert state.state == "done", state.error
+    return state
 
 
 def wire_parts(tap: WireTap) -> list[WirePart]:
@@ -256,10 +278,9 @@ def load_job(out: Path, job: str, party: str, arbiter: list[Decryption],
     kept = _pickle(out / f"{job}.{party}.vlr.pkl")
     batches = [BatchView(e, b, v["positions"], v["residual"], v["refreshed"], Masks.of(v["masks"]))
                for (e, b), v in sorted(kept["batches"].items())]
-    epochs = kept["epochs"]
     feature = FeatureView(opened["design"], opened["train"], opened["validation"], batches,
-                          [bool(epochs[e]["improved"]) for e in sorted(epochs)],
-                          kept["final_weights"], Masks.of(kept["reveal_masks"]))
+                          len(kept["epochs"]), int(kept["best_epoch"]), kept["final_weights"],
+                          Masks.of(kept["reveal_masks"]))
     bank = _pickle(out / f"{job}.bank.vlr.pkl")
     ended = sorted(e for e, v in bank["epochs"].items() if "decrypted" in v)
     masks = {("gradient", e, b): Masks.of(v["masks"]) for (e, b), v in bank["batches"].items()}
@@ -279,9 +300,10 @@ def load_job(out: Path, job: str, party: str, arbiter: list[Decryption],
         learning_rate=LEARNING_RATE, mask_bits=40, wire=wire)
 
 
-def capture(root: Path) -> dict[str, JobTranscript]:
+def capture(root: Path) -> Capture:
     """Run both jobs through real processes; each job's transcript as its curious parties keep
-    it, and what the arbiter decrypted."""
+    it, and what the arbiter decrypted; then the jobs the bank must refuse."""
+    started = time.monotonic()
     specs = make_tables(root / "data")
     out = root / "curious"
     with (arbiter_tap() as seen,
@@ -289,15 +311,24 @@ def capture(root: Path) -> dict[str, JobTranscript]:
         net.stub().Align(coordinator_pb2.AlignRequest(
             label_party="bank", mode=node_pb2.PSI_MODE_FULL, job_id="al"), timeout=300)
         for job in ("narrow", "wide"):
-            _train(net, job, job)
+            state = _train(net, job, job)
+            assert state.state == "done", state.error
         wire = wire_parts(tap)
-    return {job: load_job(out, job, job, [d for (j, _, _), d in seen.items() if j == job], wire)
+        refused = {}
+        for job, overrides in REFUSED.items():
+            state = _train(net, job, "wide", **overrides)
+            refused[job] = state.error if state.state == "failed" else f"state {state.state}"
+    jobs = {job: load_job(out, job, job, [d for (j, _, _), d in seen.items() if j == job], wire)
             for job in EPOCHS}
+    return Capture(jobs, refused, time.monotonic() - started)
 
 
-if __name__ == "__main__":  # a manual run: python -m tests.attacks.vlr_transcript <folder>
-    started = time.monotonic()
+if __name__ == "__main__":  # a manual run: python -m tests.attacks.vlr_transcript <folder> [pkl]
     found = capture(Path(sys.argv[1]))
-    for name, t in found.items():
+    for name, t in found.jobs.items():
         print(name, t.feature.design.shape, len(t.feature.batches), t.bank.decrypted.shape,
-              len(t.arbiter), f"{time.monotonic() - started:.1f} s")
+              len(t.arbiter), t.feature.best_epoch)
+    print(found.refused, f"{found.seconds:.1f} s")
+    if len(sys.argv) > 2:  # keep it for attacks run by hand
+        with Path(sys.argv[2]).open("wb") as f:
+            pickle.dump(found, f)
