@@ -117,7 +117,7 @@ class Floors(BaseModel):
     """Smallest training batch this node answers: tiny batches let a peer solve for values."""
     min_mask_bits: int = Field(default=40, ge=40, le=64)
     """Fewest bits of statistical hiding for every value the arbiter decrypts."""
-    min_rows_per_column: int = Field(default=10, ge=1)
+    min_rows_per_column: int = Field(default=30, ge=1)
     """Label node: fewest training rows per weight of any feature node (a node's final weights
     are linear in the labels; nearly as many weights as rows would let it solve for them)."""
     min_validation_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)

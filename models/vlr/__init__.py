@@ -49,7 +49,7 @@ class VlrConfig(BaseModel):
     validation_fraction: float = 0.2  # 0: validate on the training rows (train = test)
     seed: int = 0
     mask_bits: int = 40  # statistical hiding of every value the arbiter decrypts (bits)
-    min_rows_per_column: int = 10  # L refuses a feature node with more weights than rows / this
+    min_rows_per_column: int = 30  # L refuses a feature node with more weights than rows / this
     cache_bytes: int = 2 << 30  # encoded diagonals of X kept across epochs, per party
     params: CkksParams = Field(default_factory=lambda: LR_PARAMS)  # the arbiter's ring
 

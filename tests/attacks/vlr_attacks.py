@@ -203,11 +203,12 @@ def mean_r2(features: np.ndarray, host: np.ndarray, draws: Sequence[np.ndarray])
 def bank_regressors(job: JobTranscript) -> dict[str, np.ndarray]:
     """Every per-row quantity the bank decrypted, as regressor sets over the validation rows: the
     final model's Σ_F u_F (the baseline: what scoring those rows gives), and with it each epoch's
-    decrypted loss vector (slot i beside validation row i; every slot holds the same scalar, so
+    decrypted loss vector (slot i mod S beside validation row i; every slot holds one scalar, so
     what is left is its deviation from the mean, standardised) alone and all together."""
     rows = job.bank.validation.size
     scores = job.bank.final_hosts[:, None]
-    spread = job.bank.decrypted[:, :rows].T
+    # one ciphertext of S slots: more validation rows than slots reuse slots in order
+    spread = np.stack([np.resize(v, rows) for v in job.bank.decrypted]).T
     spread = spread - spread.mean(axis=0)
     spread = spread / np.where(spread.std(axis=0) > 0, spread.std(axis=0), 1.0)
     sets = {"final scores": scores, "final scores + every loss vector": np.hstack([scores, spread])}
