@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -178,20 +178,19 @@ class CkksLr:
         nbytes = count * self.params.poly_modulus_degree * len(self.primes) * 8
         return Prepared(self.name, (1, period, self.slot_count), nbytes, native)
 
-    def forward(self, weights: bytes, prepared: Prepared) -> bytes:
-        """[X w] for the prepared batch (row i in slot i), at scale S_w * S_x."""
-        (w,) = self.unpack(weights)
-        period = prepared.shape[1]
-        m = baby_steps(period)
-        baby = [w]
-        for _ in range(1, m):
-            baby.append(self._rot(baby[-1], 1))
+    def _bsgs(self, ct: Any, prepared: Prepared, baby_step: int, n_baby: int, giant_step: int,
+              index: Callable[[int, int], int]) -> Any:
+        """sum over g of rot( sum over b of D[index(g, b)] * rot(ct, b * baby_step), g *
+        giant_step ), by Horner's rule: one rotation per baby step and per giant step."""
+        baby = [ct]
+        for _ in range(1, n_baby):
+            baby.append(self._rot(baby[-1], baby_step))
         acc = None
-        for a in reversed(range(period // m)):
-            terms = [(baby[c], prepared.native[a * m + c]) for c in range(m)
-                     if prepared.native[a * m + c] is not None]
+        for g in reversed(range(prepared.shape[1] // n_baby)):
+            terms = [(baby[b], prepared.native[index(g, b)]) for b in range(n_baby)
+                     if prepared.native[index(g, b)] is not None]
             if acc is not None:
-                acc = self._rot(acc, m)
+                acc = self._rot(acc, giant_step)
             if terms:
                 inner = self._acc(terms)
                 if acc is None:
@@ -200,30 +199,20 @@ class CkksLr:
                     self._ev.add_inplace(acc, inner)
         if acc is None:
             raise ProtocolError("a batch of all-zero features")
-        return self.pack([acc])
+        return acc
+
+    def forward(self, weights: bytes, prepared: Prepared) -> bytes:
+        """[X w] for the prepared batch (row i in slot i), at scale S_w * S_x."""
+        (w,) = self.unpack(weights)
+        m = baby_steps(prepared.shape[1])
+        return self.pack([self._bsgs(w, prepared, 1, m, m, lambda a, c: a * m + c)])
 
     def gradient(self, residual: bytes, prepared: Prepared) -> bytes:
         """[X^T d] replicated with the weights' period, at scale S_d * S_x."""
         (d,) = self.unpack(residual)
         period = prepared.shape[1]
         m = baby_steps(period)
-        baby = [d]
-        for _ in range(1, period // m):
-            baby.append(self._rot(baby[-1], -m))
-        acc = None
-        for c in reversed(range(m)):
-            terms = [(baby[a], prepared.native[a * m + c]) for a in range(period // m)
-                     if prepared.native[a * m + c] is not None]
-            if acc is not None:
-                acc = self._rot(acc, -1)
-            if terms:
-                inner = self._acc(terms)
-                if acc is None:
-                    acc = inner
-                else:
-                    self._ev.add_inplace(acc, inner)
-        if acc is None:
-            raise ProtocolError("a batch of all-zero features")
+        acc = self._bsgs(d, prepared, -m, period // m, -1, lambda c, a: a * m + c)
         step = period
         while step < self.slot_count:
             self._ev.add_inplace(acc, self._rot(acc, step))
