@@ -262,7 +262,7 @@ def test_a_feature_node_too_wide_for_the_rows_is_refused_by_the_bank() -> None:
     (tests/attacks/README.md), so the bank's floor asks for rows per weight."""
     label, _, arbiter = build(PLAIN_LR_SUITE)
     label.open(arbiter.public_context())
-    label.check_widths({"f1": 4, "f2": 48})  # 480 training rows: 10 per weight
-    with pytest.raises(ProtocolError, match=r"feature node f2 has 49 weights: 480 training rows "
-                       r"are fewer than 10 per weight \(\[vlr\] min_rows_per_column = 10\)"):
-        label.check_widths({"f1": 4, "f2": 49})
+    label.check_widths({"f1": 4, "f2": 16})  # 480 training rows: 30 per weight
+    with pytest.raises(ProtocolError, match=r"feature node f2 has 17 weights: 480 training rows "
+                       r"are fewer than 30 per weight \(\[vlr\] min_rows_per_column = 30\)"):
+        label.check_widths({"f1": 4, "f2": 17})
