@@ -29,9 +29,10 @@ import tenseal.sealapi as sa
 
 from common.errors import ProtocolError
 from crypto.he import lr_coeffs, seal_bytes
+from crypto.he.ckks import load_public_context, public_context_bytes
 from crypto.he.frames import pack_vector, unpack_vector
 from crypto.he.interface import Prepared, as_vector
-from crypto.he.params import CkksParams, load_tenseal_context
+from crypto.he.params import CkksParams
 
 LR_TAG = b"CKLR"
 
@@ -94,8 +95,7 @@ class CkksLr:
 
     @classmethod
     def from_public_bytes(cls, data: bytes) -> CkksLr:
-        return cls(load_tenseal_context(data, scheme="CKKS", private=False,
-                                        what="received CKKS context"))
+        return cls(load_public_context(data))
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -112,10 +112,7 @@ class CkksLr:
         return self._seal
 
     def public_bytes(self) -> bytes:
-        data: bytes = self._ctx.serialize(
-            save_public_key=True, save_secret_key=False,
-            save_galois_keys=self._galois is not None, save_relin_keys=self._relin is not None)
-        return data
+        return public_context_bytes(self._ctx, relin_keys=self._relin is not None)
 
     def key_id(self) -> bytes:
         """A digest of the public key as loaded (a context's own serialisation is not canonical:

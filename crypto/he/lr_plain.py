@@ -20,7 +20,6 @@ from common.errors import ProtocolError
 from common.production import refuse_in_production
 from crypto.he.frames import pack_frames, unpack_frames
 from crypto.he.interface import LrSuite, Prepared, as_vector
-from crypto.he.lr import baby_steps
 from crypto.he.params import CkksParams
 from crypto.masks import uniform_mask
 
@@ -76,7 +75,6 @@ class PlainLr:
 
     def prepare(self, x: np.ndarray, period: int, scale: float) -> Prepared:
         b, p = x.shape
-        baby_steps(period)
         padded = np.zeros((self.slot_count, period))
         padded[:b, :p] = x
         return Prepared(self.name, (1, period, self.slot_count), padded.nbytes, (padded, scale))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -67,7 +67,6 @@ class _Pending:
     positions: np.ndarray
     masks: Any = None
     sent_scale: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class GradientParty:

@@ -69,8 +69,6 @@ def test_garbage_is_refused_as_a_protocol_error(ring: BfvRing) -> None:
 
 
 def test_a_plaintext_built_from_raw_residues_is_the_same_plaintext() -> None:
-    import tenseal.sealapi as sa
-
     from crypto.he import lr_coeffs
     from crypto.he.lr import CkksLr
     from crypto.he.lr_arbiter import own_key
