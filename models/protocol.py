@@ -168,6 +168,9 @@ class RoleSetup:
     X: np.ndarray  # label: its rows in the job's training order; feature: its whole table
     y: np.ndarray | None  # label only, in the same order as X
     alignment: Any  # feature only: models.vlr.FeatureAlignment
+    stored: Callable[[str, str], bytes] | None = None
+    """This node's saved model file `name` of an earlier job (`stored(job, name)`), for an
+    algorithm built on another job's results (a scorecard on a binning job's bins)."""
 
 
 @dataclass(frozen=True)

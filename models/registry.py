@@ -6,9 +6,10 @@ from common.errors import ProtocolError
 from models.binning.algorithm import ALGORITHM as BINNING
 from models.protocol import Algorithm
 from models.sbt.algorithm import ALGORITHM as SBT
+from models.scorecard.algorithm import ALGORITHM as SCORECARD
 from models.vlr.algorithm import ALGORITHM as VLR
 
-ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (VLR, SBT, BINNING)}
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (VLR, SBT, BINNING, SCORECARD)}
 
 
 def algorithm(name: str) -> Algorithm:

@@ -34,6 +34,12 @@ class BankPart(Protocol):
         ...
 
     @property
+    def reason_names(self) -> tuple[str, ...]:
+        """What each column of `finish`'s reason weights is called (its own features, or more:
+        a scorecard adds the feature nodes' data as one characteristic)."""
+        ...
+
+    @property
     def public_context(self) -> bytes:
         """Public key material the feature nodes and the relay need (b"": none)."""
         ...

@@ -172,6 +172,14 @@ class StepHandler:
         return Payload(name=payload.name, sender=me, recipient=recipient, sealed=True,
                        data=session.sealers[recipient].seal(payload.data, context))
 
+    def _stored(self, job: str, name: str) -> bytes:
+        """This node's saved model file `name` of job `job` (an input of a later job)."""
+        path = self.state.state_dir / "models" / check_job_id(job) / Path(name).name
+        if not path.is_file():
+            raise ProtocolError(f"{self.state.party} holds no model file {path.name} of job "
+                                f"{job}: run that job first (or name one that finished)")
+        return path.read_bytes()
+
     # open -------------------------------------------------------------------------------------
     def _open(self, algo: Algorithm, header: common_pb2.StepHeader,
               extra: dict[str, Any]) -> JobSession:
@@ -210,7 +218,7 @@ class StepHandler:
             setup = RoleSetup(job=header.job_id, party=state.party, role="label",
                               label=job.label, features=tuple(job.features),
                               columns=tuple(table.features), X=table.X[order],
-                              y=labels[order], alignment=None)
+                              y=labels[order], alignment=None, stored=self._stored)
         else:
             found = state.alignments.load_feature(align_job)
             setup = RoleSetup(job=header.job_id, party=state.party, role="feature",
@@ -218,7 +226,8 @@ class StepHandler:
                               columns=tuple(table.features), X=table.X, y=None,
                               alignment=FeatureAlignment(n_rows=found.n_rows,
                                                          positions=found.positions,
-                                                         own_rows=found.own_rows))
+                                                         own_rows=found.own_rows),
+                              stored=self._stored)
         role = algo.make_role(setup, settings)
         checkpoint = self.job_dir(header.job_id) / "checkpoint.npz"
         legacy = checkpoint.with_suffix(".pkl")  # written with pickle before schema 1

@@ -282,6 +282,10 @@ class _BankSbt:
         return self._features
 
     @property
+    def reason_names(self) -> tuple[str, ...]:
+        return self._features
+
+    @property
     def public_context(self) -> bytes:
         return self.key_pair.public_bytes()
 

@@ -110,6 +110,10 @@ class _BankLr:
     def features(self) -> tuple[str, ...]:
         return self.model.features
 
+    @property
+    def reason_names(self) -> tuple[str, ...]:
+        return self.model.features
+
     def request(self, number: int, own_rows: np.ndarray, present: np.ndarray) -> bytes:
         return b""
 

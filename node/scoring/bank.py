@@ -392,7 +392,7 @@ class BankScorer:
         if k == 0:
             return [()] * len(present)
         order = np.argsort(-weights, axis=1)[:, :k]
-        names = self.part.features
+        names = self.part.reason_names
         return [tuple(names[j] for j in order[i] if weights[i, j] > 0) if present[i]
                 else NO_HISTORY for i in range(len(present))]
 

@@ -12,7 +12,8 @@ from models.scoring import SCORING_KINDS
 
 
 def test_every_trained_algorithm_has_a_scoring_kind() -> None:
-    assert set(SCORING_KINDS) == {"vlr", "sbt"}
+    assert set(SCORING_KINDS) == {"vlr", "sbt", "scorecard"}
+    assert SCORING_KINDS["scorecard"].model_file == "scorecard.json"
     assert SCORING_KINDS["sbt"].model_file == "sbt_model.json"
     assert SCORING_KINDS["vlr"].key_file == ""
 
