@@ -49,7 +49,7 @@ def test_a_sealing_key_signed_for_another_party_is_refused(core: Coordinator) ->
 
 
 def test_an_unknown_algorithm_lists_the_declared_ones(core: Coordinator) -> None:
-    with pytest.raises(DataValidationError, match="expected one of binning, sbt, vlr"):
+    with pytest.raises(DataValidationError, match="expected one of binning, sbt, scorecard, vlr"):
         _train(core, "xgb")
 
 

@@ -1,4 +1,4 @@
-"""WOE scorecard: the points formula, reason codes, and the in-process job against its pooled twin."""
+"""WOE scorecard: points formula, reason codes, the in-process job against its pooled twin."""
 
 from __future__ import annotations
 

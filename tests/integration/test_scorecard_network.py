@@ -1,0 +1,164 @@
+"""The WOE scorecard through real processes on give_credit: binning → scorecard → decisions.
+
+Parity: the federated scorecard against the pooled one trained by the same plaintext training
+on the same bins (AUC within 0.005, points per bin equal within rounding), with scikit-learn's
+unregularised LR on the pooled WOE columns as the modellers' reference; then scoring it through
+the bank's decision service: the score is the sum of every party's points, with reason codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedcredit.launcher import LocalNetwork, PartySpec
+from models.binning.feature import load_bins
+from models.scorecard import JOINT, MAX_REASONS, ScorecardConfig
+from models.scorecard.points import PartyCard
+from node.alignment import AlignmentStore
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+from tests.unit.models.scorecard_twin import pooled_scorecard
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+CARD = {"learning_rate": 0.5, "batch_size": 4096, "max_epochs": 8, "patience": 20,
+        "validation_fraction": 0.2, "seed": 0}
+
+
+@dataclass
+class Trained:
+    net: LocalNetwork
+    job: coordinator_pb2.JobStatus
+    config: ScorecardConfig
+    guest: np.ndarray  # id, y, x0..x4
+    host: np.ndarray  # id, x0..x4
+
+
+def _run(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str, algorithm: str,
+         settings: dict[str, object]) -> coordinator_pb2.JobStatus:
+    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
+        {"label": "bank", "features": ["host"], "align_job": "al", "model_name": job_id,
+         algorithm: settings}), job_id=job_id, algorithm=algorithm), timeout=60)
+    deadline = time.monotonic() + 900
+    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
+                              timeout=30)).state == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    return job
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    if not (DATA / "give_credit_hetero_guest.csv").exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    root = tmp_path_factory.mktemp("scorecard")
+    specs = [PartySpec("bank", "label", {"source": "csv", "id_format": "any", "label_column": "y",
+                                         "path": str(DATA / "give_credit_hetero_guest.csv")}),
+             PartySpec("host", "feature", {"source": "csv", "id_format": "any",
+                                           "path": str(DATA / "give_credit_hetero_host.csv")})]
+    with LocalNetwork(root, specs) as net:
+        net.start(timeout=120)
+        stub = net.stub()
+        stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=600)
+        binning = _run(stub, "gc-bin", "binning", {"method": "optimal", "bins": 20})
+        assert binning.state == "done", binning.error
+        iv_table = json.loads(binning.metrics_json)["history"][-1]["iv_table"]
+        chosen = [f"{r['party']}:{r['name']}" for r in iv_table if r["selected"]]
+        card = _run(stub, "gc-card", "scorecard",
+                    {**CARD, "binning_job": "gc-bin", "characteristics": chosen})
+        assert card.state == "done", card.error
+        yield Trained(net, card, ScorecardConfig(**CARD, binning_job="gc-bin",
+                                                 characteristics=chosen),
+                      np.loadtxt(DATA / "give_credit_hetero_guest.csv", delimiter=",",
+                                 skiprows=1),
+                      np.loadtxt(DATA / "give_credit_hetero_host.csv", delimiter=",",
+                                 skiprows=1))
+
+
+def _cards(t: Trained) -> dict[str, tuple[PartyCard, dict[str, Any]]]:
+    state = t.net.workdir / "state"
+    return {p: PartyCard.from_json((state / p / "models" / "gc-card" / "scorecard.json")
+                                   .read_text()) for p in ("bank", "host")}
+
+
+def _index(names: tuple[str, ...]) -> list[int]:
+    return [int(n[1:]) for n in names]
+
+
+def test_federated_scorecard_equals_the_pooled_one(trained: Trained) -> None:
+    t, cards = trained, _cards(trained)
+    state = t.net.workdir / "state"
+    bins = {p: {c.name: c for c in load_bins(
+        (state / p / "models" / "gc-bin" / "binning.json").read_bytes())} for p in cards}
+    bank, host = cards["bank"][0], cards["host"][0]
+    assert bank.names == tuple(t.config.of("bank")) and host.names == tuple(t.config.of("host"))
+    order = AlignmentStore(state / "bank").load_order("al")  # the job's training order
+    found = AlignmentStore(state / "host").load_feature("al")
+    assert found.positions.size == order.size  # the host holds every row: pooled by position
+    guest = t.guest[order]
+    host_rows = np.empty_like(t.host)
+    host_rows[found.positions] = t.host[found.own_rows]
+    assert np.array_equal(guest[:, 0], host_rows[:, 0])
+    pooled = pooled_scorecard(
+        ("bank", [bins["bank"][n] for n in bank.names], guest[:, 2:][:, _index(bank.names)]),
+        guest[:, 1], {"host": ([bins["host"][n] for n in host.names],
+                               host_rows[:, 1:][:, _index(host.names)])}, t.config)
+    worst = max(float(np.max(np.abs(cards[p][0].slot_points(j)
+                                    - pooled.cards[p].slot_points(j))))
+                for p in cards for j in range(len(cards[p][0].columns)))
+    base = abs(bank.base_points - pooled.cards["bank"].base_points)
+    federated = json.loads(t.job.metrics_json)["history"][-1]["auc"]
+    print(f"give_credit scorecard: AUC federated {federated:.4f}, pooled twin "
+          f"{pooled.auc:.4f}, scikit-learn unregularised {pooled.sklearn_auc:.4f}; "
+          f"max |points difference| per bin {worst:.3g}, base points {base:.3g}")
+    assert abs(federated - pooled.auc) <= 0.005
+    assert worst < 0.5 and base < 0.5  # equal within rounding to whole points
+    assert abs(pooled.auc - pooled.sklearn_auc) <= 0.015
+    ranges = cards["bank"][1]["feature_points"]["host"]
+    assert ranges == pytest.approx(dict(zip(("min", "max"), host.total_range(), strict=True)))
+    assert "feature_points" not in cards["host"][1]  # the bank's metadata stays at the bank
+    assert set(cards["bank"][1]) >= {"points", "base_points", "metrics"}
+
+
+def _call(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_decision_service_scores_the_scorecard_with_reason_codes(trained: Trained) -> None:
+    from fedcredit.bench.decide_load import decision_service
+
+    t, cards = trained, _cards(trained)
+    bank, host = cards["bank"][0], cards["host"][0]
+    expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()
+    seen: set[str] = set()
+    with decision_service(t.net, "bank") as url:
+        for row in (0, 7, 41, 300, 1234):
+            ident = str(int(t.guest[row, 0]))
+            status, out = _call(url + "/v1/decisions", {
+                "enterprise_id": ident, "consent": {"reference": "SC-1", "expires_at": expiry}})
+            assert status == 201, out
+            assert out["model"]["algorithm"] == "scorecard"
+            own = t.guest[row:row + 1, 2:][:, _index(bank.names)]
+            theirs = t.host[row:row + 1, 1:][:, _index(host.names)]
+            points = bank.base_points + bank.points(own).sum() + host.points(theirs).sum()
+            assert abs(out["score"] - points) < 0.01, (out["score"], points)
+            names = set(bank.names) | {JOINT}
+            assert len(out["reason_codes"]) <= MAX_REASONS
+            assert set(out["reason_codes"]) <= names
+            seen |= set(out["reason_codes"])
+    assert seen  # some enterprise lost points somewhere
