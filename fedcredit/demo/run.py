@@ -18,6 +18,7 @@ from rich.table import Table
 from fedcredit.demo.lifecycle import run_lifecycle
 from fedcredit.demo.model_report import report_vertical_lr
 from fedcredit.demo.parties import LABEL_PARTY, party_specs
+from fedcredit.demo.scorecard import train_scorecard
 from fedcredit.demo.sections import (
     score_sample,
     train_horizontal,
@@ -71,6 +72,8 @@ def run_demo(report_path: Path, *, enterprises: int = 20000, seed: int = 7,
             report["secureboost"] = train_secureboost(net, stub, aligned.job_id, console)
             report["lifecycle"] = run_lifecycle(net, synth, console, seed=seed,
                                                 model_id=report["vertical_lr"]["model_id"])
+            report["scorecard"] = train_scorecard(net, stub, synth, aligned.job_id, report_path,
+                                                  console)
         if banks:
             report["horizontal"] = train_horizontal(root, enterprises, seed, banks, hfl_rounds,
                                                     console)

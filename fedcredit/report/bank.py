@@ -27,6 +27,7 @@ from fedcredit.report.rows import (
     named_rows,
     read_segments,
 )
+from fedcredit.report.scorecard import scorecard_section
 from models.report import validation_report
 from node.job_record import load_job_record
 from node.scoring.bank import BankScorer
@@ -103,8 +104,13 @@ def bank_report(scorer: BankScorer, request: ReportRequest) -> dict[str, Any]:
     if y.all() or not y.any():
         raise DataValidationError(f"the {y.size} scored rows ({rows.note}) hold one class "
                                   "only: nothing to validate against")
-    return validation_report(y, scored.pd, points=scored.points, segments=segments,
-                             population=population, bins=request.bins, about=about)
+    report = validation_report(y, scored.pd, points=scored.points, segments=segments,
+                               population=population, bins=request.bins, about=about)
+    card = scorecard_section(scorer.state_dir, scorer.job, scorer.policy.scale)
+    if card is not None:  # a scorecard: the bank's own points tables, on its policy's scale
+        report["scorecard"] = card
+    return report
+
 
 
 def _population(scorer: BankScorer, request: ReportRequest,

@@ -10,6 +10,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from fedcredit.report.scorecard import scorecard_html
+
 TEMPLATE = "plotly_white"
 BAD, GOOD, GREY = "#c0392b", "#2e86c1", "#7f8c8d"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -48,6 +50,7 @@ def render_html(report: dict[str, Any]) -> str:
 {_deciles(report)}
 {_segments(report)}
 {_stability_table(report)}
+{scorecard_html(report.get("scorecard"))}
 </body>
 </html>
 """

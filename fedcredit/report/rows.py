@@ -40,8 +40,16 @@ def _vlr_validation(n_rows: int, settings: Mapping[str, Any]) -> tuple[np.ndarra
     return split_positions(n_rows, config)[1], config.validation_fraction > 0
 
 
+def _scorecard_validation(n_rows: int, settings: Mapping[str, Any]) -> tuple[np.ndarray, bool]:
+    from models.scorecard import ScorecardConfig
+    from models.vlr.label import split_positions
+
+    config = ScorecardConfig.model_validate(settings)
+    return split_positions(n_rows, config)[1], config.validation_fraction > 0
+
+
 HELD_OUT: dict[str, Callable[[int, Mapping[str, Any]], tuple[np.ndarray, bool]]] = {
-    "vlr": _vlr_validation,
+    "vlr": _vlr_validation, "scorecard": _scorecard_validation,
 }
 """Per algorithm that holds rows out of training: (positions in the job's training order, whether
 they were held out). An algorithm not named validates on its training rows (in-sample)."""

@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedcredit.evaluate import load_party_tables
 from fedcredit.launcher import LocalNetwork, PartySpec
-from models.binning.feature import load_bins
+from fedcredit.scorecard_twin import compare_scorecard, max_points_difference
 from models.scorecard import JOINT, MAX_REASONS, ScorecardConfig
 from models.scorecard.points import PartyCard
-from node.alignment import AlignmentStore
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
-from tests.unit.models.scorecard_twin import pooled_scorecard
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CARD = {"learning_rate": 0.5, "batch_size": 4096, "max_epochs": 8, "patience": 20,
@@ -97,31 +96,17 @@ def _index(names: tuple[str, ...]) -> list[int]:
 def test_federated_scorecard_equals_the_pooled_one(trained: Trained) -> None:
     t, cards = trained, _cards(trained)
     state = t.net.workdir / "state"
-    bins = {p: {c.name: c for c in load_bins(
-        (state / p / "models" / "gc-bin" / "binning.json").read_bytes())} for p in cards}
     bank, host = cards["bank"][0], cards["host"][0]
     assert bank.names == tuple(t.config.of("bank")) and host.names == tuple(t.config.of("host"))
-    order = AlignmentStore(state / "bank").load_order("al")  # the job's training order
-    found = AlignmentStore(state / "host").load_feature("al")
-    assert found.positions.size == order.size  # the host holds every row: pooled by position
-    guest = t.guest[order]
-    host_rows = np.empty_like(t.host)
-    host_rows[found.positions] = t.host[found.own_rows]
-    assert np.array_equal(guest[:, 0], host_rows[:, 0])
-    pooled = pooled_scorecard(
-        ("bank", [bins["bank"][n] for n in bank.names], guest[:, 2:][:, _index(bank.names)]),
-        guest[:, 1], {"host": ([bins["host"][n] for n in host.names],
-                               host_rows[:, 1:][:, _index(host.names)])}, t.config)
-    worst = max(float(np.max(np.abs(cards[p][0].slot_points(j)
-                                    - pooled.cards[p].slot_points(j))))
-                for p in cards for j in range(len(cards[p][0].columns)))
-    base = abs(bank.base_points - pooled.cards["bank"].base_points)
+    tables = load_party_tables({p.name: p.data for p in t.net.parties}, "bank")
+    pooled = compare_scorecard(state, tables, "bank", "al", t.config)
+    worst = max_points_difference(state, "gc-card", pooled)
     federated = json.loads(t.job.metrics_json)["history"][-1]["auc"]
     print(f"give_credit scorecard: AUC federated {federated:.4f}, pooled twin "
           f"{pooled.auc:.4f}, scikit-learn unregularised {pooled.sklearn_auc:.4f}; "
-          f"max |points difference| per bin {worst:.3g}, base points {base:.3g}")
+          f"max |points difference| per bin (and base) {worst:.3g}")
     assert abs(federated - pooled.auc) <= 0.005
-    assert worst < 0.5 and base < 0.5  # equal within rounding to whole points
+    assert worst < 0.5  # equal within rounding to whole points
     assert abs(pooled.auc - pooled.sklearn_auc) <= 0.015
     ranges = cards["bank"][1]["feature_points"]["host"]
     assert ranges == pytest.approx(dict(zip(("min", "max"), host.total_range(), strict=True)))
@@ -162,3 +147,36 @@ def test_the_decision_service_scores_the_scorecard_with_reason_codes(trained: Tr
             assert set(out["reason_codes"]) <= names
             seen |= set(out["reason_codes"])
     assert seen  # some enterprise lost points somewhere
+
+
+def test_the_model_report_shows_the_banks_own_points_tables(trained: Trained,
+                                                            tmp_path: Path) -> None:
+    from fedcredit.report.bank import ReportRequest, bank_report, write_report
+    from node.config import load_node_config
+    from node.policy import CreditPolicy, ScoreScale
+    from node.scoring.bank import BankScorer
+
+    t, cards = trained, _cards(trained)
+    policy = CreditPolicy(scale=ScoreScale(base_points=500, base_odds=20,
+                                           points_to_double_odds=40))
+    scorer = BankScorer(load_node_config(t.net.config_path("bank")), policy)
+    try:
+        report = bank_report(scorer, ReportRequest(consent="SC-report"))
+    finally:
+        scorer.close()
+    write_report(report, tmp_path / "r.json", tmp_path / "r.html")
+    section = report["scorecard"]
+    bank = cards["bank"][0]
+    assert [p["characteristic"] for p in section["points"]] == list(bank.names)
+    assert section["factor"] == pytest.approx(40 / np.log(2))  # the policy's scale, not the job's
+    ratio = section["factor"] / bank.factor
+    first = section["points"][0]["bins"][0]["points"]
+    assert first == pytest.approx(bank.tables()[0]["bins"][0]["points"] * ratio)
+    assert set(section["feature_nodes"]) == {"host"} and section["iv_table"]
+    assert abs(report["auc"] - json.loads(t.job.metrics_json)["history"][-1]["auc"]) < 2e-3
+    page = (tmp_path / "r.html").read_text()
+    assert "Scorecard (points" in page and bank.names[0] in page
+    assert set(section["feature_nodes"]["host"]) == {"min_points", "max_points"}  # no bins
+    labels = {r["bin"] for p in section["points"] for r in p["bins"]}
+    assert labels.isdisjoint(r["bin"] for p in cards["host"][0].tables() for r in p["bins"]
+                             if r["bin"].startswith("["))  # never the host's edges

@@ -11,6 +11,7 @@ import pytest
 
 from crypto.he import PlainTwin
 from crypto.he.lr_plain import PLAIN_LR_SUITE
+from fedcredit.scorecard_twin import pooled_scorecard, woe_matrix
 from models.binning import BinningConfig
 from models.binning.bins import ColumnBins
 from models.binning.feature import load_bins
@@ -24,7 +25,6 @@ from models.scorecard.scoring import SCORECARD_SCORING
 from models.vlr import FeatureAlignment
 from models.vlr.arbiter import Arbiter
 from node.policy import CreditPolicy
-from tests.unit.models.scorecard_twin import pooled_scorecard
 from tests.unit.models.test_binning import federate, give_credit
 
 
@@ -112,9 +112,10 @@ def test_federated_points_equal_the_pooled_scorecard(federated: tuple[
     bins = {p: {c.name: c for c in load_bins(stored[p])} for p in stored}
     own = [bins["bank"][n] for n in config.of("bank")]
     other = [bins["host"][n] for n in config.of("host")]
-    pooled = pooled_scorecard(("bank", own, bank[:, [int(n[1:]) for n in config.of("bank")]]),
-                              y, {"host": (other, host[:, [int(n[1:]) for n in
-                                                            config.of("host")]])}, config)
+    own_x = bank[:, [int(n[1:]) for n in config.of("bank")]]
+    other_x = host[:, [int(n[1:]) for n in config.of("host")]]
+    pooled = pooled_scorecard(("bank", own, woe_matrix(own, own_x)), y,
+                              {"host": (other, woe_matrix(other, other_x))}, config)
     worst = max(float(np.max(np.abs(cards[p][0].slot_points(j) - pooled.cards[p].slot_points(j))))
                 for p in cards for j in range(len(cards[p][0].columns)))
     assert worst < 1e-6
