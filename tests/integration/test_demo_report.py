@@ -17,6 +17,11 @@ VLR_KEYS = {"auc", "ks", "auc_bank_only", "auc_centralized", "epochs", "seconds"
             "segments", "gini", "validation_rows", "psi", "report_json", "report_html"}
 
 
+SCORECARD_KEYS = {"auc", "auc_pooled", "auc_sklearn_pooled", "max_points_difference",
+                  "characteristics", "iv_top10", "points_example", "base_points", "model_id",
+                  "report_json", "report_html", "seconds"}
+
+
 @pytest.mark.slow
 def test_the_demo_writes_the_lr_model_report_and_it_renders(tmp_path: Path) -> None:
     require_chromium()  # before a minute of demo, not after
@@ -43,4 +48,14 @@ def test_the_demo_writes_the_lr_model_report_and_it_renders(tmp_path: Path) -> N
 
     assert page.errors == [] and page.requests == []
     assert page.plots == 6 and min(page.drawn) >= 2
+    assert page.screenshot.startswith(PNG) and len(page.screenshot) > 50_000
+
+    card = report["scorecard"]
+    assert set(card) >= SCORECARD_KEYS
+    assert abs(card["auc"] - card["auc_pooled"]) <= 0.005 and card["max_points_difference"] < 0.5
+    assert 0 < len(card["iv_top10"]) <= 10 and card["characteristics"]
+    scorecard = json.loads(Path(card["report_json"]).read_text())
+    assert scorecard["algorithm"] == "scorecard" and scorecard["scorecard"]["points"]
+    page = open_page(Path(card["report_html"]), expected_plots=5)
+    assert page.errors == [] and page.requests == [] and page.plots == 5
     assert page.screenshot.startswith(PNG) and len(page.screenshot) > 50_000
