@@ -70,7 +70,9 @@ class PartyCard:
 
     def codes(self, rows: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
         """(rows, characteristics) slots of raw values (columns in `names` order)."""
-        rows = np.asarray(rows, np.float64).reshape(-1, len(self.columns))
+        rows = np.asarray(rows, np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(self.columns):
+            raise ValueError(f"{rows.shape} values for {len(self.columns)} characteristics")
         return np.stack([c.codes(rows[:, j], present) for j, c in enumerate(self.columns)],
                         axis=1) if self.columns else np.zeros((rows.shape[0], 0), np.int64)
 

@@ -43,8 +43,9 @@ class _BankCard:
                others: np.ndarray, combined: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Joint logits and, per row, the points lost by each own characteristic and by the
         feature nodes' data together (Σ_F points = −factor · the decrypted sum)."""
-        rows = np.asarray(own_rows, np.float64).reshape(len(present), -1)
-        own = self.card.points(rows)  # an unknown enterprise's NaN values: missing slots
+        rows = np.asarray(own_rows, np.float64).reshape(len(present), len(self.card.columns))
+        rows = np.where(np.asarray(present, bool)[:, None], rows, np.nan)
+        own = self.card.points(rows)  # an enterprise we know nothing of: missing slots
         logits = self.card.intercept - own.sum(axis=1) / self.card.factor + others
         lost = reason_shortfalls(own, self.card.max_points(), -self.card.factor * others,
                                  self.feature_max)

@@ -148,3 +148,9 @@ def test_joint_scoring_gives_the_policy_score_and_the_nodes_partials(federated: 
     assert lost.shape == (50, len(b.reason_names)) and b.reason_names[-1] == JOINT
     assert ((lost > 0).sum(axis=1) <= MAX_REASONS).all()
     assert auc(y[rows], logits) > 0.5
+    unknown = np.ones(50, bool)
+    unknown[10:20] = False  # enterprises the bank knows nothing of: its missing slots
+    again, _ = b.finish(1, own, unknown, others, b"")
+    blank = own.copy()
+    blank[10:20] = np.nan
+    assert np.allclose(again, b.finish(2, blank, np.ones(50, bool), others, b"")[0])
