@@ -33,10 +33,20 @@ def scale(pdo: float, base_points: float, base_odds: float) -> tuple[float, floa
     return factor, base_points - factor * float(np.log(base_odds))
 
 
-def _reachable(column: ColumnBins) -> list[int]:
-    """Slots a row can land in: value bins, where special/missing go, and not-held rows."""
-    return sorted({*range(column.value_bins), column.special_to, column.missing_to,
-                   column.bins + 1})
+def _extra_slots(column: ColumnBins, role: str) -> list[tuple[str, int]]:
+    """The rows a points table shows besides the value bins: special values (when the job has
+    special codes), missing values, and at a feature node the rows it does not hold (they sit in
+    the missing slot, or its own one when held missing values were folded into a value bin)."""
+    out = [("special", column.special_to)] if column.special_codes else []
+    out.append(("missing", column.missing_to))
+    if role == "feature" and column.missing_to != column.bins + 1:
+        out.append(("not held", column.bins + 1))
+    return out
+
+
+def _reachable(column: ColumnBins, role: str) -> list[int]:
+    """Slots a row can land in."""
+    return sorted({*range(column.value_bins), *(s for _, s in _extra_slots(column, role))})
 
 
 @dataclass(frozen=True)
@@ -91,12 +101,12 @@ class PartyCard:
 
     def max_points(self) -> np.ndarray:
         """Per characteristic, the most points any row can get."""
-        return np.asarray([float(self.slot_points(j)[_reachable(c)].max())
+        return np.asarray([float(self.slot_points(j)[_reachable(c, self.role)].max())
                            for j, c in enumerate(self.columns)])
 
     def total_range(self) -> tuple[float, float]:
         """(min, max) of this party's total points over its characteristics."""
-        low = sum(float(self.slot_points(j)[_reachable(c)].min())
+        low = sum(float(self.slot_points(j)[_reachable(c, self.role)].min())
                   for j, c in enumerate(self.columns))
         return low, float(self.max_points().sum())
 
@@ -115,11 +125,12 @@ class PartyCard:
                 else:
                     label = f"bin {b}"
                 rows.append({"bin": label, "woe": float(column.woe[b]), "points": float(pts[b])})
-            for label, slot in (("special", column.special_to), ("missing", column.missing_to)):
+            for label, slot in _extra_slots(column, self.role):
                 rows.append({"bin": label, "woe": float(column.woe[slot]),
                              "points": float(pts[slot])})
             out.append({"characteristic": column.name, "beta": float(self.beta[j]),
-                        "max_points": float(pts[_reachable(column)].max()), "bins": rows})
+                        "max_points": float(pts[_reachable(column, self.role)].max()),
+                        "bins": rows})
         return out
 
     def to_json(self, extra: dict[str, Any] | None = None) -> str:

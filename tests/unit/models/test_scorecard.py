@@ -28,13 +28,14 @@ from node.policy import CreditPolicy
 from tests.unit.models.test_binning import federate, give_credit
 
 
-def _column(name: str, woe: list[float]) -> ColumnBins:
+def _column(name: str, woe: list[float], special: tuple[float, ...] = ()) -> ColumnBins:
     """Two value bins (cut at 0) in a layout of 3 bins: slots 0, 1, (2 empty), special, missing."""
-    return ColumnBins(name, np.array([0.0]), bins=3, woe=np.asarray(woe, np.float64))
+    return ColumnBins(name, np.array([0.0]), bins=3, special_codes=special,
+                      woe=np.asarray(woe, np.float64))
 
 
 def _card(role: str = "label") -> PartyCard:
-    columns = (_column("a", [0.5, -0.4, 0.0, 0.1, -0.2]),
+    columns = (_column("a", [0.5, -0.4, 0.0, 0.1, -0.2], special=(-999.0,)),
                _column("b", [1.0, -1.0, 0.0, 0.0, 0.3]))
     factor = 20 / math.log(2)
     return PartyCard("bank", role, "j", "b", columns, np.array([-0.8, -0.3]),
@@ -57,8 +58,13 @@ def test_points_per_bin_follow_the_formula_and_add_up_to_the_policy_score() -> N
     table = card.tables()[0]
     assert [r["bin"] for r in table["bins"]] == ["[-inf, 0)", "[0, inf)", "special", "missing"]
     assert table["max_points"] == pytest.approx(max(card.slot_points(0)[[0, 1, 3, 4]]))
+    assert [r["bin"] for r in card.tables()[1]["bins"]][2:] == ["missing"]  # no special codes
+    assert card.points(np.array([[-999.0, 1.0]]))[0, 0] == pytest.approx(card.slot_points(0)[3])
     low, high = _card("feature").total_range()
     assert low <= high and high == pytest.approx(card.max_points().sum())
+    folded = _card("feature")
+    folded.columns[1].missing_to = 0  # held missing values folded into bin 0 (below the floor)
+    assert [r["bin"] for r in folded.tables()[1]["bins"]][2:] == ["missing", "not held"]
     again, _ = PartyCard.from_json(card.to_json())
     assert np.allclose(again.points(rows), card.points(rows))
 
