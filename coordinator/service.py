@@ -259,6 +259,8 @@ class Coordinator:
             raise DataValidationError(f"training job is not JSON: {err}") from err
         job, settings = parse_job(algo, raw)
         self._training_parties(job)
+        if algo.prepare is not None:
+            settings = algo.prepare(settings, [job.label, *job.features], self._done_report)
         job_id = check_job_id(request.job_id, DataValidationError) if request.job_id else \
             f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         check_alignment(self.store, job)
@@ -284,6 +286,15 @@ class Coordinator:
         self.audit.append("train.resume", job=job_id, purpose=algo.purpose)
         self._start(job_id, algo, training, settings, resume=True)
         return self.get_job(job_id)
+
+    def _done_report(self, job_id: str) -> dict[str, Any] | None:
+        """The last report of a finished job (what `fedcredit jobs show` prints), or None."""
+        found = self.store.job(job_id)
+        if found is None or found.state != "done":
+            return None
+        history = found.metrics.get("history") or [{}]
+        report: dict[str, Any] = history[-1]
+        return report
 
     def _training_parties(self, job: TrainingJob) -> tuple[NodeRecord, list[NodeRecord]]:
         return self._parties(job.label, job.features)

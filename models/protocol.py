@@ -208,6 +208,7 @@ def merged(replies: Mapping[str, Mapping[str, Payload]]) -> list[Payload]:
 
 
 Driver = Callable[..., Iterator[Progress]]
+Prepare = Callable[[Any, Sequence[str], Callable[[str], Mapping[str, Any] | None]], Any]
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,10 @@ class Algorithm:
     best: Callable[[list[dict[str, Any]]], dict[str, Any]]  # the round a model is reported by
     resumable: bool = True  # False: a resumed job starts again from its first round
     step_deadline_seconds: float = 300.0
+    prepare: Prepare | None = None
+    """Fills settings that refer to another job's results the coordinator holds anyway (its
+    reports), once, when the job is submitted: (settings, the job's parties, report of a done
+    job by id or None) -> settings. A scorecard takes its characteristics from a binning job."""
 
     @property
     def model_file(self) -> str:

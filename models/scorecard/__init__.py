@@ -45,10 +45,11 @@ MAX_REASONS = 4  # adverse-action style: at most four reasons
 class ScorecardConfig(VlrConfig):
     """The `[scorecard]` table of a job file: vertical LR's settings, the binning job whose bins
     and WOE each party uses, the characteristics (`party:column`, all selected by that job) and
-    the points scale (set it to the bank's policy `[scale]`)."""
+    the points scale (set it to the bank's policy `[scale]`). Without characteristics the
+    coordinator fills in every one the binning job selected of the job's parties."""
 
     binning_job: str = Field(min_length=1)
-    characteristics: list[str] = Field(min_length=1)
+    characteristics: list[str] = []  # empty: every one the binning job selected (`prepare`)
     base_points: float = 600.0
     base_odds: float = Field(default=50.0, gt=0)
     pdo: float = Field(default=20.0, gt=0)

@@ -6,13 +6,13 @@ ranges). See the package docstring for the design and what each party learns.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from common.errors import ProtocolError
+from common.errors import DataValidationError, ProtocolError
 from crypto.he.interface import LrSuite
 from crypto.he.lr_arbiter import CKKS_LR_SUITE
 from models.binning.algorithm import ALGORITHM as BINNING
@@ -95,9 +95,30 @@ def _columns(setup: RoleSetup, names: list[str]) -> list[int]:
     return [where[n] for n in names]
 
 
+def prepare(settings: ScorecardConfig, parties: Sequence[str],
+            report: Callable[[str], Mapping[str, Any] | None]) -> ScorecardConfig:
+    """No characteristics named: every one the binning job selected of the job's parties (its
+    IV table, which the coordinator holds as that job's report)."""
+    if settings.characteristics:
+        return settings
+    found = report(settings.binning_job)
+    if found is None or "iv_table" not in found:
+        raise DataValidationError(f"binning_job {settings.binning_job!r}: no finished binning "
+                                  "job of that name; run `fedcredit train binning` first")
+    chosen = [f"{r['party']}:{r['name']}" for r in found["iv_table"]
+              if r.get("selected") and r.get("party") in parties]
+    if not chosen:
+        raise DataValidationError(f"binning job {settings.binning_job} selected no "
+                                  "characteristic of the job's parties")
+    return settings.model_copy(update={"characteristics": chosen})
+
+
 def make_role(setup: RoleSetup, settings: ScorecardConfig, *,
               suite: LrSuite = CKKS_LR_SUITE) -> CardLabel | CardFeature:
     """A party's vertical LR role on its WOE columns (`suite`: the plaintext twin in tests)."""
+    if not settings.characteristics:
+        raise ProtocolError("a scorecard job names no characteristics (the coordinator fills "
+                            "them in from the binning job when it is submitted)")
     names = settings.of(setup.party)
     X = np.asarray(setup.X, np.float64)
     if setup.role == "label":
@@ -183,4 +204,5 @@ ALGORITHM = Algorithm(
             "job, points per bin kept by each party.",
     purpose="woe scorecard training", settings=ScorecardConfig, steps=STEPS,
     make_role=make_role, apply_floors=VLR.apply_floors, drive=VLR.drive,
-    scoring=SCORECARD_SCORING, length_setting="max_epochs", unit="epoch", best=VLR.best)
+    scoring=SCORECARD_SCORING, length_setting="max_epochs", unit="epoch", best=VLR.best,
+    prepare=prepare)

@@ -72,8 +72,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         assert binning.state == "done", binning.error
         iv_table = json.loads(binning.metrics_json)["history"][-1]["iv_table"]
         chosen = [f"{r['party']}:{r['name']}" for r in iv_table if r["selected"]]
-        card = _run(stub, "gc-card", "scorecard",
-                    {**CARD, "binning_job": "gc-bin", "characteristics": chosen})
+        card = _run(stub, "gc-card", "scorecard",  # no characteristics: the selected ones
+                    {**CARD, "binning_job": "gc-bin"})
         assert card.state == "done", card.error
         yield Trained(net, card, ScorecardConfig(**CARD, binning_job="gc-bin",
                                                  characteristics=chosen),

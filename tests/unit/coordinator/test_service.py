@@ -168,3 +168,9 @@ def test_the_daily_cap_on_pseudonym_evaluations_survives_a_restart(tmp_path: Pat
         assert "pseudonyms.refused" in audit and "pseudonym_evaluations_per_day" in audit
     finally:
         again.close()
+
+
+def test_a_scorecard_on_a_binning_job_that_never_ran_is_refused(core: Coordinator) -> None:
+    with pytest.raises(DataValidationError, match="binning_job 'nope'.*no finished binning"):
+        _train(core, "scorecard", scorecard={"binning_job": "nope"})
+    assert core.store.jobs() == []

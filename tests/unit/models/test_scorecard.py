@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from common.errors import DataValidationError
 from crypto.he import PlainTwin
 from crypto.he.lr_plain import PLAIN_LR_SUITE
 from fedcredit.scorecard_twin import pooled_scorecard, woe_matrix
@@ -19,7 +20,7 @@ from models.metrics import auc
 from models.protocol import RoleSetup
 from models.runtime import LocalRun, run_local
 from models.scorecard import JOINT, MAX_REASONS, ScorecardConfig
-from models.scorecard.algorithm import ALGORITHM, make_role
+from models.scorecard.algorithm import ALGORITHM, make_role, prepare
 from models.scorecard.points import PartyCard, reason_names, reason_shortfalls
 from models.scorecard.scoring import SCORECARD_SCORING
 from models.vlr import FeatureAlignment
@@ -160,3 +161,18 @@ def test_joint_scoring_gives_the_policy_score_and_the_nodes_partials(federated: 
     blank = own.copy()
     blank[10:20] = np.nan
     assert np.allclose(again, b.finish(2, blank, np.ones(50, bool), others, b"")[0])
+
+
+def test_without_characteristics_the_binning_jobs_selection_is_taken() -> None:
+    table = [{"party": "bank", "name": "a", "selected": True},
+             {"party": "core", "name": "b", "selected": False},
+             {"party": "core", "name": "c", "selected": True},
+             {"party": "tax", "name": "d", "selected": True}]  # not a party of the job
+    reports = {"bin": {"iv_table": table}}
+    config = ScorecardConfig(binning_job="bin")
+    filled = prepare(config, ["bank", "core"], reports.get)
+    assert filled.characteristics == ["bank:a", "core:c"]
+    named = ScorecardConfig(binning_job="bin", characteristics=["core:c"])
+    assert prepare(named, ["bank", "core"], reports.get) is named  # named ones are kept
+    with pytest.raises(DataValidationError, match="no finished binning job"):
+        prepare(ScorecardConfig(binning_job="other"), ["bank"], reports.get)
