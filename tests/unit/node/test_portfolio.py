@@ -10,7 +10,7 @@ import numpy as np
 
 from node.policy import CreditPolicy, Monitoring
 from node.portfolio.monitor import NO_TIER, Before, review, tiers
-from node.portfolio.psi import band, psi
+from node.stability import band, psi
 from node.portfolio.review import rescore
 from node.portfolio.store import Account, PortfolioStore
 from node.scoring.bank import Decision
