@@ -19,9 +19,9 @@ import numpy as np
 
 from node.policy import CreditPolicy
 from node.portfolio.monitor import NO_TIER, Before, review
-from node.stability import band, psi
 from node.portfolio.store import PortfolioStore
 from node.scoring.bank import Decision
+from node.stability import band, psi
 
 
 class Scorer(Protocol):

@@ -10,10 +10,10 @@ import numpy as np
 
 from node.policy import CreditPolicy, Monitoring
 from node.portfolio.monitor import NO_TIER, Before, review, tiers
-from node.stability import band, psi
 from node.portfolio.review import rescore
 from node.portfolio.store import Account, PortfolioStore
 from node.scoring.bank import Decision
+from node.stability import band, psi
 
 
 def _before(n: int, pd: float = 0.03, grade: int = 1, line: float = 1e6, drawn: float = 2e5,
