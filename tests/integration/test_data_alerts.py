@@ -69,7 +69,8 @@ def test_a_node_without_the_enterprise_looks_like_one_with_level_zero(alerts: Al
             request_data_alerts(scorer, [ident], consent="MON-2")
             replies = [(field, len(data)) for method, direction, field, data
                        in alerts.tap.fields()
-                       if method.endswith("CoordinatorService/DataAlerts") and direction == "response"]
+                       if method.endswith("CoordinatorService/DataAlerts")
+                       and direction == "response"]
             shapes.append(sorted((f, n) for f, n in replies if f != "snapshot"))
             blob = b"".join(data for method, direction, field, data in alerts.tap.fields()
                             if method.endswith("CoordinatorService/DataAlerts")
