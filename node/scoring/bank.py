@@ -306,7 +306,8 @@ class BankScorer(FollowsTable):
 
     def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
               features: Sequence[Features | None] | None = None,
-              consent_expires: float | None = None) -> list[Decision]:
+              consent_expires: float | None = None, view: BankRows | None = None,
+              ) -> list[Decision]:
         """Joint decisions for `ids` (each once); refused without a consent reference.
         `features[k]`, if given, holds bank-side values for `ids[k]` over (or instead of) our
         table's row. The consent record we sign expires at `consent_expires` (Unix time;
@@ -321,7 +322,7 @@ class BankScorer(FollowsTable):
         pseudonyms, key_id = self._pseudonyms_under_key(ids)
         expires = time.time() + DEFAULT_CONSENT_SECONDS if consent_expires is None \
             else consent_expires
-        view = self.view  # the bank's rows this request uses, whatever is loaded meanwhile
+        view = view or self.view  # the bank's rows this request uses, whatever loads next
         own_rows, present, basis = self.own_inputs(ids, features, view)
         number = next(self._requests) % 2**32
         with self._he_lock:
