@@ -275,9 +275,10 @@ class FeatureScoring:
 
     # one request ----------------------------------------------------------------------------
     def admit(self, messages: Iterable[node_pb2.ScorePartialRequest],
-              what: str = "scoring request") -> Admitted:
+              what: str = "scoring request", *, model_request: bool = True) -> Admitted:
         """One request read and checked, and its ids charged (the caps, consent and budget
-        above); shared by scoring and data alerts (`node.monitoring.alerts`)."""
+        above); shared by scoring and data alerts (`node.monitoring.alerts`, which takes no
+        model request: `model_request=False` refuses one before anything is charged)."""
         self._check_role()
         header, rest = split_header(messages, what)
         kind = scoring_kind(header.algorithm)
@@ -292,9 +293,10 @@ class FeatureScoring:
         if header.ids > self.caps.max_ids_per_request:
             self.refuse(job, header, f"{header.ids} ids in one request; this node answers at "
                         f"most {self.caps.max_ids_per_request} ([scoring] max_ids_per_request)")
-        if header.model_request_bytes > MAX_PART_BYTES:
+        if header.model_request_bytes > (MAX_PART_BYTES if model_request else 0):
             raise ProtocolError(f"a model request of {header.model_request_bytes} bytes is over "
-                                f"the limit of {MAX_PART_BYTES}")
+                                f"the limit of {MAX_PART_BYTES if model_request else 0} for a "
+                                f"{what}")
         fields, _ = read_chunks(rest, {"sealed_ids": sealed_ids_bytes(header.ids),
                                        "model_request": header.model_request_bytes}, exact=True)
         salt, blob = self._open_ids(setup, header, job, fields["sealed_ids"])
