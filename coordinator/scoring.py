@@ -71,6 +71,19 @@ class BankSession:
     digest: str
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A bank's request that passed the coordinator's checks, ready to forward."""
+
+    header: coordinator_pb2.ScoreRequestHeader
+    model: ModelRecord
+    session: BankSession
+    features: list[str]  # the model's feature nodes, in its party order
+    sealed: dict[str, bytes]  # each feature node's sealed pseudonym list
+    model_request: bytes
+    forward: node_pb2.ScorePartialHeader  # what every feature node gets
+
+
 def _kind(model: ModelRecord) -> ScoringKind:
     kind = SCORING_KINDS.get(model.algorithm)
     if kind is None:
@@ -243,9 +256,12 @@ class ScoringRelay:
                               rows=header.ids, details={"reason": f"consent: {err}"})
             raise ProtocolError(f"consent refused: {err}") from err
 
-    def score(self, messages: Iterable[coordinator_pb2.ScoreRequest], caller: str | None,
-              insecure: bool) -> Iterator[coordinator_pb2.ScoreReply]:
-        header, rest = split_header(messages, "scoring request")
+    def open_request(self, messages: Iterable[coordinator_pb2.ScoreRequest],
+                     caller: str | None, insecure: bool, what: str = "scoring request",
+                     ) -> Opened:
+        """One request read and checked (bank, model, consent, set-up, pseudonym key, sealed
+        lists), with the header every feature node gets; shared by scoring and data alerts."""
+        header, rest = split_header(messages, what)
         bank = header.bank
         record = self._bank(bank, caller, insecure)
         model = self._model(bank, header.model_id, header.model_job)
@@ -253,10 +269,9 @@ class ScoringRelay:
         if not consent:
             self.audit.append("score.refused", job=model.job_id, peer=bank, purpose=purpose,
                               details={"reason": "no consent reference"})
-            raise ProtocolError("a scoring request needs the enterprise's consent reference")
+            raise ProtocolError(f"a {what} needs the enterprise's consent reference")
         if not 0 < header.ids <= MAX_SCORE_IDS:
-            raise ProtocolError(f"a scoring request carries 1 to {MAX_SCORE_IDS} ids, "
-                                f"not {header.ids}")
+            raise ProtocolError(f"a {what} carries 1 to {MAX_SCORE_IDS} ids, not {header.ids}")
         if header.model_request_bytes > MAX_PART_BYTES:
             raise ProtocolError(f"a model request of {header.model_request_bytes} bytes is over "
                                 f"the limit of {MAX_PART_BYTES}")
@@ -284,6 +299,17 @@ class ScoringRelay:
             model_request_bytes=header.model_request_bytes,
             consent_record=header.consent_record, consent_signature=header.consent_signature,
             pseudonym_key=self.key.key_id)
+        return Opened(header=header, model=model, session=session, features=features,
+                      sealed=sealed, model_request=fields["model_request"], forward=forward)
+
+    def score(self, messages: Iterable[coordinator_pb2.ScoreRequest], caller: str | None,
+              insecure: bool) -> Iterator[coordinator_pb2.ScoreReply]:
+        opened = self.open_request(messages, caller, insecure)
+        header, model, session, features = (opened.header, opened.model, opened.session,
+                                             opened.features)
+        bank, consent, purpose = header.bank, opened.forward.consent, header.purpose
+        sealed, forward, fields = opened.sealed, opened.forward, {
+            "model_request": opened.model_request}
         calls = [self.pool.submit(_call_node, name, "scoring request",
                                   self._partial_call(name, forward, sealed[name],
                                                      fields["model_request"]),

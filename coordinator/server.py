@@ -12,6 +12,7 @@ import grpc
 
 from common.rpc import rpc_method
 from common.tls import new_server, peer_party
+from coordinator.data_alerts import data_alerts
 from coordinator.service import Coordinator
 from proto.fedcredit.v1 import coordinator_pb2_grpc
 
@@ -85,6 +86,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Score(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         yield from self.core.scoring.score(request_iterator, peer_party(context),
                                            self.core.insecure)
+
+    @rpc_method("Coordinator.DataAlerts", log, _any_certified)
+    def DataAlerts(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from data_alerts(self.core.scoring, request_iterator, peer_party(context),
+                               self.core.insecure)
 
     @rpc_method("Coordinator.EvaluatePseudonyms", log, _any_certified)
     def EvaluatePseudonyms(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -22,6 +22,7 @@ from common.errors import DataValidationError, describe_validation
 from common.limits import MAX_SCORE_IDS, WireLimits
 from common.names import check_party_name
 from models.protocol import Floors
+from node.monitoring.limits import MonitoringConfig
 from node.trust import TrustConfig
 
 ENV_PREFIX = "FEDCREDIT_NODE_"
@@ -168,6 +169,9 @@ class NodeConfig(BaseSettings):
     """Security floors no job can lower (the `[floors]` table; see models.protocol.Floors)."""
     scoring: ScoringCaps = ScoringCaps()
     """Feature node: caps on what a bank may ask (the `[scoring]` table; see ScoringCaps)."""
+    monitoring: MonitoringConfig = MonitoringConfig()
+    """Feature node: its own early-warning limits (the `[monitoring]` table; see
+    node.monitoring.limits)."""
     trust: TrustConfig = TrustConfig()
     """Pinned peer certificates (the `[trust]` table, `peers = { core = "AB:..." }`)."""
     limits: WireLimits = WireLimits()
@@ -198,6 +202,9 @@ class NodeConfig(BaseSettings):
     def _label_column_matches_role(self) -> NodeConfig:
         if self.role == "label" and self.data.label_column is None:
             raise ValueError("data.label_column is required for role = 'label'")
+        if self.role == "label" and self.monitoring.limits:
+            raise ValueError("[monitoring] limits are a feature node's: the bank's early warning "
+                             "is its policy's [monitoring]")
         if self.role == "feature" and self.data.label_column is not None:
             raise ValueError(
                 "data.label_column is not allowed for role = 'feature' (only the label node "

@@ -15,6 +15,7 @@ from common.rpc import rpc_method
 from common.tls import new_server
 from node import psi_handlers
 from node.data_handlers import reload_data, snapshot_status
+from node.monitoring.alerts import DataAlerts
 from node.registration import COORDINATOR_NAME, Registration
 from node.scoring.feature import FeatureScoring
 from node.state import NodeState
@@ -37,6 +38,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self.state = state
         self.steps = StepHandler(state)
         self.scoring = FeatureScoring(state)
+        self.data_alerts = DataAlerts(self.scoring)
 
     @rpc_method("Node.Describe", log, _coordinator_only)
     def Describe(self, request: Any, context: grpc.ServicerContext) -> common_pb2.NodeInfo:
@@ -73,6 +75,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def ScorePartial(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         yield from self.scoring.partial(request_iterator)
 
+    @rpc_method("Node.DataAlertPartial", log, _coordinator_only)
+    def DataAlertPartial(self, request_iterator: Any,
+                         context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from self.data_alerts.partial(request_iterator)
 
     @rpc_method("Node.DepositAnchor", log, _coordinator_only)
     def DepositAnchor(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -19,6 +19,7 @@ from node.alignment import AlignmentStore
 from node.anchoring import NodeAnchors
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
+from node.monitoring.reference import ReferenceStore
 from node.snapshot import LiveTable, Snapshot, snapshot_key
 from node.trust import verify_pinned
 
@@ -69,6 +70,9 @@ class NodeState:
                         "key (pin them with `fedcredit pki fingerprint`)", self.party)
         self.anchors = NodeAnchors(self)
         self.alignments = AlignmentStore(self.state_dir)
+        self.references = ReferenceStore(self.state_dir)  # early warning's reference snapshots
+        if self.role == "feature":
+            config.monitoring.check_columns(table.features, self.party)
         self.workers = PsiWorkers()
         self._sessions: dict[tuple[str, str], PsiSession] = {}
         self._lock = threading.Lock()

@@ -42,6 +42,7 @@ from models.registry import algorithm
 from models.vlr import FeatureAlignment
 from node.alignment import check_job_id
 from node.job_record import JobRecord, save_job_record
+from node.snapshot import Snapshot
 from node.state import NodeState
 from proto.fedcredit.v1 import common_pb2
 
@@ -69,6 +70,7 @@ class JobSession:
     sealers: dict[str, Sealer]
     record: JobRecord | None = None  # saved beside the model when the node stores it
     columns: tuple[str, ...] = ()  # the table's columns in the snapshot the job opened on
+    snapshot: Snapshot | None = None  # the snapshot the job opened on (early warning's reference)
     memo: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -130,6 +132,8 @@ class StepHandler:
                 atomic_write(self.model_path(session.job_id, algo), payload.data)
                 if session.record is not None:
                     save_job_record(self.state.state_dir, session.record)
+                if session.snapshot is not None and self.state.role == "feature":
+                    self.state.references.keep(session.job_id, session.snapshot, "training")
                 self.state.audit.append("train.model_saved", job=session.job_id,
                                         purpose=algo.purpose)
             elif to is To.DRIVER:
@@ -242,7 +246,7 @@ class StepHandler:
                            settings=settings.model_dump(mode="json"))
         session = JobSession(job_id=header.job_id, algorithm=algo, role=role, label=job.label,
                              features=tuple(job.features), sealers=sealers, record=record,
-                             columns=tuple(table.features))
+                             columns=tuple(table.features), snapshot=snapshot)
         with self._lock:
             self.jobs[header.job_id] = session
         state.audit.append("train.open", job=header.job_id, purpose=algo.purpose,

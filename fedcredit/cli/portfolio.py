@@ -70,15 +70,20 @@ def portfolio_rescore(
     alerts_jsonl: Annotated[Path | None, typer.Option(
         help="Append alerts as JSON lines here; default <state>/portfolio/alerts.jsonl.")
     ] = None,
+    data_alerts: Annotated[bool, typer.Option(
+        help="Also ask the feature nodes for their data-alert levels and per-feature PSI.")
+    ] = True,
     insecure: InsecureOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-score every account through the batch path; alerts, line changes, re-credit, PSI."""
+    """Re-score every account through the batch path; alerts (score and feature data), line
+    changes, re-credit, score PSI and each feature node's per-feature PSI."""
     from node.config import load_node_config
     from node.policy import load_policy
     from node.portfolio.review import rescore
     from node.portfolio.store import PortfolioStore, store_path
     from node.scoring.bank import BankScorer
+    from node.scoring.data_alerts import request_data_alerts
 
     def run() -> None:
         cfg = load_node_config(config)
@@ -87,7 +92,10 @@ def portfolio_rescore(
         scorer = BankScorer(cfg, load_policy(policy), model_id=model, insecure=insecure)
         try:
             while True:
-                summary = rescore(scorer, store, consent=consent, alerts_jsonl=sink)
+                source = ((lambda ids, ref: request_data_alerts(scorer, ids, ref))
+                          if data_alerts else None)
+                summary = rescore(scorer, store, consent=consent, alerts_jsonl=sink,
+                                  data_alerts=source)
                 _show_summary(summary, as_json)
                 if every <= 0:
                     return
@@ -119,7 +127,8 @@ def portfolio_alerts(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON alert a line.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Early-warning alerts (tier, action, PD and grade before and now)."""
+    """Early-warning alerts: from scores (type early_warning: tier, action, PD and grade before
+    and now) and from the feature nodes' data (type data_warning: aggregate level, source)."""
     def run() -> list[dict[str, Any]]:
         store = _store(config)
         try:
@@ -134,8 +143,9 @@ def portfolio_alerts(
     elif as_json:
         emit_json(alerts)
     else:
-        _table("early warnings", alerts, ("at", "enterprise_id", "tier", "action", "pd_before",
-                                          "pd", "grade_before", "grade", "line"))
+        _table("early warnings", alerts, ("at", "type", "enterprise_id", "tier", "action",
+                                          "pd_before", "pd", "grade_before", "grade", "line",
+                                          "level", "source"))
 
 
 @portfolio_app.command("lines")

@@ -2,8 +2,12 @@
 feature nodes' data, a review that raises early warnings and moves lines, and what the joint
 model does for credit-white SMEs at the bank's current default rate.
 
-The feature nodes re-read their tables when restarted (`LocalNetwork.restart_node`): the shift
-(`fedcredit.synth_shift`) rewrites their files, then each is restarted.
+The shift (`fedcredit.synth_shift`) rewrites the feature nodes' files; each node then re-reads
+its table live (`fedcredit nodes reload`, the coordinator's ReloadNode), without a restart. The
+review asks the feature nodes for their data-alert levels too (each node's own `[monitoring]`
+limits against its reference snapshot, `fedcredit.demo.parties.MONITORING`): the report gives
+their counts, the recall of the deteriorated SMEs from data alerts alone and together with the
+score alerts, the share of healthy SMEs flagged, and each node's per-feature PSI.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from node.policy import CreditPolicy, load_policy
 from node.portfolio.review import iso, rescore
 from node.portfolio.store import Account, PortfolioStore
 from node.scoring.bank import BankScorer
+from node.scoring.data_alerts import request_data_alerts
+from proto.fedcredit.v1 import coordinator_pb2
 
 POLICY = Path(__file__).with_name("policy.toml")
 DETERIORATE, IMPROVE = 0.08, 0.08  # shares of the booked portfolio
@@ -78,13 +84,13 @@ def run_lifecycle(net: LocalNetwork, synth: SynthResult, console: Console, *, mo
         console.print(f"[bold]lifecycle[/]: {admission['outcomes']}; booked {len(booked):,}")
         shift = shift_chain(synth.out_dir, deteriorate=DETERIORATE, improve=IMPROVE,
                             seed=seed + 1, among=booked)
-        with console.status("feature nodes re-reading their changed tables"):
-            for party in FEATURE_PARTIES:
-                net.restart_node(party)
+        with console.status("feature nodes re-reading their changed tables (live reload)"):
+            reloads = _reload(net)
         summary = _review(scorer, store, now + dt.timedelta(days=1),
                           net.workdir / "state" / LABEL_PARTY / "portfolio" / "alerts.jsonl")
         warning = _warning_figures(store, summary["review_id"], booked, shift.deteriorated,
                                    shift.improved)
+        data = _data_figures(store, summary, booked, shift.deteriorated, shift.improved)
     finally:
         scorer.close()
         store.close()
@@ -93,11 +99,23 @@ def run_lifecycle(net: LocalNetwork, synth: SynthResult, console: Console, *, mo
                   f"{warning['healthy_flagged_share']:.1%} of healthy ones flagged; credit-white "
                   f"with a line: joint {white['joint_share']:.1%}, bank alone "
                   f"{white['bank_only_share']:.1%}")
+    console.print(f"  data alerts: {data['counts']}; recall {data['recall']:.2f} alone, "
+                  f"{data['combined_recall']:.2f} with score alerts; healthy flagged "
+                  f"{data['healthy_flagged_share']:.1%} alone, "
+                  f"{data['combined_healthy_flagged_share']:.1%} combined")
     return {"admission": admission,
             "data_change": {"deteriorated": len(shift.deteriorated),
                             "improved": len(shift.improved),
-                            "parties_restarted": list(FEATURE_PARTIES)},
-            "review": summary, "early_warning": warning, "credit_white": white}
+                            "parties_restarted": [], "parties_reloaded": reloads},
+            "review": summary, "early_warning": warning, "credit_white": white,
+            "data_alerts": data}
+
+
+def _reload(net: LocalNetwork) -> dict[str, str]:
+    """Have each feature node re-read its source now; the outcome per node."""
+    stub = net.stub()
+    return {party: stub.ReloadNode(coordinator_pb2.ReloadNodeRequest(party=party),
+                                   timeout=120).outcome for party in FEATURE_PARTIES}
 
 
 def _review(scorer: BankScorer, store: PortfolioStore, at: dt.datetime,
@@ -106,7 +124,8 @@ def _review(scorer: BankScorer, store: PortfolioStore, at: dt.datetime,
     deadline = time.monotonic() + 90
     while True:
         try:
-            return rescore(scorer, store, consent="demo-review", now=at, alerts_jsonl=jsonl)
+            return rescore(scorer, store, consent="demo-review", now=at, alerts_jsonl=jsonl,
+                           data_alerts=lambda ids, ref: request_data_alerts(scorer, ids, ref))
         except (grpc.RpcError, PeerUnavailable):
             if time.monotonic() > deadline:
                 raise
@@ -115,7 +134,8 @@ def _review(scorer: BankScorer, store: PortfolioStore, at: dt.datetime,
 
 def _warning_figures(store: PortfolioStore, review_id: str, booked: list[str],
                      deteriorated: list[str], improved: list[str]) -> dict[str, Any]:
-    flagged = {a["enterprise_id"]: a["tier"] for a in store.alerts(review_id=review_id)}
+    flagged = {a["enterprise_id"]: a["tier"] for a in store.alerts(review_id=review_id)
+               if a.get("type", "early_warning") == "early_warning"}
     changes = {c["enterprise_id"]: c["change"] for c in store.line_changes(review_id=review_id)}
     bad, good = set(deteriorated), set(improved)
     healthy = [i for i in booked if i not in bad and i not in good]
@@ -134,6 +154,31 @@ def _warning_figures(store: PortfolioStore, review_id: str, booked: list[str],
         "lines_raised_healthy": sum(changes.get(i) == "raise" for i in healthy),
         "lines_cut_healthy": sum(changes.get(i) == "cut" for i in healthy),
     }
+
+
+def _data_figures(store: PortfolioStore, summary: dict[str, Any], booked: list[str],
+                  deteriorated: list[str], improved: list[str]) -> dict[str, Any]:
+    """Data alerts of the review: counts, recall alone and with score alerts, healthy flagged."""
+    alerts = store.alerts(review_id=summary["review_id"])
+    data = {a["enterprise_id"]: a["level"] for a in alerts if a.get("type") == "data_warning"}
+    either = set(data) | {a["enterprise_id"] for a in alerts
+                          if a.get("type", "early_warning") == "early_warning"}
+    bad, good = set(deteriorated), set(improved)
+    healthy = [i for i in booked if i not in bad and i not in good]
+
+    def share(found: set[str] | dict[str, str], among: Any) -> float:
+        return round(sum(i in found for i in among) / max(len(among), 1), 4)
+
+    return {"counts": summary.get("data_alerts", {}),
+            "flagged_deteriorated": sum(i in data for i in bad),
+            "recall": share(data, bad), "healthy_flagged_share": share(data, healthy),
+            "flagged_healthy": sum(i in data for i in healthy),
+            "flagged_improved": sum(i in data for i in good),
+            "levels_deteriorated": dict(Counter(data[i] for i in bad if i in data)),
+            "combined_recall": share(either, bad),
+            "combined_healthy_flagged_share": share(either, healthy),
+            "refused": summary.get("data_alerts_refused", 0),
+            "feature_psi": summary.get("feature_psi", {})}
 
 
 def _share_within(pd: np.ndarray, y: np.ndarray, rate: float) -> float:

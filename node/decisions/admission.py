@@ -16,14 +16,17 @@ import numpy as np
 from node.decisions.strategy import Admission, Strategy, evaluate, grade_rank
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer, Decision, Features
+from node.scoring.bank_table import BankRows
 
 
 def own_facts(scorer: BankScorer, ids: Sequence[str],
-              features: Sequence[Features | None] | None = None) -> dict[str, np.ndarray]:
-    """Every column of the bank's table for `ids` (NaN where it holds no row), the request's
-    values over them."""
-    table = scorer.table
-    rows = np.fromiter((scorer.row_of.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+              features: Sequence[Features | None] | None = None,
+              view: BankRows | None = None) -> dict[str, np.ndarray]:
+    """Every column of the bank's table (`view`, default the scorer's current one) for `ids`
+    (NaN where it holds no row), the request's values over them."""
+    view = view or scorer.view
+    table = view.table
+    rows = np.fromiter((view.row_of.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
     held = rows >= 0
     X = np.where(held[:, None], table.X[np.where(held, rows, 0)], np.nan)
     facts = {name: X[:, j].copy() for j, name in enumerate(table.features)}

@@ -35,6 +35,7 @@ from node.decisions.store import DecisionStore
 from node.decisions.strategy import Strategy
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer, Decision
+from node.scoring.bank_table import BankRows
 
 
 def policy_version(policy: CreditPolicy) -> str:
@@ -60,7 +61,7 @@ class DecisionService:
         self.scorer.close()
         self.store.close()
 
-    def check(self, request: DecisionRequest) -> None:
+    def check(self, request: DecisionRequest, view: BankRows | None = None) -> None:
         """Refuse, naming the field, what the request model cannot know: the id's form, and
         feature names against this model (unknown, or missing for an enterprise we hold no row
         of); the consent's expiry."""
@@ -78,7 +79,7 @@ class DecisionService:
             if name not in allowed:
                 raise FieldError(("body", "features", name),
                                  f"unknown feature; this model takes {', '.join(allowed)}")
-        if ident not in self.scorer.row_of:
+        if ident not in (view or self.scorer.view).row_of:
             for name in self.scorer.part.features:
                 if name not in request.features:
                     raise FieldError(("body", "features", name),
@@ -89,14 +90,16 @@ class DecisionService:
         """Check, score jointly, store and answer one decision."""
         started = time.perf_counter()
         created = dt.datetime.now(dt.UTC)
-        self.check(request)
+        view = self.scorer.view  # one snapshot of the bank's table for the whole decision
+        self.check(request, view)
         ident = request.enterprise_id
         given = [request.features] if request.features is not None else None
         decision = self.scorer.score([ident], request.consent.reference, request.purpose,
                                      features=given,
-                                     consent_expires=request.consent.expires_at.timestamp())[0]
+                                     consent_expires=request.consent.expires_at.timestamp(),
+                                     view=view)[0]
         result = _result(decision)
-        admission, line = self._admission(decision, request)
+        admission, line = self._admission(decision, request, view)
         if admission is not None:
             result["credit_line"] = line
         out = DecisionOut(
@@ -104,18 +107,18 @@ class DecisionService:
             model=self.model, policy_version=self.policy_version, purpose=request.purpose,
             consent={"reference": request.consent.reference,
                      "expires_at": request.consent.expires_at.isoformat()},
-            inputs=self._inputs(request), created_at=created,
+            inputs=self._inputs(request, view), created_at=created,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
         self.store.put(out.model_dump(mode="json"))
         return out
 
-    def _admission(self, decision: Decision, request: DecisionRequest,
+    def _admission(self, decision: Decision, request: DecisionRequest, view: BankRows,
                    ) -> tuple[AdmissionOut | None, float | None]:
         """The strategy's verdict on a graded decision, and the line it grants."""
         if decision.outcome != "decided":
             return None, None
         given = [request.features] if request.features is not None else None
-        own = own_facts(self.scorer, [request.enterprise_id], given)
+        own = own_facts(self.scorer, [request.enterprise_id], given, view)
         verdict = admit(self.policy, [decision], own)
         facts = {name: _number(values[0]) for name, values in own.items()}
         return AdmissionOut(outcome=verdict.outcome[0], segment=verdict.segment[0],
@@ -131,12 +134,12 @@ class DecisionService:
         found = self.store.get(decision_id)
         return None if found is None else DecisionOut.model_validate(found)
 
-    def _inputs(self, request: DecisionRequest) -> Inputs:
+    def _inputs(self, request: DecisionRequest, view: BankRows) -> Inputs:
         """The bank-side values the model used for this enterprise and where each came from."""
         names = self.scorer.part.features
         given = [request.features] if request.features is not None else None
-        rows, present, _ = self.scorer.own_inputs([request.enterprise_id], given)
-        in_table = request.enterprise_id in self.scorer.row_of
+        rows, present, _ = self.scorer.own_inputs([request.enterprise_id], given, view)
+        in_table = request.enterprise_id in view.row_of
         request_names = set(request.features or {})
         values = {n: _number(rows[0, j]) if present[0] else None for j, n in enumerate(names)}
         sources = {n: "request" if n in request_names else "table" if in_table else "none"

@@ -1,6 +1,13 @@
 """A portfolio review: re-score every account through the batch path, then early warning,
 dynamic lines, re-credit and score stability; alerts also as JSON lines for the bank's systems.
 
+With `data_alerts` (the bank's request to the feature nodes, `node.scoring.data_alerts`) the
+review also asks every feature node for its early-warning level of each account: an account
+whose aggregate level is above none gets an alert of type "data_warning" (source "feature
+data", its level and the sum it was read from, naming no node), beside the score alerts of type
+"early_warning"; the summary counts them and carries each node's per-feature PSI. Data alerts
+do not move lines: the bank's policy decides what to do with them.
+
 Times are UTC ISO strings without offset (`YYYY-MM-DDTHH:MM:SS`); expiry may be a date.
 An account the network could not grade this time (refer, refused) keeps its line and grade and
 is counted as unscored.
@@ -12,16 +19,19 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from node.monitoring.limits import LEVELS
 from node.policy import CreditPolicy
 from node.portfolio.monitor import NO_TIER, Before, review
-from node.portfolio.psi import band, psi
 from node.portfolio.store import PortfolioStore
 from node.scoring.bank import Decision
+from node.scoring.data_alerts import SOURCE, DataAlertLevels
+from node.stability import band, psi
 
 
 class Scorer(Protocol):
@@ -43,8 +53,26 @@ def _days_left(expiry: list[str], now: dt.datetime) -> np.ndarray:
     return days
 
 
+DataAlertSource = Callable[[Sequence[str], str], DataAlertLevels]
+"""(ids, consent reference) -> the feature nodes' aggregate levels."""
+
+
+def data_warnings(found: DataAlertLevels, review_id: str, at: str,
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The data alerts of one review, and their counts and the nodes' PSI for its summary."""
+    raised = [k for k in range(len(found.ids)) if not found.refused[k] and found.level_sum[k] > 0]
+    alerts = [{"type": "data_warning", "review_id": review_id, "at": at,
+               "enterprise_id": found.ids[k], "level": found.level(k),
+               "level_sum": int(found.level_sum[k]), "source": SOURCE} for k in raised]
+    counts = {name: sum(a["level"] == name for a in alerts) for name in LEVELS[1:]}
+    return alerts, {"data_alerts": counts, "data_alerts_refused": int(found.refused.sum()),
+                    "feature_psi": found.stability,
+                    "feature_snapshots": dict(found.snapshots)}
+
+
 def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
-            now: dt.datetime | None = None, alerts_jsonl: Path | None = None) -> dict[str, Any]:
+            now: dt.datetime | None = None, alerts_jsonl: Path | None = None,
+            data_alerts: DataAlertSource | None = None) -> dict[str, Any]:
     """Review the whole portfolio once; the summary (counts, PSI, seconds) is also stored."""
     now = now or dt.datetime.now(dt.UTC)
     at, review_id = iso(now), f"review-{uuid.uuid4().hex[:12]}"
@@ -100,6 +128,10 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
                          (a["booked_score"] for a in accounts)], dtype=float)
     now_scores = np.asarray([np.nan if s is None else s for s in score], dtype=float)
     stability = psi(booked, now_scores)
+    extra: dict[str, Any] = {}
+    if data_alerts is not None:
+        more, extra = data_warnings(data_alerts(ids, consent), review_id, at)
+        alerts = alerts + more
     summary = {
         "review_id": review_id, "at": at, "accounts": len(ids),
         "scored": int(decided.sum()), "unscored": int((~decided).sum()),
@@ -113,6 +145,7 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
         "score_psi": None if np.isnan(stability) else round(stability, 4),
         "score_psi_band": band(stability),
         "scoring_seconds": round(scored_at - started, 3),
+        **extra,
     }
     store.record_review(review_id, at, summary, updates, alerts, changes)
     if alerts_jsonl is not None and alerts:

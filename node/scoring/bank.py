@@ -52,13 +52,12 @@ from crypto.score_wire import (
 )
 from models.scoring import SCORING_KINDS, BankPart
 from node.alignment import check_job_id
-from node.columns import model_columns
 from node.config import NodeConfig
-from node.datasource import NodeTable, load_table
+from node.datasource import NodeTable
 from node.policy import CreditPolicy
+from node.scoring.bank_table import BankRows, FollowsTable
 from node.scoring.index import pseudonyms_for
 from node.scoring.pseudonym_cache import PseudonymCache
-from node.snapshot import snapshot_key, snapshot_version
 from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -100,7 +99,7 @@ class Decision:
     """(party, data snapshot version) of the bank's table and of each feature node that answered."""
 
 
-class BankScorer:
+class BankScorer(FollowsTable):
     """Scores enterprises jointly: each feature node's part arrives encrypted under our key.
 
     Safe to share between threads (the decision service does): local HE work and set-ups are
@@ -114,8 +113,6 @@ class BankScorer:
         self.config = config
         self.party = config.party
         self.policy = policy
-        self.table = table or load_table(config.data, "label")
-        self.version = snapshot_version(self.table, snapshot_key(Path(config.state_dir)))
         self.state_dir = Path(config.state_dir)
         self.tls = None if insecure else TlsFiles(ca=config.tls.ca, cert=config.tls.cert,
                                                   key=config.tls.key)
@@ -124,7 +121,6 @@ class BankScorer:
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
         self.sealing_key = seal.SealingKey.load_or_create(self.state_dir / "sealing.key")
-        self.row_of = {ident: row for row, ident in enumerate(self.table.ids)}
         model = self.stub.ResolveScoringModel(coordinator_pb2.ResolveScoringModelRequest(
             bank=self.party, model_id=model_id), timeout=SCORE_DEADLINE_S)
         self.model_id: str = model.model_id
@@ -140,16 +136,13 @@ class BankScorer:
         own_key = key_path.read_bytes() if key_path is not None and key_path.exists() else b""
         self.part: BankPart = kind.load_bank(self.state_dir / "models" / self.job, self.job,
                                              own_key)
-        self.own = model_columns(self.table, self.part.features, party=self.party,
-                                 model=f"model {self.model_id} (job {self.job})")
+        self.follow_table(config, table, self.part.features, policy.credit_line.basis_column,
+                          f"model {self.model_id} (job {self.job})")  # our live rows
         if key_path is not None and not own_key:
             _write_private(key_path, self.part.private_key)
         self._requests = itertools.count(secrets.randbelow(2**31))
         self._he_lock = threading.Lock()  # our TenSEAL context and the model part
         self._setup_lock = threading.Lock()
-        basis = policy.credit_line.basis_column
-        self.basis = (self.table.X[:, self.table.features.index(basis)]
-                      if basis in self.table.features else np.full(self.table.rows, np.nan))
         self.setup_digest = ""  # of the set-up we signed and gave every feature node
         self.sealers = self._sealers()
         self.workers = PsiWorkers()  # hashing and blinding of large batches, on every core
@@ -157,6 +150,7 @@ class BankScorer:
         self.setup()  # once at start: every feature node holds this signed set-up
 
     def close(self) -> None:
+        self.stop_following()
         self.channel.close()
         self.workers.close()
         self.cache.close()
@@ -265,15 +259,16 @@ class BankScorer:
         return fields, tuple((v.party, v.version) for v in items["snapshot"])
 
     def own_inputs(self, ids: Sequence[str], features: Sequence[Features | None] | None,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   view: BankRows | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Our model columns for each id (table row, then the request's values over them),
         whether we hold anything of it, and the credit-line basis. Names are checked by the
         caller (the decision service's request model); an unknown one here is a bug."""
-        rows = np.fromiter((self.row_of.get(i, -1) for i in ids), dtype=np.int64,
+        view = view or self.view  # one snapshot for the whole request
+        rows = np.fromiter((view.row_of.get(i, -1) for i in ids), dtype=np.int64,
                            count=len(ids))
         present = rows >= 0
-        own_rows = self.own[np.where(present, rows, 0)].copy()
-        basis = np.where(present, self.basis[np.where(present, rows, 0)], np.nan)
+        own_rows = view.own[np.where(present, rows, 0)].copy()
+        basis = np.where(present, view.basis[np.where(present, rows, 0)], np.nan)
         if features is not None:
             column = {name: j for j, name in enumerate(self.part.features)}
             basis_name = self.policy.credit_line.basis_column
@@ -311,7 +306,8 @@ class BankScorer:
 
     def score(self, ids: Sequence[str], consent: str, purpose: str = "credit assessment",
               features: Sequence[Features | None] | None = None,
-              consent_expires: float | None = None) -> list[Decision]:
+              consent_expires: float | None = None, view: BankRows | None = None,
+              ) -> list[Decision]:
         """Joint decisions for `ids` (each once); refused without a consent reference.
         `features[k]`, if given, holds bank-side values for `ids[k]` over (or instead of) our
         table's row. The consent record we sign expires at `consent_expires` (Unix time;
@@ -326,7 +322,8 @@ class BankScorer:
         pseudonyms, key_id = self._pseudonyms_under_key(ids)
         expires = time.time() + DEFAULT_CONSENT_SECONDS if consent_expires is None \
             else consent_expires
-        own_rows, present, basis = self.own_inputs(ids, features)
+        view = view or self.view  # the bank's rows this request uses, whatever loads next
+        own_rows, present, basis = self.own_inputs(ids, features, view)
         number = next(self._requests) % 2**32
         with self._he_lock:
             model_request = self.part.request(number, own_rows, present)
@@ -383,7 +380,7 @@ class BankScorer:
         return [_decision(ids[k], float(probability[k]), float(scores[k]),
                           self.policy.grades[grades[k]].grade, float(lines[k]),
                           int(coverage[k]), reasons[k], bool(refused[k]),
-                          ((self.party, self.version), *versions))
+                          ((self.party, view.version), *versions))
                 for k in range(len(ids))]
 
     def _reasons(self, weights: np.ndarray, present: np.ndarray) -> list[tuple[str, ...]]:

@@ -70,6 +70,20 @@ class BankSetup:
     sealer_public: bytes  # the bank's sealing key, verified against its pinned certificate
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """One request that passed every check, its ids charged to the bank's budget."""
+
+    header: node_pb2.ScorePartialHeader
+    job: str
+    setup: BankSetup
+    snapshot: Snapshot  # the request uses this one whole
+    pseudonyms: bytes  # as the bank sealed them (16 bytes each)
+    rows: np.ndarray  # our table's row of each id; -1: not held here, or refused
+    refused: np.ndarray  # ids refused alone (budget, model versions)
+    model_request: bytes
+
+
 def scoring_kind(algorithm: str) -> ScoringKind:
     kind = SCORING_KINDS.get(algorithm)
     if kind is None:
@@ -128,7 +142,9 @@ class FeatureScoring:
         signed = pack_frames([request.context, request.model_context, request.setup_signature,
                               public])
         self._load(bank, job, kind, signed, cert_pem)
-        self.index.current(request.pseudonym_key, self.state.snapshot().table.ids)
+        snapshot = self.state.snapshot()
+        self.index.current(request.pseudonym_key, snapshot.table.ids)
+        self.state.references.keep(job, snapshot, "scoring set-up")  # if training kept none
         folder = self._dir(bank, job)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "bank.crt").write_bytes(cert_pem)
@@ -258,28 +274,29 @@ class FeatureScoring:
                     details={"reason": reason, "ids_digest": ids_digest(pseudonyms)})
 
     # one request ----------------------------------------------------------------------------
-    def partial(self, messages: Iterable[node_pb2.ScorePartialRequest],
-                ) -> Iterator[node_pb2.ScorePartialReply]:
-        """Our encrypted answer for each requested keyed-hash id."""
+    def admit(self, messages: Iterable[node_pb2.ScorePartialRequest],
+              what: str = "scoring request", *, model_request: bool = True) -> Admitted:
+        """One request read and checked, and its ids charged (the caps, consent and budget
+        above); shared by scoring and data alerts (`node.monitoring.alerts`, which takes no
+        model request: `model_request=False` refuses one before anything is charged)."""
         self._check_role()
-        header, rest = split_header(messages, "scoring request")
+        header, rest = split_header(messages, what)
         kind = scoring_kind(header.algorithm)
         bank, job = header.bank, check_job_id(header.model_job)
-        consent, purpose = header.consent.strip(), header.purpose
-        if not consent:
-            self.refuse(job, header, "no consent reference: a scoring request needs the "
+        if not header.consent.strip():
+            self.refuse(job, header, f"no consent reference: a {what} needs the "
                         "enterprise's consent reference")
         snapshot = self.state.snapshot()  # this request uses this one whole, whatever loads next
         setup = self._on_snapshot(self._setup_for(bank, job, kind), job, snapshot)
         if not 0 < header.ids <= MAX_SCORE_IDS:
-            raise ProtocolError(f"a scoring request names 1 to {MAX_SCORE_IDS} ids, "
-                                f"not {header.ids}")
+            raise ProtocolError(f"a {what} names 1 to {MAX_SCORE_IDS} ids, not {header.ids}")
         if header.ids > self.caps.max_ids_per_request:
             self.refuse(job, header, f"{header.ids} ids in one request; this node answers at "
                         f"most {self.caps.max_ids_per_request} ([scoring] max_ids_per_request)")
-        if header.model_request_bytes > MAX_PART_BYTES:
+        if header.model_request_bytes > (MAX_PART_BYTES if model_request else 0):
             raise ProtocolError(f"a model request of {header.model_request_bytes} bytes is over "
-                                f"the limit of {MAX_PART_BYTES}")
+                                f"the limit of {MAX_PART_BYTES if model_request else 0} for a "
+                                f"{what}")
         fields, _ = read_chunks(rest, {"sealed_ids": sealed_ids_bytes(header.ids),
                                        "model_request": header.model_request_bytes}, exact=True)
         salt, blob = self._open_ids(setup, header, job, fields["sealed_ids"])
@@ -302,20 +319,29 @@ class FeatureScoring:
         rows = np.fromiter((index.get(h, -1) for h in hashed), dtype=np.int64,
                            count=len(hashed))
         rows[refused] = -1  # a refused id gets neutral parts: nothing of ours for it
+        return Admitted(header=header, job=job, setup=setup, snapshot=snapshot, pseudonyms=blob,
+                        rows=rows, refused=refused, model_request=fields["model_request"])
+
+    def partial(self, messages: Iterable[node_pb2.ScorePartialRequest],
+                ) -> Iterator[node_pb2.ScorePartialReply]:
+        """Our encrypted answer for each requested keyed-hash id."""
+        asked = self.admit(messages)
+        header, setup, snapshot, rows = asked.header, asked.setup, asked.snapshot, asked.rows
         present = rows >= 0
         values = setup.columns[np.where(present, rows, 0)]
         logits, part = setup.part.partial(header.request_no, values, present,
-                                          fields["model_request"])
+                                          asked.model_request)
         partials = pack_frames(score_he.encrypt_partials(setup.context, logits,
                                                          present.astype(float)))
         self.state.audit.append(
-            "score", job=job, peer=bank, consent=consent, purpose=purpose, rows=len(hashed),
-            details={"ids_digest": ids_digest(blob), "covered": int(present.sum()),
+            "score", job=asked.job, peer=header.bank, consent=header.consent.strip(),
+            purpose=header.purpose, rows=len(rows),
+            details={"ids_digest": ids_digest(asked.pseudonyms), "covered": int(present.sum()),
                      "consent_signature": ids_digest(header.consent_signature),
                      "snapshot": snapshot.version})
         yield node_pb2.ScorePartialReply(snapshot=snapshot.version.encode())
         yield from chunked(partials, lambda c: node_pb2.ScorePartialReply(partials=c))
         yield from chunked(part, lambda c: node_pb2.ScorePartialReply(model_part=c))
-        if refused.any():
-            yield from chunked(np.packbits(refused).tobytes(),
+        if asked.refused.any():
+            yield from chunked(np.packbits(asked.refused).tobytes(),
                                lambda c: node_pb2.ScorePartialReply(refused_budget=c))

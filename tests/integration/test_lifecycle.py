@@ -39,7 +39,23 @@ def test_review_after_a_data_change_warns_and_moves_lines(tmp_path: Path) -> Non
     assert warning["recall"] >= 0.7, warning
     assert warning["healthy_flagged_share"] <= 0.1, warning
     assert warning["lines_cut_deteriorated"] > 0 and warning["lines_raised_improved"] > 0
-    alerts = (tmp_path / "state" / "bank" / "portfolio" / "alerts.jsonl").read_text().splitlines()
-    assert len(alerts) == sum(review["alerts"].values())
-    assert {json.loads(a)["action"] for a in alerts} <= {"freeze_drawdowns", "cut_line",
-                                                         "call_margin"}
+    lines = (tmp_path / "state" / "bank" / "portfolio" / "alerts.jsonl").read_text().splitlines()
+    alerts = [json.loads(a) for a in lines]
+    scored = [a for a in alerts if a["type"] == "early_warning"]
+    data = [a for a in alerts if a["type"] == "data_warning"]
+    assert len(scored) == sum(review["alerts"].values())
+    assert {a["action"] for a in scored} <= {"freeze_drawdowns", "cut_line", "call_margin"}
+    # the feature nodes' own data alerts: one aggregate level per enterprise, naming no node
+    assert report["data_change"]["parties_reloaded"] == {p: "loaded" for p in
+                                                         ("core", "logistics", "tax")}
+    figures = report["data_alerts"]
+    assert len(data) == sum(review["data_alerts"].values()) > 0
+    assert {a["source"] for a in data} == {"feature data"}
+    assert all(set(a) == {"type", "review_id", "at", "enterprise_id", "level", "level_sum",
+                          "source"} for a in data)
+    assert figures["recall"] >= 0.8, figures
+    assert figures["healthy_flagged_share"] <= 0.05, figures
+    assert figures["combined_recall"] >= figures["recall"]
+    assert set(figures["feature_psi"]) == {"core", "logistics", "tax"}
+    assert figures["feature_psi"]["core"]["features"]["order_count"]["band"] in (
+        "stable", "watch", "shifted")

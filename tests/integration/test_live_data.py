@@ -22,6 +22,7 @@ from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
+from node.config import load_node_config
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.test_decisions import _call
 
@@ -147,3 +148,35 @@ def test_a_bad_rewrite_is_refused_and_a_good_one_is_used_and_recorded(live: Live
 def fields_of(path: Path) -> list[str]:
     with path.open(newline="") as f:
         return next(csv.reader(f))
+
+
+def _bank_status(net: LocalNetwork) -> dict[str, Any]:
+    done = _cli(net, "nodes")
+    assert done.returncode == 0, done.stderr
+    return next(n for n in json.loads(done.stdout) if n["party"] == "bank")["snapshot"]
+
+
+def test_the_decision_service_follows_the_banks_own_live_table(live: Live) -> None:
+    bank_csv = Path(load_node_config(live.net.config_path("bank")).data.path or "")
+    before = _decide(live)
+    model = load_node_config(live.net.config_path("bank")).data.features or fields_of(
+        bank_csv)[1:2]
+
+    def grown(rows: list[dict[str, str]], fields: list[str]) -> None:
+        for row in rows:  # the bank's own values of every customer moved
+            with contextlib.suppress(ValueError):
+                row[model[0]] = str(float(row[model[0]]) * 3 + 2)
+
+    _rewrite(bank_csv, grown)
+    done = _cli(live.net, "nodes", "reload", "bank")
+    assert done.returncode == 0, done.stderr
+    node_version = _bank_status(live.net)["version"]
+    assert node_version.split("-")[1] != before["snapshots"]["bank"].split("-")[1]
+    deadline = time.monotonic() + 30  # no restart: the service re-reads the changed file
+    while (after := _decide(live))["snapshots"]["bank"] == before["snapshots"]["bank"]:
+        assert time.monotonic() < deadline, after
+        time.sleep(0.5)
+    assert after["snapshots"]["bank"].split("-")[1] == node_version.split("-")[1]  # same content
+    assert after["pd"] != pytest.approx(before["pd"], abs=1e-9)
+    code, stored = _call(live.url + f"/v1/decisions/{after['decision_id']}")
+    assert code == 200 and stored["snapshots"]["bank"] == after["snapshots"]["bank"]

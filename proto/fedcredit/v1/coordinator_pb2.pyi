@@ -811,6 +811,74 @@ class ScoreReply(_message.Message):
 Global___ScoreReply: _TypeAlias = ScoreReply  # noqa: Y015
 
 @_typing.final
+class DataAlertReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_SUMS_FIELD_NUMBER: _builtins.int
+    REFUSED_BUDGET_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    STABILITY_FIELD_NUMBER: _builtins.int
+    level_sums: _builtins.bytes
+    """Chunks of the CKKS sums (framed): Σ over feature nodes of the alert level per id."""
+    refused_budget: _builtins.bytes
+    """As ScoreReply.refused_budget."""
+    @_builtins.property
+    def snapshot(self) -> Global___NodeSnapshotVersion:
+        """The data snapshot each feature node answered from, one message a node."""
+
+    @_builtins.property
+    def stability(self) -> Global___NodeFeatureStability:
+        """Each feature node's per-feature stability against its reference snapshot."""
+
+    def __init__(
+        self,
+        *,
+        level_sums: _builtins.bytes = ...,
+        refused_budget: _builtins.bytes = ...,
+        snapshot: Global___NodeSnapshotVersion | None = ...,
+        stability: Global___NodeFeatureStability | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "level_sums", b"level_sums", "refused_budget", b"refused_budget", "snapshot", b"snapshot", "stability", b"stability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "level_sums", b"level_sums", "refused_budget", b"refused_budget", "snapshot", b"snapshot", "stability", b"stability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["level_sums", "refused_budget", "snapshot", "stability"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___DataAlertReply: _TypeAlias = DataAlertReply  # noqa: Y015
+
+@_typing.final
+class NodeFeatureStability(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    STABILITY_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    reference: _builtins.str
+    """The node's reference snapshot version and the current one the PSI compares."""
+    current: _builtins.str
+    @_builtins.property
+    def stability(self) -> _node_pb2.FeatureStability: ...
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        stability: _node_pb2.FeatureStability | None = ...,
+        reference: _builtins.str = ...,
+        current: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stability", b"stability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "party", b"party", "reference", b"reference", "stability", b"stability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeFeatureStability: _TypeAlias = NodeFeatureStability  # noqa: Y015
+
+@_typing.final
 class NodeSnapshotVersion(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -101,6 +101,11 @@ class CoordinatorServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
                 _registered_method=True)
+        self.DataAlerts = channel.stream_stream(
+                '/fedcredit.v1.CoordinatorService/DataAlerts',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DataAlertReply.FromString,
+                _registered_method=True)
         self.EvaluatePseudonyms = channel.unary_unary(
                 '/fedcredit.v1.CoordinatorService/EvaluatePseudonyms',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.PseudonymPoints.SerializeToString,
@@ -218,6 +223,16 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DataAlerts(self, request_iterator, context):
+        """Early warning from the feature nodes' own data: the sum over the feature nodes of their
+        encrypted alert levels per id, forwarded only when every feature node of the model answered
+        (no node named), and each node's per-feature stability. Same set-up, consent and caps as
+        Score; the request carries no model request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluatePseudonyms(self, request, context):
         """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
         the bank's for the ids it asks about, a feature node's for its own table's ids.
@@ -314,6 +329,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.SerializeToString,
+            ),
+            'DataAlerts': grpc.stream_stream_rpc_method_handler(
+                    servicer.DataAlerts,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DataAlertReply.SerializeToString,
             ),
             'EvaluatePseudonyms': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluatePseudonyms,
@@ -687,6 +707,33 @@ class CoordinatorService:
             '/fedcredit.v1.CoordinatorService/Score',
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DataAlerts(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedcredit.v1.CoordinatorService/DataAlerts',
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.ScoreRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_coordinator__pb2.DataAlertReply.FromString,
             options,
             channel_credentials,
             insecure,

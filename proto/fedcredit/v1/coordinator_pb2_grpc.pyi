@@ -61,6 +61,12 @@ class CoordinatorServiceStub:
     """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
     Score: _grpc.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]
     """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+    DataAlerts: _grpc.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.DataAlertReply]
+    """Early warning from the feature nodes' own data: the sum over the feature nodes of their
+    encrypted alert levels per id, forwarded only when every feature node of the model answered
+    (no node named), and each node's per-feature stability. Same set-up, consent and caps as
+    Score; the request carries no model request.
+    """
     EvaluatePseudonyms: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.PseudonymPoints, _coordinator_pb2.PseudonymPoints]
     """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
     the bank's for the ids it asks about, a feature node's for its own table's ids.
@@ -103,6 +109,12 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     """Relay the bank's sealed set-ups to the feature nodes; keep its public contexts."""
     Score: _aio.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.ScoreReply]  # type: ignore[assignment]
     """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+    DataAlerts: _aio.StreamStreamMultiCallable[_coordinator_pb2.ScoreRequest, _coordinator_pb2.DataAlertReply]  # type: ignore[assignment]
+    """Early warning from the feature nodes' own data: the sum over the feature nodes of their
+    encrypted alert levels per id, forwarded only when every feature node of the model answered
+    (no node named), and each node's per-feature stability. Same set-up, consent and caps as
+    Score; the request carries no model request.
+    """
     EvaluatePseudonyms: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.PseudonymPoints, _coordinator_pb2.PseudonymPoints]  # type: ignore[assignment]
     """A registered node's blinded points raised to the network's pseudonym key (crypto.pseudonym):
     the bank's for the ids it asks about, a feature node's for its own table's ids.
@@ -220,6 +232,18 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.ScoreReply], _abc.AsyncIterator[_coordinator_pb2.ScoreReply]]:
         """Add the feature nodes' encrypted parts for a batch of keyed-hash ids; see no result."""
+
+    @_abc_1.abstractmethod
+    def DataAlerts(
+        self,
+        request_iterator: _MaybeAsyncIterator[_coordinator_pb2.ScoreRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.DataAlertReply], _abc.AsyncIterator[_coordinator_pb2.DataAlertReply]]:
+        """Early warning from the feature nodes' own data: the sum over the feature nodes of their
+        encrypted alert levels per id, forwarded only when every feature node of the model answered
+        (no node named), and each node's per-feature stability. Same set-up, consent and caps as
+        Score; the request carries no model request.
+        """
 
     @_abc_1.abstractmethod
     def EvaluatePseudonyms(

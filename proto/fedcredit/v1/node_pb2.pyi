@@ -421,3 +421,75 @@ class ScorePartialReply(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___ScorePartialReply: _TypeAlias = ScorePartialReply  # noqa: Y015
+
+@_typing.final
+class FeatureStability(_message.Message):
+    """One feature's population stability at a feature node: its own rows in its reference snapshot
+    against its current snapshot (node.stability); NaN when there was nothing to compare.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    PSI_FIELD_NUMBER: _builtins.int
+    BAND_FIELD_NUMBER: _builtins.int
+    feature: _builtins.str
+    psi: _builtins.float
+    band: _builtins.str
+    """"stable" (< 0.10), "watch" (0.10 to 0.25), "shifted" (>= 0.25) or "n/a"."""
+    def __init__(
+        self,
+        *,
+        feature: _builtins.str = ...,
+        psi: _builtins.float = ...,
+        band: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["band", b"band", "feature", b"feature", "psi", b"psi"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureStability: _TypeAlias = FeatureStability  # noqa: Y015
+
+@_typing.final
+class DataAlertPartialReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVELS_FIELD_NUMBER: _builtins.int
+    REFUSED_BUDGET_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    STABILITY_FIELD_NUMBER: _builtins.int
+    levels: _builtins.bytes
+    """Chunks of the CKKS ciphertexts (framed, as ScorePartialReply.partials): the level per id
+    (0 none, 1 yellow, 2 orange, 3 red; 0 for an id not held or refused) in the first half of
+    the slots, 0 in the second.
+    """
+    refused_budget: _builtins.bytes
+    """As ScorePartialReply.refused_budget."""
+    snapshot: _builtins.bytes
+    """The current data snapshot's version (UTF-8), sent first; then the reference's."""
+    reference: _builtins.bytes
+    @_builtins.property
+    def stability(self) -> Global___FeatureStability:
+        """One message per monitored feature of this node."""
+
+    def __init__(
+        self,
+        *,
+        levels: _builtins.bytes = ...,
+        refused_budget: _builtins.bytes = ...,
+        snapshot: _builtins.bytes = ...,
+        reference: _builtins.bytes = ...,
+        stability: Global___FeatureStability | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "levels", b"levels", "reference", b"reference", "refused_budget", b"refused_budget", "snapshot", b"snapshot", "stability", b"stability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "levels", b"levels", "reference", b"reference", "refused_budget", b"refused_budget", "snapshot", b"snapshot", "stability", b"stability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["levels", "refused_budget", "snapshot", "reference", "stability"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___DataAlertPartialReply: _TypeAlias = DataAlertPartialReply  # noqa: Y015

@@ -75,6 +75,11 @@ class NodeServiceStub:
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
                 response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.FromString,
                 _registered_method=True)
+        self.DataAlertPartial = channel.stream_stream(
+                '/fedcredit.v1.NodeService/DataAlertPartial',
+                request_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
+                response_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.DataAlertPartialReply.FromString,
+                _registered_method=True)
         self.DepositAnchor = channel.unary_unary(
                 '/fedcredit.v1.NodeService/DepositAnchor',
                 request_serializer=proto_dot_fedcredit_dot_v1_dot_common__pb2.AuditAnchor.SerializeToString,
@@ -148,6 +153,16 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DataAlertPartial(self, request_iterator, context):
+        """Feature node: its data-alert level for each pseudonym (limits from its own `[monitoring]`
+        config, moves against its reference snapshot; 0 for an id it does not hold), encrypted under
+        the bank's scoring key, under the same set-up, consent and caps as ScorePartial (its model
+        request is empty); and the stability (PSI) of each of its features over its own rows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DepositAnchor(self, request, context):
         """The coordinator deposits its signed audit head; the node keeps it in its state folder.
         """
@@ -204,6 +219,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.ScorePartial,
                     request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.FromString,
                     response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.SerializeToString,
+            ),
+            'DataAlertPartial': grpc.stream_stream_rpc_method_handler(
+                    servicer.DataAlertPartial,
+                    request_deserializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.FromString,
+                    response_serializer=proto_dot_fedcredit_dot_v1_dot_node__pb2.DataAlertPartialReply.SerializeToString,
             ),
             'DepositAnchor': grpc.unary_unary_rpc_method_handler(
                     servicer.DepositAnchor,
@@ -432,6 +452,33 @@ class NodeService:
             '/fedcredit.v1.NodeService/ScorePartial',
             proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
             proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DataAlertPartial(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedcredit.v1.NodeService/DataAlertPartial',
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.ScorePartialRequest.SerializeToString,
+            proto_dot_fedcredit_dot_v1_dot_node__pb2.DataAlertPartialReply.FromString,
             options,
             channel_credentials,
             insecure,

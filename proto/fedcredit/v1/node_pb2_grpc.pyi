@@ -52,6 +52,12 @@ class NodeServiceStub:
     """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
     the ids and the model's request in chunks); replies with its encrypted part in chunks.
     """
+    DataAlertPartial: _grpc.StreamStreamMultiCallable[_node_pb2.ScorePartialRequest, _node_pb2.DataAlertPartialReply]
+    """Feature node: its data-alert level for each pseudonym (limits from its own `[monitoring]`
+    config, moves against its reference snapshot; 0 for an id it does not hold), encrypted under
+    the bank's scoring key, under the same set-up, consent and caps as ScorePartial (its model
+    request is empty); and the stability (PSI) of each of its features over its own rows.
+    """
     DepositAnchor: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]
     """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
     ReloadData: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReloadDataRequest, _node_pb2.ReloadDataReply]
@@ -79,6 +85,12 @@ class NodeServiceAsyncStub(NodeServiceStub):
     ScorePartial: _aio.StreamStreamMultiCallable[_node_pb2.ScorePartialRequest, _node_pb2.ScorePartialReply]  # type: ignore[assignment]
     """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
     the ids and the model's request in chunks); replies with its encrypted part in chunks.
+    """
+    DataAlertPartial: _aio.StreamStreamMultiCallable[_node_pb2.ScorePartialRequest, _node_pb2.DataAlertPartialReply]  # type: ignore[assignment]
+    """Feature node: its data-alert level for each pseudonym (limits from its own `[monitoring]`
+    config, moves against its reference snapshot; 0 for an id it does not hold), encrypted under
+    the bank's scoring key, under the same set-up, consent and caps as ScorePartial (its model
+    request is empty); and the stability (PSI) of each of its features over its own rows.
     """
     DepositAnchor: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditAnchor, _common_pb2.DepositAnchorReply]  # type: ignore[assignment]
     """The coordinator deposits its signed audit head; the node keeps it in its state folder."""
@@ -152,6 +164,18 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_node_pb2.ScorePartialReply], _abc.AsyncIterator[_node_pb2.ScorePartialReply]]:
         """Feature node: this node's encrypted part for a batch of keyed-hash ids (header first, then
         the ids and the model's request in chunks); replies with its encrypted part in chunks.
+        """
+
+    @_abc_1.abstractmethod
+    def DataAlertPartial(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_pb2.ScorePartialRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_pb2.DataAlertPartialReply], _abc.AsyncIterator[_node_pb2.DataAlertPartialReply]]:
+        """Feature node: its data-alert level for each pseudonym (limits from its own `[monitoring]`
+        config, moves against its reference snapshot; 0 for an id it does not hold), encrypted under
+        the bank's scoring key, under the same set-up, consent and caps as ScorePartial (its model
+        request is empty); and the stability (PSI) of each of its features over its own rows.
         """
 
     @_abc_1.abstractmethod

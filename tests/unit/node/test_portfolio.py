@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from node.policy import CreditPolicy, Monitoring
 from node.portfolio.monitor import NO_TIER, Before, review, tiers
-from node.portfolio.psi import band, psi
 from node.portfolio.review import rescore
 from node.portfolio.store import Account, PortfolioStore
 from node.scoring.bank import Decision
+from node.scoring.data_alerts import DataAlertLevels
+from node.stability import band, psi
 
 
 def _before(n: int, pd: float = 0.03, grade: int = 1, line: float = 1e6, drawn: float = 2e5,
@@ -90,3 +92,39 @@ def test_review_end_to_end(tmp_path: Path) -> None:
     accounts = {a["enterprise_id"]: a for a in store.accounts()}
     assert accounts["e1"]["line"] == 1e5 and accounts["e1"]["frozen"] == 1
     assert accounts["e0"]["expiry"].startswith("2027-11-15")
+
+
+def test_a_review_adds_the_feature_nodes_data_alerts(tmp_path: Path) -> None:
+    store = PortfolioStore(tmp_path / "p.sqlite")
+    policy = CreditPolicy()
+    s0 = policy.scores(np.full(4, 0.03))
+    grade = policy.grades[int(policy.grade_index(s0)[0])].grade
+    store.book([Account(enterprise_id=f"e{k}", line=1e6, drawn=1e5, grade=grade, pd=0.03,
+                        score=float(s0[k]), booked_at="2026-01-01", expiry="2027-06-01")
+                for k in range(4)])
+    asked: list[tuple[list[str], str]] = []
+
+    def data_alerts(ids: Sequence[str], consent: str) -> DataAlertLevels:
+        asked.append((list(ids), consent))
+        return DataAlertLevels(ids=list(ids), level_sum=np.asarray([0, 1, 5, -1]),
+                               refused=np.asarray([False, False, False, True]),
+                               snapshots=(("core", "v2-abc"),),
+                               stability={"core": {"reference": "v1-x", "current": "v2-abc",
+                                                   "features": {"orders": {"psi": 0.3,
+                                                                           "band": "shifted"}}}})
+
+    jsonl = tmp_path / "alerts.jsonl"
+    scorer = FakeScorer({f"e{k}": 0.03 for k in range(4)})
+    summary = rescore(scorer, store, consent="c", now=dt.datetime(2026, 11, 15, tzinfo=dt.UTC),
+                      alerts_jsonl=jsonl, data_alerts=data_alerts)
+    assert asked == [(["e0", "e1", "e2", "e3"], "c")]
+    assert summary["alerts"] == {"yellow": 0, "orange": 0, "red": 0}  # score alerts unchanged
+    assert summary["data_alerts"] == {"yellow": 1, "orange": 0, "red": 1}
+    assert summary["data_alerts_refused"] == 1
+    assert summary["feature_psi"]["core"]["features"]["orders"]["band"] == "shifted"
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert lines == store.alerts(review_id=summary["review_id"])
+    assert [(a["enterprise_id"], a["type"], a["level"], a["level_sum"], a["source"])
+            for a in lines] == [("e1", "data_warning", "yellow", 1, "feature data"),
+                                ("e2", "data_warning", "red", 5, "feature data")]
+    assert summary["lines_cut"] == 0  # data alerts do not move lines

@@ -1,4 +1,5 @@
-"""Population stability index between two score samples, with the usual bands."""
+"""Population stability index (PSI) with the usual bands: the bank's score PSI, and each feature
+node's PSI of its own features between its reference and current snapshots."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Early warning at a feature node: its own limits, reference snapshots, encrypted levels."""
