@@ -21,7 +21,7 @@ from node.policy import CreditPolicy
 from node.portfolio.monitor import NO_TIER, Before, review
 from node.portfolio.psi import band, psi
 from node.portfolio.store import PortfolioStore
-from node.scoring.bank import Decision
+from node.scoring.outcome import Decision
 
 
 class Scorer(Protocol):

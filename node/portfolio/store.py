@@ -123,6 +123,12 @@ class PortfolioStore:
             self._db.execute("COMMIT")
         return len(rows)
 
+    def enterprise_ids(self) -> list[str]:
+        """The enterprise of every account, ordered by id."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT enterprise_id FROM accounts ORDER BY enterprise_id")]
+
     def accounts(self) -> list[dict[str, Any]]:
         """Every account, ordered by enterprise id."""
         with self._lock:

@@ -22,6 +22,11 @@ _CHUNK = 900  # parameters in one IN (...) list
 _CACHE_KIB = 65536
 
 
+def cache_path(state_dir: Path) -> Path:
+    """Where a bank keeps its pseudonyms."""
+    return Path(state_dir) / "scoring" / "pseudonyms.sqlite"
+
+
 class PseudonymCache:
     """Pseudonyms by id under one key id; thread-safe."""
 

@@ -13,7 +13,7 @@ from node.portfolio.monitor import NO_TIER, Before, review, tiers
 from node.portfolio.psi import band, psi
 from node.portfolio.review import rescore
 from node.portfolio.store import Account, PortfolioStore
-from node.scoring.bank import Decision
+from node.scoring.outcome import Decision
 
 
 def _before(n: int, pd: float = 0.03, grade: int = 1, line: float = 1e6, drawn: float = 2e5,
