@@ -382,12 +382,13 @@ class BankScorer:
                           rows=len(ids), details={"model": self.model_id,
                                                   "ids_digest": ids_digest(pseudonyms)})
         refused = refused_bits(reply["refused_budget"], len(ids))
-        coverage = (covered + present).astype(int)
-        return [decision_of(ids[k], float(probability[k]), float(scores[k]),
-                          self.policy.grades[grades[k]].grade, float(lines[k]),
-                          int(coverage[k]), reasons[k], bool(refused[k]),
-                          ((self.party, self.version), *versions))
-                for k in range(len(ids))]
+        coverage = (covered + present).astype(int).tolist()
+        snapshots = ((self.party, self.version), *versions)
+        names = [self.policy.grades[g].grade for g in range(len(self.policy.grades))]
+        return [decision_of(ident, p, s, names[g], line, c, why, no, snapshots)
+                for ident, p, s, g, line, c, why, no in zip(
+                    ids, probability.tolist(), scores.tolist(), grades.tolist(), lines.tolist(),
+                    coverage, reasons, refused.tolist(), strict=True)]
 
     def _reasons(self, weights: np.ndarray, present: np.ndarray) -> list[tuple[str, ...]]:
         """The bank's own features pushing each enterprise most towards default."""
