@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 import uuid
 from pathlib import Path
@@ -79,10 +80,12 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     tiers = policy.monitoring.tiers
     severe_from = [t.tier for t in tiers].index(policy.monitoring.cut_on)
     frozen = np.where(decided, tier >= 0, np.asarray(col["frozen"], dtype=bool))
-    updates = [(float(line[k]), grades[int(grade[k])],
-                None if np.isnan(pd[k]) else float(pd[k]), score[k], int(frozen[k]),
-                new_expiry if renew[k] else col["expiry"][k], at, ids[k])
-               for k in range(len(ids))]
+    updates = list(zip(  # columns as Python values, then one tuple per account
+        line.tolist(), [grades[g] for g in grade.astype(int).tolist()],
+        [None if math.isnan(v) else v for v in pd.tolist()], score,
+        frozen.astype(int).tolist(),
+        [new_expiry if r else e for r, e in zip(renew.tolist(), col["expiry"], strict=True)],
+        [at] * len(ids), ids, strict=True))
     flagged = np.flatnonzero(tier >= 0)
     alerts = [{"type": "early_warning", "review_id": review_id, "at": at,
                "enterprise_id": ids[k], "tier": tiers[tier[k]].tier,
