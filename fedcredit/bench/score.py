@@ -13,8 +13,9 @@ batch again from a new scorer (as tomorrow's run of `fedcredit score --ids`), wh
 from the bank's pseudonym cache on disk; `batch_pseudonym_*` the first stage of the first batch
 alone (making the pseudonyms: three X25519 an id, the physical floor of a cold batch);
 `*_cpu_seconds` the CPU time every process of the network (worker pools included) spent on
-each, which other work on a shared machine does not inflate. Each id is asked about twice in the batches, once or not at all as a single, and at
-most `LOAD_USES` times under load: within its daily budget.
+each, which other work on a shared machine does not inflate. Each id is asked about twice in
+the batches, once or not at all as a single, and at most `LOAD_USES` times under load: within
+its daily budget.
 """
 
 from __future__ import annotations
