@@ -29,7 +29,7 @@ from proto.fedcredit.v1 import coordinator_pb2
 
 CAPS = {  # each node's own config; per-enterprise caps alike, per-request caps differ
     "core": {"max_ids_per_request": 50, "max_model_versions": 1},
-    "logistics": {"max_requests_per_day": 10, "max_model_versions": 1},
+    "logistics": {"max_requests_per_day": 12, "max_model_versions": 1},
     "tax": {"max_model_versions": 1},
 }
 
@@ -140,12 +140,33 @@ def _expiry() -> str:
 def test_an_enterprise_past_its_model_versions_is_a_429_at_the_decision_service(
         capped: Capped) -> None:
     """The enterprise scored under tr, refused under tr2 (above): stored, answered 429."""
-    from fedcredit.bench.decide_load import decision_service
+    import grpc
 
-    with decision_service(capped.net, "bank") as url:  # the bank's latest model: tr2
+    from fedcredit.bench.decide_load import decision_service
+    from fedcredit.launcher import free_port
+    from proto.fedcredit.v1 import decisions_pb2, decisions_pb2_grpc
+
+    listen = f"127.0.0.1:{free_port()}"
+    with decision_service(capped.net, "bank", grpc_listen=listen) as url:  # latest model: tr2
         status, body, retry = _post(url + "/v1/decisions", {
             "enterprise_id": capped.tables["bank"].ids[100],
             "consent": {"reference": "caps-9", "expires_at": _expiry()}})
+        with grpc.insecure_channel(listen) as channel:
+            stub = decisions_pb2_grpc.DecisionServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Decide(decisions_pb2.DecideRequest(
+                    enterprise_id=capped.tables["bank"].ids[100], consent_reference="caps-9",
+                    consent_expires_at=_expiry()), timeout=120)
+            stored = stub.GetDecision(decisions_pb2.GetDecisionRequest(
+                decision_id=dict(err.value.trailing_metadata() or ())["fedcredit-decision-id"]),
+                timeout=30)
+            fresh = stub.Decide(decisions_pb2.DecideRequest(  # never scored: decided
+                enterprise_id=capped.tables["bank"].ids[102], consent_reference="caps-9",
+                consent_expires_at=_expiry()), timeout=120)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_model_versions" in (err.value.details() or "")
+    assert stored.outcome == "refused"
+    assert fresh.outcome == "decided" and fresh.grade and 0 < fresh.pd < 1
     assert status == 429, body
     assert "max_model_versions" in str(body["detail"]) and body["decision_id"]
     assert "core, logistics, tax" in str(body["detail"])
@@ -157,7 +178,7 @@ def test_requests_past_a_nodes_daily_cap_stay_refused_after_its_restart(capped: 
     scorer = capped.scorer()
     try:
         with pytest.raises(CapExceeded) as err:
-            for _ in range(11):  # logistics answers 10 requests a day, whatever the others do
+            for _ in range(13):  # logistics answers 12 requests a day, whatever the others do
                 scorer.score([next(ids)], consent="caps-6")
         capped.net.stop_process("logistics")
         capped.net.start_node("logistics")
@@ -166,7 +187,7 @@ def test_requests_past_a_nodes_daily_cap_stay_refused_after_its_restart(capped: 
             scorer.score([next(ids)], consent="caps-7")
     finally:
         scorer.close()
-    expected = "has had 10 scoring requests answered today; this node answers at most 10 a day " \
+    expected = "has had 12 scoring requests answered today; this node answers at most 12 a day " \
                "([scoring] max_requests_per_day)"
     for error in (err.value, again.value):
         assert (error.party, error.cap) == ("logistics", "max_requests_per_day")
@@ -196,13 +217,30 @@ def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object], st
 def test_the_decision_service_answers_a_daily_cap_refusal_with_429(capped: Capped) -> None:
     """Runs after logistics' daily cap is spent (above): the service names it and the cap, with
     the time to 00:00 UTC."""
-    from fedcredit.bench.decide_load import decision_service
+    import grpc
 
-    with decision_service(capped.net, "bank") as url:
+    from fedcredit.bench.decide_load import decision_service
+    from fedcredit.launcher import free_port
+    from proto.fedcredit.v1 import decisions_pb2, decisions_pb2_grpc
+
+    listen = f"127.0.0.1:{free_port()}"
+    with decision_service(capped.net, "bank", grpc_listen=listen) as url:
         status, body, retry = _post(url + "/v1/decisions", {
             "enterprise_id": capped.tables["bank"].ids[300],
             "consent": {"reference": "caps-8", "expires_at": _expiry()}})
+        with grpc.insecure_channel(listen) as channel, \
+                pytest.raises(grpc.RpcError) as err:  # its gRPC API: RESOURCE_EXHAUSTED
+            decisions_pb2_grpc.DecisionServiceStub(channel).Decide(
+                decisions_pb2.DecideRequest(enterprise_id=capped.tables["bank"].ids[301],
+                                            consent_reference="caps-8",
+                                            consent_expires_at=_expiry()), timeout=120)
     assert status == 429, body
     assert "logistics refused" in str(body["detail"])
     assert "[scoring] max_requests_per_day" in str(body["detail"])
     assert retry is not None and 0 < int(retry) <= 86401
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "logistics refused" in (err.value.details() or "")
+    facts = dict(err.value.trailing_metadata() or ())
+    assert facts["fedcredit-cap-party"] == "logistics"
+    assert facts["fedcredit-cap"] == "max_requests_per_day"
+    assert 0 < int(facts["retry-after"]) <= 86401
