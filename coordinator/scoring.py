@@ -7,12 +7,14 @@ process pool). For the requesting bank only (its certificate must name it): `res
 model and the feature nodes' signed sealing keys; `setup` checks the bank's signature over its
 set-up (public CKKS context and the model's public context; a context carrying a secret key is
 refused), keeps the context and the model's relay (`models.scoring.SCORING_KINDS[algorithm]
-.relay`) and forwards the same signed bytes to every feature node; `score` checks the signed
+.relay`) and forwards the same signed bytes to every feature node, answering the smallest of
+their `max_ids_per_request` caps (the bank splits its batches by it); `score` checks the signed
 consent record (signature, expiry, bank, model job, purpose, reference, set-up; a refusal is
 audited) and that the pseudonyms were made under the current key, forwards each node the
 pseudonym list the bank sealed to it and the model's request, and adds the nodes' CKKS parts and
 combines their model parts only when every feature node of the model answered; ids the nodes
-refused (budget, model versions) go back as one bitmap naming no node. No gRPC server code here:
+refused (budget, model versions) go back as one bitmap naming no node; a node's refusal by one of
+its caps goes back as RESOURCE_EXHAUSTED (`CapExceeded`) naming it and the cap. No gRPC server code here:
 coordinator.server calls these.
 """
 

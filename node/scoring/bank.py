@@ -9,6 +9,9 @@ never the training key). The set-up (public contexts) is signed with the bank's 
 and given to every feature node alike, once at start. Ids travel as pseudonyms the bank cannot
 choose (`crypto.pseudonym`: evaluated blinded by the coordinator, kept in a bounded cache here),
 sealed to each feature node with a fresh salt that the signed consent record's digest covers.
+A batch goes as requests of at most the smallest `max_ids_per_request` of the model's feature
+nodes (each says its own at set-up, the coordinator relays the smallest), each with its own
+consent record; a node's cap refusing a request is a `CapExceeded` naming the node and the cap.
 What differs between models is behind `models.scoring.SCORING_KINDS`; reason codes are the
 bank's own features with the largest weight towards default; an enterprise the bank does not
 know gets "no history at this bank", one no party holds gets outcome "refer" (no grade), one the

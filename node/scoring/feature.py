@@ -2,9 +2,10 @@
 encrypted parts.
 
 `setup` checks the bank's signature over its set-up (the same bytes every feature node gets),
-keeps it with the bank's pinned certificate, and makes sure our ids are indexed under the
-network's pseudonym key (`node.scoring.index`); `partial` answers one request: more ids than
-this node's `[scoring] max_ids_per_request` refused before anything is read, the pseudonym list
+keeps it with the bank's pinned certificate, makes sure our ids are indexed under the
+network's pseudonym key (`node.scoring.index`) and answers our `[scoring] max_ids_per_request`
+(caps are not secret; the bank splits its batches by the smallest); `partial` answers one
+request: more ids than that cap refused before anything is read, the pseudonym list
 the bank sealed to us opened, a consent record signed by the bank's certificate key, unexpired,
 for this set-up and about exactly these pseudonyms required and logged (`crypto.consent`), a
 pseudonym repeated in one request refused, a bank past `max_requests_per_day` refused; then each
@@ -12,7 +13,9 @@ id charged to the bank's daily budget and to the model versions of the period (a
 `daily_budget` or `max_model_versions` is refused on its own: neutral parts and a bit in
 `refused_budget`), then the model's part (`models.scoring.SCORING_KINDS[algorithm]`) beside CKKS
 (partial logit, coverage) ciphertexts under the bank's key. Every refusal is audited with its
-reason. No gRPC here: node.server calls these handlers."""
+reason; a request refused whole by a cap raises `CapExceeded` (RESOURCE_EXHAUSTED, naming this
+node and the cap, retry-after to 00:00 UTC for the daily one). No gRPC here: node.server calls
+these handlers."""
 
 from __future__ import annotations
 
