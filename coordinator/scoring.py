@@ -14,8 +14,8 @@ audited) and that the pseudonyms were made under the current key, forwards each 
 pseudonym list the bank sealed to it and the model's request, and adds the nodes' CKKS parts and
 combines their model parts only when every feature node of the model answered; ids the nodes
 refused (budget, model versions) go back as one bitmap naming no node; a node's refusal by one of
-its caps goes back as RESOURCE_EXHAUSTED (`CapExceeded`) naming it and the cap. No gRPC server code here:
-coordinator.server calls these.
+its caps goes back as RESOURCE_EXHAUSTED (`CapExceeded`) naming it and the cap. No gRPC server
+code here: coordinator.server calls these.
 """
 
 from __future__ import annotations
