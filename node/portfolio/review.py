@@ -50,11 +50,10 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     now = now or dt.datetime.now(dt.UTC)
     at, review_id = iso(now), f"review-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
-    accounts = store.accounts()
-    if not accounts:
+    col = store.columns()
+    ids = col["enterprise_id"]
+    if not ids:
         return {"review_id": review_id, "at": at, "accounts": 0}
-    ids = [a["enterprise_id"] for a in accounts]
-    col = {k: [a[k] for a in accounts] for k in accounts[0]}
     policy = scorer.policy
     grades = [g.grade for g in policy.grades]
     index_of = {g: k for k, g in enumerate(grades)}
@@ -100,7 +99,7 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
                 "grade_before": grades[int(before.grade[k])], "grade": grades[int(grade[k])]}
                for k in moved]
     booked = np.asarray([np.nan if s is None else s for s in
-                         (a["booked_score"] for a in accounts)], dtype=float)
+                         col["booked_score"]], dtype=float)
     now_scores = np.asarray([np.nan if s is None else s for s in score], dtype=float)
     stability = psi(booked, now_scores)
     summary = {
