@@ -69,11 +69,14 @@ class CapExceeded(ProtocolError):
     `retry_after_s` says when a daily cap renews (None: not a matter of waiting)."""
 
     def __init__(self, message: str, *, party: str = "", cap: str = "",
-                 retry_after_s: int | None = None) -> None:
+                 retry_after_s: int | None = None,
+                 facts: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.party = party
         self.cap = cap
         self.retry_after_s = retry_after_s
+        self.facts = facts
+        """Further (name, value) facts a gRPC status carries in its trailing metadata."""
 
 
 def seconds_to_next_utc_day(now: float | None = None) -> int:

@@ -47,7 +47,7 @@ def cap_metadata(err: CapExceeded) -> tuple[tuple[str, str], ...]:
     found = [(CAP_PARTY, err.party), (CAP_NAME, err.cap)]
     if err.retry_after_s is not None:
         found.append((CAP_RETRY_AFTER, str(err.retry_after_s)))
-    return tuple(found)
+    return (*found, *err.facts)
 
 
 def cap_exceeded(err: grpc.RpcError, message: str, default_party: str = "") -> CapExceeded:

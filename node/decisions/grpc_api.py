@@ -58,14 +58,14 @@ def _reply(out: DecisionOut) -> decisions_pb2.DecisionReply:
         decision_json=out.model_dump_json())
 
 
-def decide(message: decisions_pb2.DecideRequest, service: DecisionService,
-           context: grpc.ServicerContext) -> decisions_pb2.DecisionReply:
+def decide(message: decisions_pb2.DecideRequest,
+           service: DecisionService) -> decisions_pb2.DecisionReply:
     """One decision; an enterprise refused alone is stored, then told as its cap."""
     out = service.decide(_request(message))
     if out.outcome == "refused":
-        context.set_trailing_metadata(((DECISION_ID, out.decision_id),))
         raise CapExceeded(service.refusal_message(), party="every feature node",
-                          cap="daily_budget or max_model_versions", retry_after_s=to_next_day())
+                          cap="daily_budget or max_model_versions", retry_after_s=to_next_day(),
+                          facts=((DECISION_ID, out.decision_id),))
     return _reply(out)
 
 
@@ -77,7 +77,7 @@ class DecisionServicer(decisions_pb2_grpc.DecisionServiceServicer):
 
     @rpc_method("Decisions.Decide", log, lambda _: None)
     def Decide(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return decide(request, self.service, context)
+        return decide(request, self.service)
 
     @rpc_method("Decisions.GetDecision", log, lambda _: None)
     def GetDecision(self, request: Any, context: grpc.ServicerContext) -> Any:
