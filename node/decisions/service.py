@@ -86,7 +86,7 @@ class DecisionService:
     def close(self) -> None:
         self._stop.set()
         if self.warmer is not None:
-            self.warmer.join(timeout=30)
+            self.warmer.join(timeout=20)  # a round of the warm-up ends first
         self.scorer.close()
         self.store.close()
 

@@ -25,7 +25,7 @@ from node.scoring.pseudonym_cache import PseudonymCache, cache_path
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 EVALUATE_DEADLINE_S = 300.0
-WARM_CHUNK = 262_144  # ids made per round while warming (bounds the memory of one round)
+WARM_CHUNK = 131_072  # ids made per round while warming (two pipelined calls; a stop waits one)
 
 
 class PseudonymSource:
