@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pydantic import ValidationError
 
 
@@ -59,3 +61,25 @@ class ProductionModeError(FedcreditError, RuntimeError):
 
 class LimitExceeded(ProtocolError):
     """A stream, step or request passed a size or count limit before it was buffered."""
+
+
+class CapExceeded(ProtocolError):
+    """A party's own cap refused a request (ids per request, requests a day, a budget): the
+    caller may ask again smaller or later. `party` and `cap` name who and which setting;
+    `retry_after_s` says when a daily cap renews (None: not a matter of waiting)."""
+
+    def __init__(self, message: str, *, party: str = "", cap: str = "",
+                 retry_after_s: int | None = None,
+                 facts: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.party = party
+        self.cap = cap
+        self.retry_after_s = retry_after_s
+        self.facts = facts
+        """Further (name, value) facts a gRPC status carries in its trailing metadata."""
+
+
+def seconds_to_next_utc_day(now: float | None = None) -> int:
+    """Whole seconds until the next UTC midnight, when daily caps renew (at least 1)."""
+    moment = time.time() if now is None else now
+    return max(1, int(86400 - moment % 86400) + 1)

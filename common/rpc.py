@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from common.errors import (
+    CapExceeded,
     DataValidationError,
     FedcreditError,
     LimitExceeded,
@@ -23,6 +24,7 @@ from common.tls import peer_party
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATUS_OF: dict[type[FedcreditError], grpc.StatusCode] = {
+    CapExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,  # before ProtocolError, its base
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,  # before ProtocolError, its base
     ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
     TrustError: grpc.StatusCode.PERMISSION_DENIED,
@@ -34,6 +36,28 @@ STATUS_OF: dict[type[FedcreditError], grpc.StatusCode] = {
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 """Statuses meaning the peer did not answer in time: a retry may help (PeerUnavailable's)."""
+
+CAP_PARTY, CAP_NAME, CAP_RETRY_AFTER = "fedcredit-cap-party", "fedcredit-cap", "retry-after"
+"""Trailing metadata of a RESOURCE_EXHAUSTED status from a `CapExceeded`: who refused, by
+which cap, and in how many seconds it renews (absent when waiting would not help)."""
+
+
+def cap_metadata(err: CapExceeded) -> tuple[tuple[str, str], ...]:
+    """A cap refusal's facts as trailing metadata."""
+    found = [(CAP_PARTY, err.party), (CAP_NAME, err.cap)]
+    if err.retry_after_s is not None:
+        found.append((CAP_RETRY_AFTER, str(err.retry_after_s)))
+    return (*found, *err.facts)
+
+
+def cap_exceeded(err: grpc.RpcError, message: str, default_party: str = "") -> CapExceeded:
+    """A peer's RESOURCE_EXHAUSTED status as a `CapExceeded`, with the facts its trailing
+    metadata names (`default_party` where it names none)."""
+    facts = dict(err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else {}
+    retry = str(facts.get(CAP_RETRY_AFTER, ""))
+    return CapExceeded(message, party=str(facts.get(CAP_PARTY, "")) or default_party,
+                       cap=str(facts.get(CAP_NAME, "")),
+                       retry_after_s=int(retry) if retry.isdigit() else None)
 
 
 def _status(err: FedcreditError) -> grpc.StatusCode:
@@ -64,6 +88,8 @@ def rpc_method(tag: str, log: logging.Logger,
         def fail(context: grpc.ServicerContext, err: Exception) -> None:
             if isinstance(err, FedcreditError):
                 log.warning("[%s] %s", tag, err)
+                if isinstance(err, CapExceeded):
+                    context.set_trailing_metadata(cap_metadata(err))
                 context.abort(_status(err), str(err))
             log.exception("[%s] internal error", tag)
             context.abort(grpc.StatusCode.INTERNAL, f"{tag}: internal error: {type(err).__name__}")

@@ -7,13 +7,15 @@ process pool). For the requesting bank only (its certificate must name it): `res
 model and the feature nodes' signed sealing keys; `setup` checks the bank's signature over its
 set-up (public CKKS context and the model's public context; a context carrying a secret key is
 refused), keeps the context and the model's relay (`models.scoring.SCORING_KINDS[algorithm]
-.relay`) and forwards the same signed bytes to every feature node; `score` checks the signed
+.relay`) and forwards the same signed bytes to every feature node, answering the smallest of
+their `max_ids_per_request` caps (the bank splits its batches by it); `score` checks the signed
 consent record (signature, expiry, bank, model job, purpose, reference, set-up; a refusal is
 audited) and that the pseudonyms were made under the current key, forwards each node the
 pseudonym list the bank sealed to it and the model's request, and adds the nodes' CKKS parts and
 combines their model parts only when every feature node of the model answered; ids the nodes
-refused (budget, model versions) go back as one bitmap naming no node. No gRPC server code here:
-coordinator.server calls these.
+refused (budget, model versions) go back as one bitmap naming no node; a node's refusal by one of
+its caps goes back as RESOURCE_EXHAUSTED (`CapExceeded`) naming it and the cap. No gRPC server
+code here: coordinator.server calls these.
 """
 
 from __future__ import annotations
@@ -33,9 +35,15 @@ import tenseal as ts
 
 from common.audit import AuditLog
 from common.chunks import CHUNK_BYTES, chunked, read_chunks, split_header
-from common.errors import PeerUnavailable, ProtocolError, TrustError
+from common.errors import (
+    CapExceeded,
+    PeerUnavailable,
+    ProtocolError,
+    TrustError,
+    seconds_to_next_utc_day,
+)
 from common.limits import MAX_CONTEXT_BYTES, MAX_PART_BYTES, MAX_SCORE_IDS
-from common.rpc import RETRYABLE
+from common.rpc import RETRYABLE, cap_exceeded
 from coordinator.nodes import NodeClients
 from coordinator.store import ModelRecord, NodeRecord, Store
 from crypto.consent import ConsentRefused, verify_blob, verify_consent
@@ -93,12 +101,16 @@ def _kind(model: ModelRecord) -> ScoringKind:
 
 def _call_node(party: str, what: str, call: Callable[[], T], *, attempts: int,
                backoff_s: float) -> T:
-    """Call a node; retry only when it is unreachable; its refusal is ours, with its reason."""
+    """Call a node; retry only when it is unreachable; its refusal is ours, with its reason
+    (a refusal by one of its caps stays a `CapExceeded` naming it and the cap)."""
     last: grpc.RpcError | None = None
     for attempt in range(attempts):
         try:
             return call()
         except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # one of its own caps
+                raise cap_exceeded(err, f"{party} refused {what}: {err.details()}",
+                                   party) from err
             if err.code() not in RETRYABLE:
                 raise ProtocolError(f"{party} refused {what}: {err.code().name}: "
                                     f"{err.details()}") from err
@@ -148,7 +160,8 @@ class ScoringRelay:
                       f"the coordinator config)")
             self.audit.append("pseudonyms.refused", peer=who, rows=count,
                               details={"reason": reason})
-            raise ProtocolError(reason)
+            raise CapExceeded(reason, party="coordinator", cap="pseudonym_evaluations_per_day",
+                              retry_after_s=seconds_to_next_utc_day())
         return coordinator_pb2.PseudonymPoints(
             points=self.key.evaluate(request.points, self.workers), key_id=self.key.key_id)
 
@@ -230,14 +243,14 @@ class ScoringRelay:
                 _call_node, name, "scoring set-up",
                 lambda stub=stub: stub.ScoreSetup(request, timeout=SCORE_DEADLINE_S),
                 attempts=3, backoff_s=1.0))
-        for call in calls:
-            call.result()
+        caps = [call.result().max_ids_per_request for call in calls]
         with self._lock:
             self.sessions[(header.bank, model.job_id)] = BankSession(public, relay,
                                                                      setup_digest(payload))
         self.audit.append("score.setup", job=model.job_id, peer=header.bank,
                           purpose="joint scoring")
-        return node_pb2.ScoreSetupReply()
+        said = [cap for cap in caps if cap > 0]  # the smallest cap: every node answers a chunk
+        return node_pb2.ScoreSetupReply(max_ids_per_request=min(said, default=0))
 
     def _check_consent(self, record: NodeRecord, header: coordinator_pb2.ScoreRequestHeader,
                        model: ModelRecord, session: BankSession, insecure: bool) -> None:

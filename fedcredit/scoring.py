@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import DataValidationError
-from node.scoring.bank import Decision
+from node.scoring.outcome import Decision
 
 
 def read_ids(path: Path) -> list[str]:

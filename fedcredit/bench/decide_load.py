@@ -77,12 +77,15 @@ def load_decisions(url: str, ids: Sequence[str], clients: int, seconds: float, *
 
 
 @contextmanager
-def decision_service(net: LocalNetwork, bank: str, timeout: float = 120) -> Iterator[str]:
-    """`fedcredit decide serve` for `bank` as a child of `net`; its base URL once it serves."""
+def decision_service(net: LocalNetwork, bank: str, timeout: float = 120,
+                     grpc_listen: str = "") -> Iterator[str]:
+    """`fedcredit decide serve` for `bank` as a child of `net` (its gRPC API on `grpc_listen`
+    if given); its base URL once it serves."""
     port = free_port()
     net.children.spawn("decide", [sys.executable, "-m", "fedcredit.cli.main", "decide", "serve",
                                   "--config", str(net.config_path(bank)),
-                                  "--listen", f"127.0.0.1:{port}"])
+                                  "--listen", f"127.0.0.1:{port}",
+                                  *(["--grpc-listen", grpc_listen] if grpc_listen else [])])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     try:

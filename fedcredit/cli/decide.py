@@ -40,6 +40,8 @@ def decide_serve(
     config: Annotated[Path, typer.Option(envvar="FEDCREDIT_NODE_CONFIG",
                                          help="The bank node's TOML config (keys, state).")],
     listen: Annotated[str, typer.Option(help="host:port of the HTTP API.")] = "127.0.0.1:8080",
+    grpc_listen: Annotated[str, typer.Option(
+        help="host:port of the gRPC API (fedcredit.v1.DecisionService); default none.")] = "",
     policy: Annotated[Path | None, typer.Option(help="Credit policy TOML.")] = None,
     strategy: Annotated[Path | None, typer.Option(
         help="Admission strategy TOML, over the policy's [strategy].")] = None,
@@ -47,7 +49,8 @@ def decide_serve(
     insecure: InsecureOpt = False,
     json_logs: JsonLogsOpt = False,
 ) -> None:
-    """Serve POST /v1/decisions and GET /v1/decisions/{id}; OpenAPI page at /docs."""
+    """Serve POST /v1/decisions and GET /v1/decisions/{id}; OpenAPI page at /docs; with
+    --grpc-listen also DecisionService.Decide and GetDecision over gRPC."""
     import uvicorn
 
     from common.logs import setup_logging
@@ -66,11 +69,18 @@ def decide_serve(
         sock = _bind(listen)
         service = DecisionService(cfg, _policy(policy, strategy), model_id=model,
                                   insecure=insecure)
+        grpc_server = None
         try:
+            if grpc_listen:
+                from node.decisions.grpc_api import serve_grpc
+
+                grpc_server = serve_grpc(service, grpc_listen)
             server = uvicorn.Server(uvicorn.Config(create_app(service), log_config=None,
                                                    access_log=False))
             server.run(sockets=[sock])
         finally:
+            if grpc_server is not None:
+                grpc_server.stop(grace=5).wait()
             service.close()
             sock.close()
 

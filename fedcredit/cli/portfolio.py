@@ -39,24 +39,44 @@ def portfolio_import(
     accounts: Annotated[Path, typer.Argument(help="CSV: enterprise_id, line, drawn, grade, "
                                                   "booked_at, expiry[, pd, score].")],
     config: ConfigOpt = Path("bank.toml"),
+    warm: Annotated[bool, typer.Option(
+        help="Make the booked ids' pseudonyms ahead (blinded, at the coordinator), so the "
+             "next review finds them cached.")] = True,
+    insecure: InsecureOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Book (or replace) accounts in the bank's portfolio."""
-    from node.portfolio.store import read_accounts
+    """Book (or replace) accounts in the bank's portfolio, and make their pseudonyms ahead."""
+    import grpc
 
-    def run() -> int:
+    from node.config import load_node_config
+    from node.portfolio.store import read_accounts
+    from node.scoring.warm import warm_ids
+
+    def run() -> tuple[int, list[str]]:
         rows = read_accounts(accounts)
         store = _store(config)
         try:
-            return int(store.book(rows))
+            return int(store.book(rows)), [r.enterprise_id for r in rows]
         finally:
             store.close()
 
-    booked = guarded(run)
+    booked, ids = guarded(run)
+    made, warning = None, ""
+    if warm:
+        try:
+            made = warm_ids(load_node_config(config), ids, insecure=insecure)
+        except Exception as err:  # noqa: BLE001 - booked all the same; the review makes them
+            said = err.details() if isinstance(err, grpc.RpcError) else str(err)
+            warning = (f"booked, but pseudonyms were not made ahead ({type(err).__name__}: "
+                       f"{said}); the next review makes them")
     if as_json:
-        emit_json({"booked": booked})
+        emit_json({"booked": booked, "pseudonyms_made": made,
+                   **({"warning": warning} if warning else {})})
     else:
-        console.print(f"booked {booked:,} accounts")
+        console.print(f"booked {booked:,} accounts" + (
+            f"; {made:,} pseudonyms made ahead" if made is not None else ""))
+        if warning:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 @portfolio_app.command("rescore")

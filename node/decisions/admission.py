@@ -15,8 +15,9 @@ import numpy as np
 
 from node.decisions.strategy import Admission, Strategy, evaluate, grade_rank
 from node.policy import CreditPolicy
-from node.scoring.bank import BankScorer, Decision, Features
+from node.scoring.bank import BankScorer, Features
 from node.scoring.bank_table import BankRows
+from node.scoring.outcome import Decision
 
 
 def own_facts(scorer: BankScorer, ids: Sequence[str],

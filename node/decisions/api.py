@@ -3,8 +3,12 @@
 POST /v1/decisions decides on one enterprise; GET /v1/decisions/{id} returns a stored decision;
 GET /v1/strategy/hits counts each admission rule's hits; POST /v1/strategy/dry-run replays a
 candidate strategy over stored decisions.
-A bad field is a 422 naming it (pydantic's `loc`), a refusal by the network a 409 with its reason,
-an unreachable network a 503. Request bodies are size-checked before they are parsed.
+A bad field is a 422 naming it (pydantic's `loc`); a refusal by a feature node's `[scoring]` cap
+a 429 naming the node and the cap, with Retry-After where the cap is a daily one (requests per
+day; an enterprise's daily budget or model versions: every feature node refused it, and the
+decision is stored with outcome "refused" and its id in the answer); any other refusal by the
+network a 409 with its reason, an unreachable network a 503. Request bodies are size-checked
+before they are parsed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from common.errors import PeerUnavailable, ProtocolError
+from common.errors import CapExceeded, PeerUnavailable, ProtocolError, seconds_to_next_utc_day
 from node.decisions.schema import DecisionOut, DecisionRequest, FieldError
 from node.decisions.service import DecisionService
 from node.decisions.strategy import Strategy
@@ -51,6 +55,9 @@ def create_app(service: DecisionService) -> FastAPI:
         """Decide on one enterprise (a joint scoring round with the network)."""
         try:
             out = service.decide(request)
+        except CapExceeded as err:  # a node's (or the coordinator's) own cap: not our fault
+            log.warning("[decisions] %s's cap %s refused a request", err.party, err.cap)
+            raise HTTPException(429, str(err), headers=_retry_after(err.retry_after_s)) from err
         except PeerUnavailable as err:
             raise HTTPException(503, str(err)) from err
         except ProtocolError as err:
@@ -62,6 +69,10 @@ def create_app(service: DecisionService) -> FastAPI:
                 raise HTTPException(502, f"the network refused: {details()}") from err
             raise
         log.info("[decisions] %s: %s", out.decision_id, out.outcome)
+        if out.outcome == "refused":  # stored, and told as what it is: a cap, for a while
+            return JSONResponse(  # type: ignore[return-value]
+                {"detail": service.refusal_message(), "decision_id": out.decision_id},
+                status_code=429, headers=_retry_after(seconds_to_next_utc_day()))
         return out
 
     @app.get("/v1/decisions/{decision_id}", response_model=DecisionOut)
@@ -88,3 +99,7 @@ def create_app(service: DecisionService) -> FastAPI:
         return {"status": "serving", "model_id": service.model.model_id}
 
     return app
+
+
+def _retry_after(seconds: int | None) -> dict[str, str] | None:
+    return None if seconds is None else {"Retry-After": str(seconds)}

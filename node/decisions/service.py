@@ -1,11 +1,13 @@
 """The bank's decision service: one long-lived scorer, request checks, a record of each decision.
 
 Keys and the model's scoring set-up are made once, when the service starts (`BankScorer`); each
-request then costs one joint scoring round. A request's bank-side values override or fill the
-bank's table row for that enterprise; an enterprise the bank holds no row of must come with every
-model feature (null for a value the bank lacks). Every decision is stored with what explains
-it, the admission strategy's verdict among it (outcome, rules hit, the facts it read); each
-rule's hits are counted.
+request then costs one joint scoring round. The pseudonyms of the enterprises the bank will score
+again (its table's, its portfolio's) are made ahead in the background, at start and after a
+change of the coordinator's key, so batches and scheduled reviews find them cached. A request's
+bank-side values override or fill the bank's table row for that enterprise; an enterprise the
+bank holds no row of must come with every model feature (null for a value the bank lacks).
+Every decision is stored with what explains it, the admission strategy's verdict among it
+(outcome, rules hit, the facts it read); each rule's hits are counted.
 No HTTP here: node.decisions.api serves it.
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import math
+import threading
 import time
 import uuid
 from typing import Any
@@ -34,8 +38,13 @@ from node.decisions.schema import (
 from node.decisions.store import DecisionStore
 from node.decisions.strategy import Strategy
 from node.policy import CreditPolicy
-from node.scoring.bank import BankScorer, Decision
+from node.portfolio.store import PortfolioStore, store_path
+from node.scoring.bank import BankScorer
 from node.scoring.bank_table import BankRows
+from node.scoring.outcome import Decision
+from node.scoring.warm import warm_in_background
+
+log = logging.getLogger("fedcredit.decisions")
 
 
 def policy_version(policy: CreditPolicy) -> str:
@@ -48,7 +57,9 @@ class DecisionService:
     """Decides on one enterprise per request with a scorer set up once; thread safe."""
 
     def __init__(self, config: NodeConfig, policy: CreditPolicy, *, model_id: str = "",
-                 insecure: bool = False) -> None:
+                 insecure: bool = False, warm: bool = True) -> None:
+        """`warm`: make the pseudonyms of `known_ids` ahead, in the background, at start and
+        after each change of the coordinator's key (`node.scoring.warm`)."""
         self.config = config
         self.policy = policy
         self.scorer = BankScorer(config, policy, model_id=model_id, insecure=insecure)
@@ -56,8 +67,27 @@ class DecisionService:
         self.policy_version = policy_version(policy)
         self.model = ModelRef(model_id=self.scorer.model_id, model_job=self.scorer.job,
                               algorithm=self.scorer.algorithm)
+        self._stop = threading.Event()
+        self.warmer = warm_in_background(self.scorer.source, self.known_ids, self._stop,
+                                         lambda message, n: log.info(message, n)
+                                         ) if warm else None
+
+    def known_ids(self) -> list[str]:
+        """The enterprises this bank will score again: its table's and its portfolio's."""
+        ids = list(self.scorer.table.ids)
+        path = store_path(self.config.state_dir)
+        if path.exists():
+            portfolio = PortfolioStore(path)
+            try:
+                ids += portfolio.enterprise_ids()
+            finally:
+                portfolio.close()
+        return ids
 
     def close(self) -> None:
+        self._stop.set()
+        if self.warmer is not None:
+            self.warmer.join(timeout=20)  # a round of the warm-up ends first
         self.scorer.close()
         self.store.close()
 
@@ -111,6 +141,14 @@ class DecisionService:
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
         self.store.put(out.model_dump(mode="json"))
         return out
+
+    def refusal_message(self) -> str:
+        """Why the network refused one enterprise alone, naming the nodes and their caps."""
+        nodes = ", ".join(peer.party for peer in self.scorer.feature_nodes)
+        return (f"every feature node of the model ({nodes}) refused this enterprise: its daily "
+                f"query budget for this bank is spent ([scoring] daily_budget, renewed at 00:00 "
+                f"UTC) or it was scored with [scoring] max_model_versions other model versions "
+                f"in [scoring] model_period_days (renewed as those days pass)")
 
     def _admission(self, decision: Decision, request: DecisionRequest, view: BankRows,
                    ) -> tuple[AdmissionOut | None, float | None]:

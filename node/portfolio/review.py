@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,8 +30,8 @@ from node.monitoring.limits import LEVELS
 from node.policy import CreditPolicy
 from node.portfolio.monitor import NO_TIER, Before, review
 from node.portfolio.store import PortfolioStore
-from node.scoring.bank import Decision
 from node.scoring.data_alerts import SOURCE, DataAlertLevels
+from node.scoring.outcome import Decision
 from node.stability import band, psi
 
 
@@ -77,11 +78,10 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     now = now or dt.datetime.now(dt.UTC)
     at, review_id = iso(now), f"review-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
-    accounts = store.accounts()
-    if not accounts:
+    col = store.columns()
+    ids = col["enterprise_id"]
+    if not ids:
         return {"review_id": review_id, "at": at, "accounts": 0}
-    ids = [a["enterprise_id"] for a in accounts]
-    col = {k: [a[k] for a in accounts] for k in accounts[0]}
     policy = scorer.policy
     grades = [g.grade for g in policy.grades]
     index_of = {g: k for k, g in enumerate(grades)}
@@ -107,10 +107,12 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     tiers = policy.monitoring.tiers
     severe_from = [t.tier for t in tiers].index(policy.monitoring.cut_on)
     frozen = np.where(decided, tier >= 0, np.asarray(col["frozen"], dtype=bool))
-    updates = [(float(line[k]), grades[int(grade[k])],
-                None if np.isnan(pd[k]) else float(pd[k]), score[k], int(frozen[k]),
-                new_expiry if renew[k] else col["expiry"][k], at, ids[k])
-               for k in range(len(ids))]
+    updates = list(zip(  # columns as Python values, then one tuple per account
+        line.tolist(), [grades[g] for g in grade.astype(int).tolist()],
+        [None if math.isnan(v) else v for v in pd.tolist()], score,
+        frozen.astype(int).tolist(),
+        [new_expiry if r else e for r, e in zip(renew.tolist(), col["expiry"], strict=True)],
+        [at] * len(ids), ids, strict=True))
     flagged = np.flatnonzero(tier >= 0)
     alerts = [{"type": "early_warning", "review_id": review_id, "at": at,
                "enterprise_id": ids[k], "tier": tiers[tier[k]].tier,
@@ -125,7 +127,7 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
                 "grade_before": grades[int(before.grade[k])], "grade": grades[int(grade[k])]}
                for k in moved]
     booked = np.asarray([np.nan if s is None else s for s in
-                         (a["booked_score"] for a in accounts)], dtype=float)
+                         col["booked_score"]], dtype=float)
     now_scores = np.asarray([np.nan if s is None else s for s in score], dtype=float)
     stability = psi(booked, now_scores)
     extra: dict[str, Any] = {}

@@ -123,6 +123,21 @@ class PortfolioStore:
             self._db.execute("COMMIT")
         return len(rows)
 
+    def enterprise_ids(self) -> list[str]:
+        """The enterprise of every account, ordered by id."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT enterprise_id FROM accounts ORDER BY enterprise_id")]
+
+    def columns(self) -> dict[str, list[Any]]:
+        """Every account as columns (name -> values, ordered by enterprise id); empty lists
+        when there is none. Cheaper than `accounts` for a whole-book review."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {','.join(COLUMNS)} FROM accounts "
+                                    "ORDER BY enterprise_id").fetchall()
+        values = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
+        return {name: list(v) for name, v in zip(COLUMNS, values, strict=True)}
+
     def accounts(self) -> list[dict[str, Any]]:
         """Every account, ordered by enterprise id."""
         with self._lock:

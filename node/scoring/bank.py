@@ -9,6 +9,9 @@ never the training key). The set-up (public contexts) is signed with the bank's 
 and given to every feature node alike, once at start. Ids travel as pseudonyms the bank cannot
 choose (`crypto.pseudonym`: evaluated blinded by the coordinator, kept in a bounded cache here),
 sealed to each feature node with a fresh salt that the signed consent record's digest covers.
+A batch goes as requests of at most the smallest `max_ids_per_request` of the model's feature
+nodes (each says its own at set-up, the coordinator relays the smallest), each with its own
+consent record; a node's cap refusing a request is a `CapExceeded` naming the node and the cap.
 What differs between models is behind `models.scoring.SCORING_KINDS`; reason codes are the
 bank's own features with the largest weight towards default; an enterprise the bank does not
 know gets "no history at this bank", one no party holds gets outcome "refer" (no grade), one the
@@ -23,7 +26,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -32,8 +34,9 @@ import tenseal as ts
 
 from common.audit import AuditLog
 from common.chunks import CHUNK_BYTES, chunked, read_chunks
-from common.errors import ProtocolError
-from common.limits import MAX_PART_BYTES
+from common.errors import CapExceeded, ProtocolError
+from common.limits import MAX_PART_BYTES, MAX_SCORE_IDS
+from common.rpc import cap_exceeded
 from common.tls import TlsFiles, secure_channel
 from crypto import seal
 from crypto.consent import SALT_BYTES, ConsentRecord, pseudonyms_digest, sign_blob, sign_consent
@@ -56,8 +59,9 @@ from node.config import NodeConfig
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank_table import BankRows, FollowsTable
-from node.scoring.index import pseudonyms_for
-from node.scoring.pseudonym_cache import PseudonymCache
+from node.scoring.outcome import Decision, Versions, decision_of, refused_bits
+from node.scoring.pseudonym_cache import PseudonymCache, cache_path
+from node.scoring.warm import PseudonymSource
 from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -67,37 +71,8 @@ NO_HISTORY = ("no history at this bank",)
 
 
 Features = Mapping[str, float | None]
-Versions = tuple[tuple[str, str], ...]
 MAX_NODES = 64  # snapshot versions read from one answer
 """An applicant's bank-side values by feature name (None: missing), overriding the table's."""
-
-NOBODY_HOLDS = "no party holds this enterprise"
-REFUSED_BUDGET = ("refused by the network (daily query budget for this enterprise spent, or "
-                  "its models for the period used)")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the bank learns about one enterprise.
-
-    outcome "decided": score, grade and line from the policy. "refer": no party holds the
-    enterprise (the model saw nothing of it; `probability` is the model's neutral output), so no
-    score, grade or line: a person decides. "refused": the network would not score it (`reason`
-    says why, naming no node); `probability` is NaN.
-    """
-
-    id: str
-    probability: float
-    score: float | None
-    grade: str | None
-    credit_line: float | None
-    parties_covering: int
-    reasons: tuple[str, ...]
-    outcome: str = "decided"
-    reason: str = ""
-    snapshots: tuple[tuple[str, str], ...] = ()
-    """(party, data snapshot version) of the bank's table and of each feature node that answered."""
-
 
 class BankScorer(FollowsTable):
     """Scores enterprises jointly: each feature node's part arrives encrypted under our key.
@@ -144,9 +119,11 @@ class BankScorer(FollowsTable):
         self._he_lock = threading.Lock()  # our TenSEAL context and the model part
         self._setup_lock = threading.Lock()
         self.setup_digest = ""  # of the set-up we signed and gave every feature node
+        self.max_ids = MAX_SCORE_IDS  # ids in one request: the feature nodes' smallest cap
         self.sealers = self._sealers()
         self.workers = PsiWorkers()  # hashing and blinding of large batches, on every core
-        self.cache = PseudonymCache(self.state_dir / "scoring" / "pseudonyms.sqlite")
+        self.cache = PseudonymCache(cache_path(self.state_dir))
+        self.source = PseudonymSource(self.stub, self.cache, self.workers)
         self.setup()  # once at start: every feature node holds this signed set-up
 
     def close(self) -> None:
@@ -207,32 +184,22 @@ class BankScorer(FollowsTable):
             yield from chunked(model_context,
                                lambda c: coordinator_pb2.ScoreSetupUpload(model_context=c))
 
-        self.stub.ScoreSetup(upload(), timeout=SCORE_DEADLINE_S)
+        reply = self.stub.ScoreSetup(upload(), timeout=SCORE_DEADLINE_S)
+        said = reply.max_ids_per_request  # the smallest of the feature nodes' caps (0: unsaid)
+        self.max_ids = min(said, MAX_SCORE_IDS) if said > 0 else MAX_SCORE_IDS
 
     def pseudonyms(self, ids: Sequence[str]) -> bytes:
         """The network's pseudonyms of `ids` (16 bytes each, in order)."""
         return self._pseudonyms_under_key(ids)[0]
 
     def _pseudonyms_under_key(self, ids: Sequence[str]) -> tuple[bytes, str]:
-        """The pseudonyms of `ids` and the id of the key they were made under: kept ones from
-        our cache, the rest evaluated blinded by the coordinator (it sees random points, no id)."""
-        known, key_id = self.cache.lookup(ids)
-        missing = sorted({i for i in ids if i not in known})
-        if missing:
-            def evaluate(points: bytes) -> tuple[bytes, str]:
-                reply = self.stub.EvaluatePseudonyms(
-                    coordinator_pb2.PseudonymPoints(points=points), timeout=SCORE_DEADLINE_S)
-                return reply.points, reply.key_id
+        """The pseudonyms of `ids` and the id of the key they were made under (cached ones,
+        the rest evaluated blinded by the coordinator: `node.scoring.warm`)."""
+        return self.source.under_key(ids)
 
-            blob, made_under = pseudonyms_for(missing, evaluate, self.workers)
-            fresh = {ident: blob[k * PSEUDONYM_BYTES:(k + 1) * PSEUDONYM_BYTES]
-                     for k, ident in enumerate(missing)}
-            self.cache.store(made_under, fresh)  # a new key drops what was made under the old
-            if made_under != key_id:
-                return self._pseudonyms_under_key(ids) if known else (
-                    b"".join(fresh[i] for i in ids), made_under)
-            known.update(fresh)
-        return b"".join(known[i] for i in ids), key_id
+    def warm(self, ids: Sequence[str]) -> int:
+        """Make ahead the pseudonyms of those of `ids` not kept yet; how many were made."""
+        return self.source.warm(ids)
 
     def _seal_ids(self, pseudonyms: bytes, salt: bytes, number: int) -> dict[str, bytes]:
         """The request's salt and pseudonyms sealed to each feature node, the same list to
@@ -311,7 +278,14 @@ class BankScorer(FollowsTable):
         """Joint decisions for `ids` (each once); refused without a consent reference.
         `features[k]`, if given, holds bank-side values for `ids[k]` over (or instead of) our
         table's row. The consent record we sign expires at `consent_expires` (Unix time;
-        default in a day)."""
+        default in a day).
+
+        A batch larger than the feature nodes' smallest `max_ids_per_request` (each says its
+        own at set-up) goes as requests of at most that many ids, in order, each with its own
+        signed consent record over its own pseudonyms; each request's sums come back only when
+        every feature node answered it. A node's cap refusing a request raises `CapExceeded`
+        naming the node and the cap (after a refusal by `max_ids_per_request`, the caps are
+        asked again once, as a node may have lowered its own)."""
         if not consent.strip():
             self.audit.append("score.refused", job=self.job, purpose=purpose,
                               details={"reason": "no consent reference"})
@@ -324,6 +298,32 @@ class BankScorer(FollowsTable):
             else consent_expires
         view = view or self.view  # the bank's rows this request uses, whatever loads next
         own_rows, present, basis = self.own_inputs(ids, features, view)
+        decisions: list[Decision] = []
+        start, asked_caps = 0, False
+        while start < len(ids):
+            end = min(len(ids), start + self.max_ids)
+            try:
+                decisions += self._score_request(
+                    ids[start:end], pseudonyms[start * PSEUDONYM_BYTES:end * PSEUDONYM_BYTES],
+                    key_id, own_rows[start:end], present[start:end], basis[start:end],
+                    consent, purpose, expires, view.version)
+            except CapExceeded as err:
+                if err.cap == "max_ids_per_request" and not asked_caps:
+                    asked_caps = True
+                    self.setup()  # a node lowered its cap since our set-up: learn it
+                    if self.max_ids < end - start:
+                        continue
+                done = f" ({start:,} of the {len(ids):,} ids were answered)" if start else ""
+                raise CapExceeded(f"{err}{done}", party=err.party, cap=err.cap,
+                                  retry_after_s=err.retry_after_s) from err
+            start = end
+        return decisions
+
+    def _score_request(self, ids: Sequence[str], pseudonyms: bytes, key_id: str,
+                       own_rows: np.ndarray, present: np.ndarray, basis: np.ndarray,
+                       consent: str, purpose: str, expires: float, version: str,
+                       ) -> list[Decision]:
+        """One scoring request (at most `max_ids` ids) with its own consent record."""
         number = next(self._requests) % 2**32
         with self._he_lock:
             model_request = self.part.request(number, own_rows, present)
@@ -352,10 +352,17 @@ class BankScorer(FollowsTable):
                     details = err.details() or ""
                     if STALE_KEY in details and STALE_KEY not in mended:
                         mended.add(STALE_KEY)  # the coordinator's key changed: make them again
-                        self.cache.forget()
+                        self.source.forget()
                     elif "is not set up" in details and "setup" not in mended:
                         mended.add("setup")  # a node or the coordinator lost our set-up
                         self.setup()
+                    elif err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        capped = cap_exceeded(err, f"the network refused: {details}")
+                        self.audit.append("score.refused", job=self.job, consent=consent,
+                                          purpose=purpose, rows=len(ids), details={
+                                              "reason": details, "cap": capped.cap,
+                                              "party": capped.party})
+                        raise capped from err
                     else:
                         raise
         except BaseException:
@@ -375,13 +382,14 @@ class BankScorer(FollowsTable):
         self.audit.append("score", job=self.job, consent=consent, purpose=purpose,
                           rows=len(ids), details={"model": self.model_id,
                                                   "ids_digest": ids_digest(pseudonyms)})
-        refused = _bits(reply["refused_budget"], len(ids))
-        coverage = (covered + present).astype(int)
-        return [_decision(ids[k], float(probability[k]), float(scores[k]),
-                          self.policy.grades[grades[k]].grade, float(lines[k]),
-                          int(coverage[k]), reasons[k], bool(refused[k]),
-                          ((self.party, view.version), *versions))
-                for k in range(len(ids))]
+        refused = refused_bits(reply["refused_budget"], len(ids))
+        coverage = (covered + present).astype(int).tolist()
+        snapshots = ((self.party, version), *versions)
+        names = [self.policy.grades[g].grade for g in range(len(self.policy.grades))]
+        return [decision_of(ident, p, s, names[g], line, c, why, no, snapshots)
+                for ident, p, s, g, line, c, why, no in zip(
+                    ids, probability.tolist(), scores.tolist(), grades.tolist(), lines.tolist(),
+                    coverage, reasons, refused.tolist(), strict=True)]
 
     def _reasons(self, weights: np.ndarray, present: np.ndarray) -> list[tuple[str, ...]]:
         """The bank's own features pushing each enterprise most towards default."""
@@ -392,33 +400,6 @@ class BankScorer(FollowsTable):
         names = self.part.reason_names
         return [tuple(names[j] for j in order[i] if weights[i, j] > 0) if present[i]
                 else NO_HISTORY for i in range(len(present))]
-
-
-def _bits(bitmap: bytes, n: int) -> np.ndarray:
-    """The ids a bitmap marks (none when it is empty)."""
-    if not bitmap:
-        return np.zeros(n, dtype=bool)
-    if len(bitmap) != (n + 7) // 8:
-        raise ProtocolError(f"a refusal bitmap of {len(bitmap)} bytes for {n} ids")
-    marked: np.ndarray = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=n)
-    return marked.astype(bool)
-
-
-def _decision(ident: str, probability: float, score: float, grade: str, line: float,
-              coverage: int, reasons: tuple[str, ...], refused: bool,
-              snapshots: Versions = ()) -> Decision:
-    """One enterprise's decision: a grade only when some party holds it and nobody refused."""
-    if refused:
-        return Decision(id=ident, probability=float("nan"), score=None, grade=None,
-                        credit_line=None, parties_covering=0, reasons=(), outcome="refused",
-                        reason=REFUSED_BUDGET, snapshots=snapshots)
-    if coverage == 0:
-        return Decision(id=ident, probability=probability, score=None, grade=None,
-                        credit_line=None, parties_covering=0, reasons=reasons, outcome="refer",
-                        reason=NOBODY_HOLDS, snapshots=snapshots)
-    return Decision(id=ident, probability=probability, score=score, grade=grade,
-                    credit_line=line, parties_covering=coverage, reasons=reasons,
-                    snapshots=snapshots)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -32,8 +32,8 @@ from node.scoring.bank import (
     MAX_NODES,
     SCORE_DEADLINE_S,
     BankScorer,
-    _bits,
 )
+from node.scoring.outcome import refused_bits
 from proto.fedcredit.v1 import coordinator_pb2
 
 SOURCE = "feature data"
@@ -58,9 +58,25 @@ class DataAlertLevels:
 
 def request_data_alerts(scorer: BankScorer, ids: Sequence[str], consent: str,
                         purpose: str = "portfolio monitoring") -> DataAlertLevels:
-    """The aggregate data-alert level of each of `ids` (each once) under `scorer`'s model."""
+    """The aggregate data-alert level of each of `ids` (each once) under `scorer`'s model,
+    asked in requests of at most the feature nodes' smallest `max_ids_per_request` (as
+    `BankScorer.score` splits a batch); each node's per-feature PSI is the same in every
+    answer (it is over the node's own rows), so the first answer's is kept."""
     ids = list(ids)
     scorer._distinct(ids)
+    parts = [_request(scorer, ids[start:start + scorer.max_ids], consent, purpose)
+             for start in range(0, len(ids), scorer.max_ids)]
+    if len(parts) <= 1:
+        return parts[0] if parts else DataAlertLevels(
+            ids=[], level_sum=np.zeros(0, dtype=np.int64), refused=np.zeros(0, dtype=bool))
+    return DataAlertLevels(ids=ids, level_sum=np.concatenate([p.level_sum for p in parts]),
+                           refused=np.concatenate([p.refused for p in parts]),
+                           snapshots=parts[-1].snapshots, stability=parts[0].stability)
+
+
+def _request(scorer: BankScorer, ids: list[str], consent: str, purpose: str,
+             ) -> DataAlertLevels:
+    """One data-alert request, within the nodes' caps."""
     pseudonyms, key_id = scorer._pseudonyms_under_key(ids)
     expires = time.time() + DEFAULT_CONSENT_SECONDS
     number = next(scorer._requests) % 2**32
@@ -100,7 +116,7 @@ def request_data_alerts(scorer: BankScorer, ids: Sequence[str], consent: str,
             details = err.details() or ""
             if STALE_KEY in details and STALE_KEY not in mended:
                 mended.add(STALE_KEY)
-                scorer.cache.forget()
+                scorer.source.forget()
             elif "is not set up" in details and "setup" not in mended:
                 mended.add("setup")
                 scorer.setup()
@@ -109,7 +125,7 @@ def request_data_alerts(scorer: BankScorer, ids: Sequence[str], consent: str,
     with scorer._he_lock:
         sums, _ = score_he.decrypt_sums(scorer.context, unpack_frames(fields["level_sums"]),
                                         len(ids))
-    refused = _bits(fields["refused_budget"], len(ids))
+    refused = refused_bits(fields["refused_budget"], len(ids))
     level_sum = np.where(refused, -1, np.maximum(np.rint(sums), 0)).astype(np.int64)
     stability: dict[str, dict[str, Any]] = {}
     for item in items["stability"]:

@@ -2,9 +2,10 @@
 encrypted parts.
 
 `setup` checks the bank's signature over its set-up (the same bytes every feature node gets),
-keeps it with the bank's pinned certificate, and makes sure our ids are indexed under the
-network's pseudonym key (`node.scoring.index`); `partial` answers one request: more ids than
-this node's `[scoring] max_ids_per_request` refused before anything is read, the pseudonym list
+keeps it with the bank's pinned certificate, makes sure our ids are indexed under the
+network's pseudonym key (`node.scoring.index`) and answers our `[scoring] max_ids_per_request`
+(caps are not secret; the bank splits its batches by the smallest); `partial` answers one
+request: more ids than that cap refused before anything is read, the pseudonym list
 the bank sealed to us opened, a consent record signed by the bank's certificate key, unexpired,
 for this set-up and about exactly these pseudonyms required and logged (`crypto.consent`), a
 pseudonym repeated in one request refused, a bank past `max_requests_per_day` refused; then each
@@ -12,7 +13,9 @@ id charged to the bank's daily budget and to the model versions of the period (a
 `daily_budget` or `max_model_versions` is refused on its own: neutral parts and a bit in
 `refused_budget`), then the model's part (`models.scoring.SCORING_KINDS[algorithm]`) beside CKKS
 (partial logit, coverage) ciphertexts under the bank's key. Every refusal is audited with its
-reason. No gRPC here: node.server calls these handlers."""
+reason; a request refused whole by a cap raises `CapExceeded` (RESOURCE_EXHAUSTED, naming this
+node and the cap, retry-after to 00:00 UTC for the daily one). No gRPC here: node.server calls
+these handlers."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import numpy as np
 import tenseal as ts
 
 from common.chunks import chunked, read_chunks, split_header
-from common.errors import ProtocolError
+from common.errors import CapExceeded, ProtocolError, seconds_to_next_utc_day
 from common.limits import MAX_PART_BYTES, MAX_SCORE_IDS
 from common.tls import secure_channel
 from crypto.consent import SALT_BYTES, ConsentRefused, verify_blob, verify_consent
@@ -130,7 +133,8 @@ class FeatureScoring:
     # set-up -------------------------------------------------------------------------------------
     def setup(self, request: node_pb2.ScoreSetupRequest) -> node_pb2.ScoreSetupReply:
         """Check the bank's signed set-up, load our part of the model under its keys, keep it,
-        and have our ids indexed under the network's pseudonym key."""
+        and have our ids indexed under the network's pseudonym key; say our ids-per-request
+        cap (the bank splits its batches by it)."""
         self._check_role()
         kind = scoring_kind(request.algorithm)
         job, key = check_job_id(request.model_job), request.bank
@@ -153,7 +157,7 @@ class FeatureScoring:
         tmp.chmod(0o600)
         tmp.replace(path)
         self.state.audit.append("score.setup", job=job, peer=bank, purpose="joint scoring")
-        return node_pb2.ScoreSetupReply()
+        return node_pb2.ScoreSetupReply(max_ids_per_request=self.caps.max_ids_per_request)
 
     def _load(self, bank: str, job: str, kind: ScoringKind, signed: bytes,
               cert_pem: bytes) -> BankSetup:
@@ -238,13 +242,18 @@ class FeatureScoring:
             self.refuse(job, header, f"consent: {err}", pseudonyms)
 
     def refuse(self, job: str, header: node_pb2.ScorePartialHeader, reason: str,
-               pseudonyms: bytes = b"") -> NoReturn:
-        """Audit a refused request and raise, saying why."""
+               pseudonyms: bytes = b"", *, cap: str = "",
+               retry_after_s: int | None = None) -> NoReturn:
+        """Audit a refused request and raise, saying why: `CapExceeded` (RESOURCE_EXHAUSTED,
+        naming this node and the `[scoring]` cap) when one of our caps refused it."""
         self.state.audit.append("score.refused", job=job, peer=header.bank,
                                 consent=header.consent.strip(), purpose=header.purpose,
                                 rows=header.ids, details={"reason": reason, **(
                                     {"ids_digest": ids_digest(pseudonyms)} if pseudonyms
                                     else {})})
+        if cap:
+            raise CapExceeded(f"refused: {reason}", party=self.state.party, cap=cap,
+                              retry_after_s=retry_after_s)
         raise ProtocolError(f"refused: {reason}")
 
     def _open_ids(self, setup: BankSetup, header: node_pb2.ScorePartialHeader, job: str,
@@ -292,7 +301,8 @@ class FeatureScoring:
             raise ProtocolError(f"a {what} names 1 to {MAX_SCORE_IDS} ids, not {header.ids}")
         if header.ids > self.caps.max_ids_per_request:
             self.refuse(job, header, f"{header.ids} ids in one request; this node answers at "
-                        f"most {self.caps.max_ids_per_request} ([scoring] max_ids_per_request)")
+                        f"most {self.caps.max_ids_per_request} ([scoring] max_ids_per_request)",
+                        cap="max_ids_per_request")
         if header.model_request_bytes > (MAX_PART_BYTES if model_request else 0):
             raise ProtocolError(f"a model request of {header.model_request_bytes} bytes is over "
                                 f"the limit of {MAX_PART_BYTES if model_request else 0} for a "
@@ -310,7 +320,8 @@ class FeatureScoring:
         if used is not None:
             self.refuse(job, header, f"{bank} has had {used} scoring requests answered today; "
                         f"this node answers at most {self.caps.max_requests_per_day} a day "
-                        f"([scoring] max_requests_per_day)", blob)
+                        f"([scoring] max_requests_per_day)", blob, cap="max_requests_per_day",
+                        retry_after_s=seconds_to_next_utc_day())
         charge = self.budget.charge(bank, hashed, job)
         self._audit_caps(job, header, charge, blob)
         over = charge.refused

@@ -19,7 +19,13 @@ from pathlib import Path
 
 MEMORY_IDS = 1_000_000  # ids whose pseudonym is also kept in memory
 _CHUNK = 900  # parameters in one IN (...) list
+_SCAN_FROM = 100_000  # ids missing from memory from which the whole file is read instead
 _CACHE_KIB = 65536
+
+
+def cache_path(state_dir: Path) -> Path:
+    """Where a bank keeps its pseudonyms."""
+    return Path(state_dir) / "scoring" / "pseudonyms.sqlite"
 
 
 class PseudonymCache:
@@ -52,6 +58,11 @@ class PseudonymCache:
             memory = self._memory
             found = {i: memory[i] for i in ids if i in memory}
             rest = sorted({i for i in ids if i not in found})
+            if len(rest) >= _SCAN_FROM:  # one pass over the file beats a lookup per id
+                wanted = set(rest)
+                found.update(row for row in self._db.execute(
+                    "SELECT id, pseudonym FROM pseudonyms") if row[0] in wanted)
+                rest = []
             for start in range(0, len(rest), _CHUNK):
                 chunk = rest[start:start + _CHUNK]
                 found.update(self._db.execute(

@@ -44,8 +44,12 @@ class IsolatingBank(BankScorer):
 def seen_pseudonyms(state_dir: Path, bank: str) -> set[bytes]:
     """Every pseudonym a feature node was asked about by `bank` (its budget book keeps them)."""
     with sqlite3.connect(state_dir / "scoring" / "budget.sqlite") as db:
-        return {bytes(row[0]) for row in db.execute("SELECT hid FROM answers WHERE bank=?",
-                                                    (bank,))}
+        charged = [bytes(row[0]) for row in db.execute("SELECT hids FROM charges WHERE bank=?",
+                                                         (bank,))]
+        scored = {bytes(row[0]) for row in db.execute("SELECT hid FROM versions WHERE bank=?",
+                                                      (bank,))}
+    return scored | {blob[i:i + PSEUDONYM_BYTES] for blob in charged
+                     for i in range(0, len(blob), PSEUDONYM_BYTES)}
 
 
 def local_secrets(state_dir: Path) -> list[bytes]:

@@ -347,3 +347,43 @@ def test_the_service_answers_concurrent_clients_without_errors(bank: Bank, servi
     print(json.dumps(figures))
     assert figures["service_errors"] == 0 and figures["service_requests"] > 4
     assert figures["service_p99_ms"] >= figures["service_p50_ms"] > 0
+
+
+def _cached(bank: Bank, ids: list[str]) -> int:
+    from node.scoring.pseudonym_cache import PseudonymCache, cache_path
+
+    cache = PseudonymCache(cache_path(bank.net.workdir / "state" / "bank"))
+    try:
+        return len(cache.lookup(ids)[0])
+    finally:
+        cache.close()
+
+
+def test_the_service_makes_its_tables_pseudonyms_ahead(bank: Bank, service: str) -> None:
+    ids = list(bank.tables["bank"].ids)
+    deadline = time.monotonic() + 120
+    while _cached(bank, ids) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _cached(bank, ids) == len(ids)  # every table id, asked about or not
+
+
+def test_portfolio_import_makes_the_booked_ids_pseudonyms_ahead(bank: Bank,
+                                                                tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from common.uscc import generate_uscc
+    from fedcredit.cli.app import app
+
+    fresh = generate_uscc(np.random.default_rng(42), 30)  # nobody holds them
+    book = tmp_path / "book.csv"
+    book.write_text("enterprise_id,line,drawn,grade,booked_at,expiry\n" + "".join(
+        f"{i},100000,0,B,2026-01-01,2027-01-01\n" for i in fresh))
+    args = ["portfolio", "import", str(book), "--config",
+            str(bank.net.config_path("bank")), "--json"]
+    assert _cached(bank, fresh) == 0
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output) == {"booked": 30, "pseudonyms_made": 30}
+    assert _cached(bank, fresh) == 30
+    again = CliRunner().invoke(app, args)
+    assert json.loads(again.output) == {"booked": 30, "pseudonyms_made": 0}

@@ -1,17 +1,22 @@
-"""Each feature node's own scoring caps, through real processes: ids per request, model versions
-per enterprise, requests a day per bank (surviving a restart); every refusal audited."""
+"""Each feature node's own scoring caps, through real processes: ids per request (the bank splits
+its batches by the smallest cap the nodes advertise), model versions per enterprise, requests a
+day per bank (surviving a restart); every refusal audited, and told by the decision service as a
+429 naming the node and the cap."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import grpc
 import pytest
 
+from common.errors import CapExceeded
 from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import load_party_tables
 from fedcredit.launcher import LocalNetwork
@@ -24,7 +29,7 @@ from proto.fedcredit.v1 import coordinator_pb2
 
 CAPS = {  # each node's own config; per-enterprise caps alike, per-request caps differ
     "core": {"max_ids_per_request": 50, "max_model_versions": 1},
-    "logistics": {"max_requests_per_day": 8, "max_model_versions": 1},
+    "logistics": {"max_requests_per_day": 12, "max_model_versions": 1},
     "tax": {"max_model_versions": 1},
 }
 
@@ -68,18 +73,42 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capped]:
         yield found
 
 
+def _score_rows(net: LocalNetwork, party: str) -> list[int]:
+    lines = (net.workdir / "state" / party / "audit.jsonl").read_text().splitlines()
+    return [entry["rows"] for entry in map(json.loads, lines) if entry["event"] == "score"]
+
+
+def test_a_batch_over_one_nodes_max_ids_goes_in_requests_within_it(capped: Capped) -> None:
+    ids = list(capped.tables["bank"].ids[:60])
+    before = len(_score_rows(capped.net, "core"))
+    scorer = capped.scorer()
+    try:
+        assert scorer.max_ids == 50  # core's cap, said at set-up and relayed by the coordinator
+        decisions = scorer.score(ids, consent="caps-1")
+    finally:
+        scorer.close()
+    assert [d.id for d in decisions] == ids  # in order
+    assert _score_rows(capped.net, "core")[before:] == [50, 10]  # two requests, two consents
+    assert _score_rows(capped.net, "tax")[-2:] == [50, 10]
+    assert not any("max_ids_per_request" in r for r in capped.refusals("core"))
+
+
 def test_a_request_over_one_nodes_max_ids_is_refused_by_it_and_audited(capped: Capped) -> None:
     ids = list(capped.tables["bank"].ids[:60])
     scorer = capped.scorer()
     try:
-        with pytest.raises(grpc.RpcError) as err:
-            scorer.score(ids, consent="caps-1")
-        assert len(scorer.score(ids[:50], consent="caps-2")) == 50  # at core's cap: answered
+        scorer.max_ids = 60  # as a bank that ignored the cap the nodes said
+        with pytest.raises(CapExceeded) as err:
+            scorer._score_request(ids, scorer.pseudonyms(ids), scorer.cache.key_id,
+                                  *scorer.own_inputs(ids, None), consent="caps-2",
+                                  purpose="credit assessment", expires=time.time() + 600)
     finally:
         scorer.close()
-    assert "core refused" in (err.value.details() or "")
+    assert (err.value.party, err.value.cap, err.value.retry_after_s) == (
+        "core", "max_ids_per_request", None)
+    assert "core refused" in str(err.value)
     assert "60 ids in one request; this node answers at most 50 ([scoring] " \
-           "max_ids_per_request)" in (err.value.details() or "")
+           "max_ids_per_request)" in str(err.value)
     assert any("max_ids_per_request" in r for r in capped.refusals("core"))
     assert not any("max_ids_per_request" in r for r in capped.refusals("tax"))  # tax's own: 1M
 
@@ -104,25 +133,67 @@ def test_an_enterprise_past_its_model_versions_is_refused_alone(capped: Capped) 
         assert any("[scoring] max_model_versions" in r for r in capped.refusals(node)), node
 
 
+def _expiry() -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+
+
+def test_an_enterprise_past_its_model_versions_is_a_429_at_the_decision_service(
+        capped: Capped) -> None:
+    """The enterprise scored under tr, refused under tr2 (above): stored, answered 429."""
+    import grpc
+
+    from fedcredit.bench.decide_load import decision_service
+    from fedcredit.launcher import free_port
+    from proto.fedcredit.v1 import decisions_pb2, decisions_pb2_grpc
+
+    listen = f"127.0.0.1:{free_port()}"
+    with decision_service(capped.net, "bank", grpc_listen=listen) as url:  # latest model: tr2
+        status, body, retry = _post(url + "/v1/decisions", {
+            "enterprise_id": capped.tables["bank"].ids[100],
+            "consent": {"reference": "caps-9", "expires_at": _expiry()}})
+        with grpc.insecure_channel(listen) as channel:
+            stub = decisions_pb2_grpc.DecisionServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Decide(decisions_pb2.DecideRequest(
+                    enterprise_id=capped.tables["bank"].ids[100], consent_reference="caps-9",
+                    consent_expires_at=_expiry()), timeout=120)
+            stored = stub.GetDecision(decisions_pb2.GetDecisionRequest(
+                decision_id=dict(err.value.trailing_metadata() or ())["fedcredit-decision-id"]),
+                timeout=30)
+            fresh = stub.Decide(decisions_pb2.DecideRequest(  # never scored: decided
+                enterprise_id=capped.tables["bank"].ids[102], consent_reference="caps-9",
+                consent_expires_at=_expiry()), timeout=120)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_model_versions" in (err.value.details() or "")
+    assert stored.outcome == "refused"
+    assert fresh.outcome == "decided" and fresh.grade and 0 < fresh.pd < 1
+    assert status == 429, body
+    assert "max_model_versions" in str(body["detail"]) and body["decision_id"]
+    assert "core, logistics, tax" in str(body["detail"])
+    assert retry is not None and int(retry) > 0
+
+
 def test_requests_past_a_nodes_daily_cap_stay_refused_after_its_restart(capped: Capped) -> None:
     ids = iter(capped.tables["bank"].ids[200:])
     scorer = capped.scorer()
     try:
-        with pytest.raises(grpc.RpcError) as err:
-            for _ in range(9):  # logistics answers 8 requests a day, whatever the others do
+        with pytest.raises(CapExceeded) as err:
+            for _ in range(13):  # logistics answers 12 requests a day, whatever the others do
                 scorer.score([next(ids)], consent="caps-6")
         capped.net.stop_process("logistics")
         capped.net.start_node("logistics")
         capped.net.wait_serving(["logistics"], timeout=120)
-        with pytest.raises(grpc.RpcError) as again:
+        with pytest.raises(CapExceeded) as again:
             scorer.score([next(ids)], consent="caps-7")
     finally:
         scorer.close()
-    expected = "has had 8 scoring requests answered today; this node answers at most 8 a day " \
+    expected = "has had 12 scoring requests answered today; this node answers at most 12 a day " \
                "([scoring] max_requests_per_day)"
     for error in (err.value, again.value):
-        assert "logistics refused" in (error.details() or "")
-        assert expected in (error.details() or "")
+        assert (error.party, error.cap) == ("logistics", "max_requests_per_day")
+        assert error.retry_after_s is not None and 0 < error.retry_after_s <= 86401
+        assert "logistics refused" in str(error)
+        assert expected in str(error)
     assert sum("max_requests_per_day" in r for r in capped.refusals("logistics")) == 2
     assert not any("max_requests_per_day" in r for r in capped.refusals("core"))
 
@@ -131,3 +202,45 @@ def test_the_caps_are_in_each_nodes_own_config(capped: Capped) -> None:
     for node, caps in CAPS.items():
         config = load_node_config(Path(capped.net.config_path(node)))
         assert {k: getattr(config.scoring, k) for k in caps} == caps
+
+
+def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object], str | None]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status, json.loads(reply.read()), reply.headers.get("Retry-After")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read()), err.headers.get("Retry-After")
+
+
+def test_the_decision_service_answers_a_daily_cap_refusal_with_429(capped: Capped) -> None:
+    """Runs after logistics' daily cap is spent (above): the service names it and the cap, with
+    the time to 00:00 UTC."""
+    import grpc
+
+    from fedcredit.bench.decide_load import decision_service
+    from fedcredit.launcher import free_port
+    from proto.fedcredit.v1 import decisions_pb2, decisions_pb2_grpc
+
+    listen = f"127.0.0.1:{free_port()}"
+    with decision_service(capped.net, "bank", grpc_listen=listen) as url:
+        status, body, retry = _post(url + "/v1/decisions", {
+            "enterprise_id": capped.tables["bank"].ids[300],
+            "consent": {"reference": "caps-8", "expires_at": _expiry()}})
+        with grpc.insecure_channel(listen) as channel, \
+                pytest.raises(grpc.RpcError) as err:  # its gRPC API: RESOURCE_EXHAUSTED
+            decisions_pb2_grpc.DecisionServiceStub(channel).Decide(
+                decisions_pb2.DecideRequest(enterprise_id=capped.tables["bank"].ids[301],
+                                            consent_reference="caps-8",
+                                            consent_expires_at=_expiry()), timeout=120)
+    assert status == 429, body
+    assert "logistics refused" in str(body["detail"])
+    assert "[scoring] max_requests_per_day" in str(body["detail"])
+    assert retry is not None and 0 < int(retry) <= 86401
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "logistics refused" in (err.value.details() or "")
+    facts = dict(err.value.trailing_metadata() or ())
+    assert facts["fedcredit-cap-party"] == "logistics"
+    assert facts["fedcredit-cap"] == "max_requests_per_day"
+    assert 0 < int(facts["retry-after"]) <= 86401

@@ -284,12 +284,20 @@ Global___ScoreSetupRequest: _TypeAlias = ScoreSetupRequest  # noqa: Y015
 class ScoreSetupReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    MAX_IDS_PER_REQUEST_FIELD_NUMBER: _builtins.int
+    max_ids_per_request: _builtins.int
+    """A feature node's [scoring] max_ids_per_request (caps are not secret); from the coordinator,
+    the smallest of the model's feature nodes': the bank splits larger batches into requests of
+    at most this many ids. 0: not said (an older node).
+    """
     def __init__(
         self,
+        *,
+        max_ids_per_request: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_ids_per_request", b"max_ids_per_request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,9 +29,15 @@ def test_import_books_accounts_and_names_a_bad_cell(tmp_path: Path) -> None:
     good.write_text(HEADER + "E1,100000,0,B,2026-01-01,2027-01-01,0.03,590\n"
                     "E2,50000,1000,C,2026-01-01,2027-01-01,,\n")
     result = CliRunner().invoke(app, ["portfolio", "import", str(good), "--config", str(config),
-                                      "--json"])
+                                      "--json", "--no-warm"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"booked": 2}
+    assert json.loads(result.output) == {"booked": 2, "pseudonyms_made": None}
+    result = CliRunner().invoke(app, ["portfolio", "import", str(good), "--config", str(config),
+                                      "--json"])  # no network to make pseudonyms ahead with
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["booked"] == 2 and out["pseudonyms_made"] is None
+    assert "the next review makes them" in out["warning"]
     bad = tmp_path / "bad.csv"
     bad.write_text(HEADER + "E3,-5,0,B,2026-01-01,2027-01-01,,\n")
     result = CliRunner().invoke(app, ["portfolio", "import", str(bad), "--config", str(config)])

@@ -13,8 +13,8 @@ from node.policy import CreditPolicy, Monitoring
 from node.portfolio.monitor import NO_TIER, Before, review, tiers
 from node.portfolio.review import rescore
 from node.portfolio.store import Account, PortfolioStore
-from node.scoring.bank import Decision
 from node.scoring.data_alerts import DataAlertLevels
+from node.scoring.outcome import Decision
 from node.stability import band, psi
 
 

@@ -96,3 +96,16 @@ def test_an_id_asked_twice_in_one_charge_counts_once(tmp_path: Path) -> None:
     assert not book.charge("bank", [A], "m1").refused
     assert book.charge("bank", [A, B, C], "m1").over_budget == {A}  # B: once, then once more
     assert book.charge("bank", [], "m1").refused == frozenset()
+
+
+def test_a_store_with_jobs_beside_its_answers_keeps_their_model_versions(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "budget.sqlite")
+    db.execute("CREATE TABLE answers (bank TEXT, hid BLOB, day TEXT, n INTEGER, jobs TEXT NOT "
+               "NULL DEFAULT '', PRIMARY KEY (bank, hid, day)) WITHOUT ROWID")
+    db.execute("INSERT INTO answers VALUES ('bank', ?, '2026-03-01', 2, 'm1,m2')", (A,))
+    db.commit()
+    db.close()
+    book = _book(tmp_path, Clock(), max_model_versions=2)
+    charge = book.charge("bank", [A, B], "m3")
+    assert charge.over_versions == {A} and not charge.over_budget
+    assert not book.charge("bank", [A], "m2").refused
