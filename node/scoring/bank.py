@@ -28,28 +28,24 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import grpc
 import numpy as np
 import tenseal as ts
 
 from common.audit import AuditLog
-from common.chunks import CHUNK_BYTES, chunked, read_chunks
-from common.errors import CapExceeded, ProtocolError
+from common.chunks import chunked
+from common.errors import ProtocolError
 from common.limits import MAX_PART_BYTES, MAX_SCORE_IDS
-from common.rpc import cap_exceeded
 from common.tls import TlsFiles, secure_channel
 from crypto import seal
-from crypto.consent import SALT_BYTES, ConsentRecord, pseudonyms_digest, sign_blob, sign_consent
+from crypto.consent import ConsentRecord, pseudonyms_digest, sign_blob, sign_consent
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
 from crypto.pseudonym import PSEUDONYM_BYTES
 from crypto.psi_pool import PsiWorkers
 from crypto.score_wire import (
     SETUP_DOMAIN,
-    STALE_KEY,
     ids_digest,
     ids_seal_context,
-    sealed_ids_bytes,
     setup_digest,
     setup_payload,
 )
@@ -59,13 +55,13 @@ from node.config import NodeConfig
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank_table import BankRows, FollowsTable
-from node.scoring.outcome import Decision, Versions, decision_of, refused_bits
+from node.scoring.outcome import Decision, decision_of, refused_bits
 from node.scoring.pseudonym_cache import PseudonymCache, cache_path
+from node.scoring.request import SCORE_DEADLINE_S, Request, in_batches, send
 from node.scoring.warm import PseudonymSource
 from node.trust import verify_pinned
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 
-SCORE_DEADLINE_S = 300.0
 DEFAULT_CONSENT_SECONDS = 86400.0
 NO_HISTORY = ("no history at this bank",)
 
@@ -207,24 +203,6 @@ class BankScorer(FollowsTable):
         return {node: sealer.seal(salt + pseudonyms, ids_seal_context(
             self.job, self.party, node, number)) for node, sealer in self.sealers.items()}
 
-    def _call(self, header: coordinator_pb2.ScoreRequestHeader, sealed: dict[str, bytes],
-              model_request: bytes) -> tuple[dict[str, bytes], Versions]:
-        def messages() -> Iterator[coordinator_pb2.ScoreRequest]:
-            yield coordinator_pb2.ScoreRequest(header=header)
-            for node, blob in sealed.items():
-                for start in range(0, len(blob), CHUNK_BYTES):
-                    yield coordinator_pb2.ScoreRequest(sealed_ids=coordinator_pb2.SealedIds(
-                        node=node, sealed=blob[start:start + CHUNK_BYTES]))
-            yield from chunked(model_request,
-                               lambda c: coordinator_pb2.ScoreRequest(model_request=c))
-
-        replies = self.stub.Score(messages(), timeout=SCORE_DEADLINE_S)
-        fields, items = read_chunks(replies, {"sums": MAX_PART_BYTES,
-                                              "model_sum": MAX_PART_BYTES,
-                                              "refused_budget": (header.ids + 7) // 8},
-                                    exact=False, items={"snapshot": MAX_NODES})
-        return fields, tuple((v.party, v.version) for v in items["snapshot"])
-
     def own_inputs(self, ids: Sequence[str], features: Sequence[Features | None] | None,
                    view: BankRows | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Our model columns for each id (table row, then the request's values over them),
@@ -285,7 +263,7 @@ class BankScorer(FollowsTable):
         signed consent record over its own pseudonyms; each request's sums come back only when
         every feature node answered it. A node's cap refusing a request raises `CapExceeded`
         naming the node and the cap (after a refusal by `max_ids_per_request`, the caps are
-        asked again once, as a node may have lowered its own)."""
+        asked again once, as a node may have lowered its own): `node.scoring.request`."""
         if not consent.strip():
             self.audit.append("score.refused", job=self.job, purpose=purpose,
                               details={"reason": "no consent reference"})
@@ -298,26 +276,11 @@ class BankScorer(FollowsTable):
             else consent_expires
         view = view or self.view  # the bank's rows this request uses, whatever loads next
         own_rows, present, basis = self.own_inputs(ids, features, view)
-        decisions: list[Decision] = []
-        start, asked_caps = 0, False
-        while start < len(ids):
-            end = min(len(ids), start + self.max_ids)
-            try:
-                decisions += self._score_request(
-                    ids[start:end], pseudonyms[start * PSEUDONYM_BYTES:end * PSEUDONYM_BYTES],
-                    key_id, own_rows[start:end], present[start:end], basis[start:end],
-                    consent, purpose, expires, view.version)
-            except CapExceeded as err:
-                if err.cap == "max_ids_per_request" and not asked_caps:
-                    asked_caps = True
-                    self.setup()  # a node lowered its cap since our set-up: learn it
-                    if self.max_ids < end - start:
-                        continue
-                done = f" ({start:,} of the {len(ids):,} ids were answered)" if start else ""
-                raise CapExceeded(f"{err}{done}", party=err.party, cap=err.cap,
-                                  retry_after_s=err.retry_after_s) from err
-            start = end
-        return decisions
+        parts = in_batches(self, len(ids), lambda start, end: self._score_request(
+            ids[start:end], pseudonyms[start * PSEUDONYM_BYTES:end * PSEUDONYM_BYTES], key_id,
+            own_rows[start:end], present[start:end], basis[start:end], consent, purpose,
+            expires, view.version))
+        return [d for part in parts for d in part]
 
     def _score_request(self, ids: Sequence[str], pseudonyms: bytes, key_id: str,
                        own_rows: np.ndarray, present: np.ndarray, basis: np.ndarray,
@@ -327,48 +290,17 @@ class BankScorer(FollowsTable):
         number = next(self._requests) % 2**32
         with self._he_lock:
             model_request = self.part.request(number, own_rows, present)
-
-        def ask() -> tuple[dict[str, bytes], Versions]:
-            nonlocal pseudonyms, key_id
-            if key_id != self.cache.key_id:  # another request found the coordinator's new key
-                pseudonyms, key_id = self._pseudonyms_under_key(ids)
-            salt = secrets.token_bytes(SALT_BYTES)
-            record, signature = self.consent(salt, pseudonyms, consent.strip(), purpose, expires)
-            header = coordinator_pb2.ScoreRequestHeader(
-                bank=self.party, model_id=self.model_id, model_job=self.job, consent=consent,
-                purpose=purpose, request_no=number, ids=len(ids),
-                model_request_bytes=len(model_request), consent_record=record,
-                consent_signature=signature, sealed_ids_bytes=sealed_ids_bytes(len(ids)),
-                pseudonym_key=key_id)
-            return self._call(header, self._seal_ids(pseudonyms, salt, number), model_request)
-
-        mended: set[str] = set()  # each cause is mended once, then its error is the answer
+        request = Request(ids, pseudonyms, key_id, number, consent, purpose, expires,
+                          model_request)
         try:
-            while True:
-                try:
-                    reply, versions = ask()
-                    break
-                except grpc.RpcError as err:
-                    details = err.details() or ""
-                    if STALE_KEY in details and STALE_KEY not in mended:
-                        mended.add(STALE_KEY)  # the coordinator's key changed: make them again
-                        self.source.forget()
-                    elif "is not set up" in details and "setup" not in mended:
-                        mended.add("setup")  # a node or the coordinator lost our set-up
-                        self.setup()
-                    elif err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        capped = cap_exceeded(err, f"the network refused: {details}")
-                        self.audit.append("score.refused", job=self.job, consent=consent,
-                                          purpose=purpose, rows=len(ids), details={
-                                              "reason": details, "cap": capped.cap,
-                                              "party": capped.party})
-                        raise capped from err
-                    else:
-                        raise
+            reply, items = send(self, self.stub.Score, request, {
+                "sums": MAX_PART_BYTES, "model_sum": MAX_PART_BYTES,
+                "refused_budget": (len(ids) + 7) // 8}, {"snapshot": MAX_NODES}, "score")
         except BaseException:
             with self._he_lock:
                 self.part.discard(number)  # no answer will come for this request
             raise
+        versions = tuple((v.party, v.version) for v in items["snapshot"])
         with self._he_lock:
             others, covered = score_he.decrypt_sums(self.context, unpack_frames(reply["sums"]),
                                                     len(ids))
@@ -381,7 +313,7 @@ class BankScorer(FollowsTable):
         reasons = self._reasons(weights, present)
         self.audit.append("score", job=self.job, consent=consent, purpose=purpose,
                           rows=len(ids), details={"model": self.model_id,
-                                                  "ids_digest": ids_digest(pseudonyms)})
+                                                  "ids_digest": ids_digest(request.pseudonyms)})
         refused = refused_bits(reply["refused_budget"], len(ids))
         coverage = (covered + present).astype(int).tolist()
         snapshots = ((self.party, version), *versions)

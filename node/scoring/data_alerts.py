@@ -2,8 +2,9 @@
 
 Uses the bank's scoring set-up of a model (`BankScorer`: its CKKS key, its pseudonyms, its
 signed consent records, the sealed lists): the request is a scoring request without a model
-request, sent to the coordinator's `DataAlerts`. The answer is the sum over the model's feature
-nodes of their levels (each node's own limits on its own data, `node.monitoring.alerts`),
+request, sent to the coordinator's `DataAlerts` by scoring's own request path
+(`node.scoring.request`: the same caps, refusals and mending). The answer is the sum over the
+model's feature nodes of their levels (each node's own limits on its own data, `node.monitoring.alerts`),
 decrypted here: the bank learns that sum per enterprise (shown as one level, capped at red) and
 no node's share of it, and for each feature node the PSI of each of its features over its own
 rows. A refused id (daily budget spent) gets no level.
@@ -11,30 +12,21 @@ rows. A refused id (daily budget spent) gets no level.
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import numpy as np
 
-from common.chunks import CHUNK_BYTES, read_chunks
 from common.limits import MAX_PART_BYTES
-from crypto.consent import SALT_BYTES
 from crypto.he import scoring as score_he
 from crypto.he import unpack_frames
-from crypto.score_wire import STALE_KEY, ids_digest, sealed_ids_bytes
+from crypto.score_wire import ids_digest
 from node.monitoring.limits import level_name
-from node.scoring.bank import (
-    DEFAULT_CONSENT_SECONDS,
-    MAX_NODES,
-    SCORE_DEADLINE_S,
-    BankScorer,
-)
+from node.scoring.bank import DEFAULT_CONSENT_SECONDS, MAX_NODES, BankScorer
 from node.scoring.outcome import refused_bits
-from proto.fedcredit.v1 import coordinator_pb2
+from node.scoring.request import Request, in_batches, send
 
 SOURCE = "feature data"
 MAX_STABILITY = 4096  # per-feature PSI items read from one answer
@@ -59,13 +51,15 @@ class DataAlertLevels:
 def request_data_alerts(scorer: BankScorer, ids: Sequence[str], consent: str,
                         purpose: str = "portfolio monitoring") -> DataAlertLevels:
     """The aggregate data-alert level of each of `ids` (each once) under `scorer`'s model,
-    asked in requests of at most the feature nodes' smallest `max_ids_per_request` (as
-    `BankScorer.score` splits a batch); each node's per-feature PSI is the same in every
-    answer (it is over the node's own rows), so the first answer's is kept."""
+    asked as `BankScorer.score` asks (`node.scoring.request`: requests within the feature
+    nodes' smallest `max_ids_per_request`, a stale pseudonym key or a lost set-up mended, a
+    node's cap refusal raised as `CapExceeded`); each node's per-feature PSI is the same in
+    every answer (it is over the node's own rows), so the first answer's is kept."""
     ids = list(ids)
     scorer._distinct(ids)
-    parts = [_request(scorer, ids[start:start + scorer.max_ids], consent, purpose)
-             for start in range(0, len(ids), scorer.max_ids)]
+    expires = time.time() + DEFAULT_CONSENT_SECONDS
+    parts = in_batches(scorer, len(ids), lambda start, end: _request(
+        scorer, ids[start:end], consent, purpose, expires))
     if len(parts) <= 1:
         return parts[0] if parts else DataAlertLevels(
             ids=[], level_sum=np.zeros(0, dtype=np.int64), refused=np.zeros(0, dtype=bool))
@@ -74,54 +68,15 @@ def request_data_alerts(scorer: BankScorer, ids: Sequence[str], consent: str,
                            snapshots=parts[-1].snapshots, stability=parts[0].stability)
 
 
-def _request(scorer: BankScorer, ids: list[str], consent: str, purpose: str,
+def _request(scorer: BankScorer, ids: list[str], consent: str, purpose: str, expires: float,
              ) -> DataAlertLevels:
     """One data-alert request, within the nodes' caps."""
     pseudonyms, key_id = scorer._pseudonyms_under_key(ids)
-    expires = time.time() + DEFAULT_CONSENT_SECONDS
-    number = next(scorer._requests) % 2**32
-
-    def ask() -> tuple[dict[str, bytes], dict[str, list[Any]]]:
-        nonlocal pseudonyms, key_id
-        if key_id != scorer.cache.key_id:
-            pseudonyms, key_id = scorer._pseudonyms_under_key(ids)
-        salt = secrets.token_bytes(SALT_BYTES)
-        record, signature = scorer.consent(salt, pseudonyms, consent.strip(), purpose, expires)
-        header = coordinator_pb2.ScoreRequestHeader(
-            bank=scorer.party, model_id=scorer.model_id, model_job=scorer.job, consent=consent,
-            purpose=purpose, request_no=number, ids=len(ids), model_request_bytes=0,
-            consent_record=record, consent_signature=signature,
-            sealed_ids_bytes=sealed_ids_bytes(len(ids)), pseudonym_key=key_id)
-        sealed = scorer._seal_ids(pseudonyms, salt, number)
-
-        def messages() -> Iterator[coordinator_pb2.ScoreRequest]:
-            yield coordinator_pb2.ScoreRequest(header=header)
-            for node, blob in sealed.items():
-                for start in range(0, len(blob), CHUNK_BYTES):
-                    yield coordinator_pb2.ScoreRequest(sealed_ids=coordinator_pb2.SealedIds(
-                        node=node, sealed=blob[start:start + CHUNK_BYTES]))
-
-        replies = scorer.stub.DataAlerts(messages(), timeout=SCORE_DEADLINE_S)
-        return read_chunks(replies, {"level_sums": MAX_PART_BYTES,
-                                     "refused_budget": (len(ids) + 7) // 8},
-                           exact=False, items={"snapshot": MAX_NODES,
-                                               "stability": MAX_STABILITY})
-
-    mended: set[str] = set()  # each cause mended once (as BankScorer.score does)
-    while True:
-        try:
-            fields, items = ask()
-            break
-        except grpc.RpcError as err:
-            details = err.details() or ""
-            if STALE_KEY in details and STALE_KEY not in mended:
-                mended.add(STALE_KEY)
-                scorer.source.forget()
-            elif "is not set up" in details and "setup" not in mended:
-                mended.add("setup")
-                scorer.setup()
-            else:
-                raise
+    request = Request(ids, pseudonyms, key_id, next(scorer._requests) % 2**32, consent,
+                      purpose, expires)
+    fields, items = send(scorer, scorer.stub.DataAlerts, request, {
+        "level_sums": MAX_PART_BYTES, "refused_budget": (len(ids) + 7) // 8},
+        {"snapshot": MAX_NODES, "stability": MAX_STABILITY}, "data_alerts")
     with scorer._he_lock:
         sums, _ = score_he.decrypt_sums(scorer.context, unpack_frames(fields["level_sums"]),
                                         len(ids))
@@ -137,7 +92,7 @@ def _request(scorer: BankScorer, ids: list[str], consent: str, purpose: str,
             "band": item.stability.band}
     scorer.audit.append("data_alerts", job=scorer.job, consent=consent, purpose=purpose,
                         rows=len(ids), details={"model": scorer.model_id,
-                                                "ids_digest": ids_digest(pseudonyms)})
+                                                "ids_digest": ids_digest(request.pseudonyms)})
     return DataAlertLevels(ids=ids, level_sum=level_sum, refused=refused,
                            snapshots=tuple((v.party, v.version) for v in items["snapshot"]),
                            stability=stability)
