@@ -4,15 +4,22 @@ admission strategy (`[strategy]`, node.decisions.strategy) and its portfolio mon
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from common.errors import DataValidationError
 from node.decisions.strategy import Strategy, parse_strategy
+from node.monitoring.limits import LEVELS
+
+NEVER = len(LEVELS)
+"""A data level no aggregate reaches (levels are capped at red)."""
+_LEVEL_OF = {name: k for k, name in enumerate(LEVELS)}
 
 
 class ScoreScale(BaseModel):
@@ -55,10 +62,16 @@ class AlertTier(BaseModel):
     """Re-scored PD at least this many times the PD at booking."""
     grade_drop: int = Field(default=99, ge=1)
     """Grades lost since booking (A → C is 2)."""
+    data_level: Literal["yellow", "orange", "red", "never"] | None = None
+    """The feature nodes' aggregate data-alert level (`node.scoring.data_alerts`) at or above
+    which an account reaches this tier; "never": data alerts do not reach it. Unset: by the
+    tier's place (the first tier yellow, the second orange, the third red, later ones never)."""
 
 
 class Monitoring(BaseModel):
-    """Post-loan monitoring: tiers from mild to severe, line bounds, re-credit horizon."""
+    """Post-loan monitoring: tiers from mild to severe, line bounds, re-credit horizon. An
+    account's tier is the worse of the tier its score reaches and the tier the feature nodes'
+    aggregate data level reaches (`AlertTier.data_level`)."""
 
     model_config = {"extra": "forbid"}
 
@@ -76,6 +89,9 @@ class Monitoring(BaseModel):
     """A line falls at most by this share per review."""
     cut_on: str = "orange"
     """From this tier up, the line is cut to the new grade's line (and never below drawn)."""
+    data_cut: float = Field(default=1.0, ge=0, le=1)
+    """When the data-alert level reaches a tier from `cut_on` up, the line is cut by this share
+    of its undrawn part too (the lower of the two cuts; a grade may not have moved yet)."""
     recredit_days: int = Field(default=30, ge=0)
     """Lines expiring within this many days are re-credited at the review."""
     term_days: int = Field(default=365, ge=1)
@@ -84,7 +100,20 @@ class Monitoring(BaseModel):
     def _cut_tier_known(self) -> Monitoring:
         if self.cut_on not in [t.tier for t in self.tiers]:
             raise ValueError(f"cut_on {self.cut_on!r} is not one of the tiers")
+        reached = [(k, level) for k, level in enumerate(self.data_levels()) if level < NEVER]
+        for (j, low), (k, high) in itertools.pairwise(reached):
+            if high <= low:
+                raise ValueError(
+                    f"monitoring.tiers[{k}].data_level ({self.tiers[k].tier}: "
+                    f"{LEVELS[high]!r}) must be above the data level of the milder tier "
+                    f"monitoring.tiers[{j}] ({self.tiers[j].tier}: {LEVELS[low]!r})")
         return self
+
+    def data_levels(self) -> list[int]:
+        """Per tier, the aggregate data level (1 yellow … 3 red) reaching it; NEVER: none."""
+        return [_LEVEL_OF.get(t.data_level, NEVER) if t.data_level is not None
+                else k + 1 if k + 1 < len(LEVELS) else NEVER
+                for k, t in enumerate(self.tiers)]
 
 
 class CreditPolicy(BaseModel):

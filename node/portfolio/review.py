@@ -5,8 +5,11 @@ With `data_alerts` (the bank's request to the feature nodes, `node.scoring.data_
 review also asks every feature node for its early-warning level of each account: an account
 whose aggregate level is above none gets an alert of type "data_warning" (source "feature
 data", its level and the sum it was read from, naming no node), beside the score alerts of type
-"early_warning"; the summary counts them and carries each node's per-feature PSI. Data alerts
-do not move lines: the bank's policy decides what to do with them.
+"early_warning"; the summary counts them and carries each node's per-feature PSI. The
+aggregate level also reaches the policy's monitoring tiers (each tier's `data_level`): the
+worse of the score's tier and the data's decides the action (freeze, cut, no re-credit), and
+each early-warning alert says its source ("score", "data", "both"). An account the network
+could not grade keeps its line, but its data alert still freezes its drawdowns.
 
 Times are UTC ISO strings without offset (`YYYY-MM-DDTHH:MM:SS`); expiry may be a date.
 An account the network could not grade this time (refer, refused) keeps its line and grade and
@@ -28,7 +31,7 @@ import numpy as np
 
 from node.monitoring.limits import LEVELS
 from node.policy import CreditPolicy
-from node.portfolio.monitor import NO_TIER, Before, review
+from node.portfolio.monitor import Before, review, source
 from node.portfolio.store import PortfolioStore
 from node.scoring.data_alerts import SOURCE, DataAlertLevels
 from node.scoring.outcome import Decision
@@ -71,6 +74,16 @@ def data_warnings(found: DataAlertLevels, review_id: str, at: str,
                     "feature_snapshots": dict(found.snapshots)}
 
 
+def _levels_of(found: DataAlertLevels, ids: list[str]) -> np.ndarray:
+    """Each account's aggregate data level (-1: refused or not answered), in `ids`' order."""
+    if found.ids == ids:
+        return found.level_sum
+    index = {i: k for k, i in enumerate(found.ids)}
+    at = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+    out: np.ndarray = np.where(at >= 0, found.level_sum[np.where(at >= 0, at, 0)], -1)
+    return out
+
+
 def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
             now: dt.datetime | None = None, alerts_jsonl: Path | None = None,
             data_alerts: DataAlertSource | None = None) -> dict[str, Any]:
@@ -96,9 +109,15 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     pd = np.where(decided, [d.probability for d in decisions], np.nan)
     grade = np.where(decided, [index_of.get(d.grade or "", 0) for d in decisions], before.grade)
     target = np.where(decided, [d.credit_line or 0.0 for d in decisions], before.line)
-    out = review(policy.monitoring, before, pd, grade, target)
+    extra: dict[str, Any] = {}
+    level = None
+    if data_alerts is not None:
+        found = data_alerts(ids, consent)
+        level = _levels_of(found, ids)
+    out = review(policy.monitoring, before, pd, grade, target, level)
     line = np.where(decided, out.line, before.line)
-    tier = np.where(decided, out.tier, NO_TIER)
+    tier = out.tier  # an ungraded account's is its data's
+    why = source(out.score_tier, out.data_tier)
     renew = out.recredit & decided
     term = dt.timedelta(days=policy.monitoring.term_days)
     new_expiry = iso(now + term)
@@ -106,7 +125,8 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
                                                                       strict=True)]
     tiers = policy.monitoring.tiers
     severe_from = [t.tier for t in tiers].index(policy.monitoring.cut_on)
-    frozen = np.where(decided, tier >= 0, np.asarray(col["frozen"], dtype=bool))
+    was_frozen = np.asarray(col["frozen"], dtype=bool)
+    frozen = np.where(decided, tier >= 0, was_frozen | (tier >= 0))
     updates = list(zip(  # columns as Python values, then one tuple per account
         line.tolist(), [grades[g] for g in grade.astype(int).tolist()],
         [None if math.isnan(v) else v for v in pd.tolist()], score,
@@ -116,7 +136,8 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     flagged = np.flatnonzero(tier >= 0)
     alerts = [{"type": "early_warning", "review_id": review_id, "at": at,
                "enterprise_id": ids[k], "tier": tiers[tier[k]].tier,
-               "action": tiers[tier[k]].action, "pd": round(float(pd[k]), 6),
+               "action": tiers[tier[k]].action, "source": str(why[k]),
+               "pd": None if np.isnan(pd[k]) else round(float(pd[k]), 6),
                "pd_before": None if np.isnan(before.pd[k]) else round(float(before.pd[k]), 6),
                "grade": grades[int(grade[k])], "grade_before": grades[int(before.grade[k])],
                "line": float(line[k]), "line_before": float(before.line[k])}
@@ -130,10 +151,10 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
                          col["booked_score"]], dtype=float)
     now_scores = np.asarray([np.nan if s is None else s for s in score], dtype=float)
     stability = psi(booked, now_scores)
-    extra: dict[str, Any] = {}
     if data_alerts is not None:
-        more, extra = data_warnings(data_alerts(ids, consent), review_id, at)
+        more, extra = data_warnings(found, review_id, at)
         alerts = alerts + more
+    by_data = out.score_tier < severe_from  # what the score alone would not have cut
     summary = {
         "review_id": review_id, "at": at, "accounts": len(ids),
         "scored": int(decided.sum()), "unscored": int((~decided).sum()),
@@ -142,6 +163,9 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
         "lines_cut": int((line < before.line).sum()),
         "lines_raised": int((line > before.line).sum()),
         "cut_from_tier": tiers[severe_from].tier,
+        "alert_sources": {name: int((why == name).sum()) for name in ("score", "data", "both")},
+        "frozen_by_data": int((frozen & (out.score_tier < 0) & (out.data_tier >= 0)).sum()),
+        "lines_cut_by_data": int(((line < before.line) & by_data).sum()),
         "line_total_before": float(before.line.sum()), "line_total": float(line.sum()),
         "recredited": int(renew.sum()), "lapsing": int((out.lapse & decided).sum()),
         "score_psi": None if np.isnan(stability) else round(stability, 4),

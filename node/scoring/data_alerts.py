@@ -4,10 +4,10 @@ Uses the bank's scoring set-up of a model (`BankScorer`: its CKKS key, its pseud
 signed consent records, the sealed lists): the request is a scoring request without a model
 request, sent to the coordinator's `DataAlerts` by scoring's own request path
 (`node.scoring.request`: the same caps, refusals and mending). The answer is the sum over the
-model's feature nodes of their levels (each node's own limits on its own data, `node.monitoring.alerts`),
-decrypted here: the bank learns that sum per enterprise (shown as one level, capped at red) and
-no node's share of it, and for each feature node the PSI of each of its features over its own
-rows. A refused id (daily budget spent) gets no level.
+model's feature nodes of their levels (each node's own limits on its own data,
+`node.monitoring.alerts`), decrypted here: the bank learns that sum per enterprise (shown as
+one level, capped at red) and no node's share of it, and for each feature node the PSI of each
+of its features over its own rows. A refused id (daily budget spent) gets no level.
 """
 
 from __future__ import annotations

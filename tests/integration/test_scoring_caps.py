@@ -25,6 +25,7 @@ from node.config import load_node_config
 from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
+from node.scoring.data_alerts import request_data_alerts
 from proto.fedcredit.v1 import coordinator_pb2
 
 CAPS = {  # each node's own config; per-enterprise caps alike, per-request caps differ
@@ -101,7 +102,8 @@ def test_a_request_over_one_nodes_max_ids_is_refused_by_it_and_audited(capped: C
         with pytest.raises(CapExceeded) as err:
             scorer._score_request(ids, scorer.pseudonyms(ids), scorer.cache.key_id,
                                   *scorer.own_inputs(ids, None), consent="caps-2",
-                                  purpose="credit assessment", expires=time.time() + 600)
+                                  purpose="credit assessment", expires=time.time() + 600,
+                                  version=scorer.view.version)
     finally:
         scorer.close()
     assert (err.value.party, err.value.cap, err.value.retry_after_s) == (
@@ -196,6 +198,22 @@ def test_requests_past_a_nodes_daily_cap_stay_refused_after_its_restart(capped: 
         assert expected in str(error)
     assert sum("max_requests_per_day" in r for r in capped.refusals("logistics")) == 2
     assert not any("max_requests_per_day" in r for r in capped.refusals("core"))
+
+
+def test_data_alerts_past_a_nodes_daily_cap_are_refused_as_scoring_is(capped: Capped) -> None:
+    """Runs after logistics' daily cap is spent (above): the same `CapExceeded`, audited."""
+    scorer = capped.scorer()
+    try:
+        with pytest.raises(CapExceeded) as err:
+            request_data_alerts(scorer, list(capped.tables["bank"].ids[500:510]),
+                                consent="caps-10")
+    finally:
+        scorer.close()
+    assert (err.value.party, err.value.cap) == ("logistics", "max_requests_per_day")
+    assert err.value.retry_after_s is not None and 0 < err.value.retry_after_s <= 86401
+    lines = (capped.net.workdir / "state" / "bank" / "audit.jsonl").read_text().splitlines()
+    refused = [e for e in map(json.loads, lines) if e["event"] == "data_alerts.refused"]
+    assert refused and refused[-1]["details"]["cap"] == "max_requests_per_day"
 
 
 def test_the_caps_are_in_each_nodes_own_config(capped: Capped) -> None:

@@ -118,13 +118,26 @@ def test_a_review_adds_the_feature_nodes_data_alerts(tmp_path: Path) -> None:
     summary = rescore(scorer, store, consent="c", now=dt.datetime(2026, 11, 15, tzinfo=dt.UTC),
                       alerts_jsonl=jsonl, data_alerts=data_alerts)
     assert asked == [(["e0", "e1", "e2", "e3"], "c")]
-    assert summary["alerts"] == {"yellow": 0, "orange": 0, "red": 0}  # score alerts unchanged
+    # the data levels reach the default tiers: yellow -> yellow, red (a sum of 5) -> red
+    assert summary["alerts"] == {"yellow": 1, "orange": 0, "red": 1}
+    assert summary["alert_sources"] == {"score": 0, "data": 2, "both": 0}
     assert summary["data_alerts"] == {"yellow": 1, "orange": 0, "red": 1}
     assert summary["data_alerts_refused"] == 1
     assert summary["feature_psi"]["core"]["features"]["orders"]["band"] == "shifted"
     lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
-    assert lines == store.alerts(review_id=summary["review_id"])
+    key = lambda a: (a["type"], a["enterprise_id"])  # noqa: E731
+    assert sorted(lines, key=key) == sorted(store.alerts(review_id=summary["review_id"]), key=key)
+    assert [(a["enterprise_id"], a["type"], a["tier"], a["action"], a["source"])
+            for a in lines if a["type"] == "early_warning"] == [
+        ("e1", "early_warning", "yellow", "freeze_drawdowns", "data"),
+        ("e2", "early_warning", "red", "call_margin", "data")]
     assert [(a["enterprise_id"], a["type"], a["level"], a["level_sum"], a["source"])
-            for a in lines] == [("e1", "data_warning", "yellow", 1, "feature data"),
-                                ("e2", "data_warning", "red", 5, "feature data")]
-    assert summary["lines_cut"] == 0  # data alerts do not move lines
+            for a in lines if a["type"] == "data_warning"] == [
+        ("e1", "data_warning", "yellow", 1, "feature data"),
+        ("e2", "data_warning", "red", 5, "feature data")]
+    assert summary["lines_cut"] == summary["lines_cut_by_data"] == 1  # e2, from cut_on up
+    assert summary["frozen"] == summary["frozen_by_data"] == 2
+    accounts = {a["enterprise_id"]: a for a in store.accounts()}
+    assert accounts["e2"]["line"] < 1e6 and accounts["e1"]["line"] == 1e6
+    assert accounts["e1"]["frozen"] == accounts["e2"]["frozen"] == 1
+    assert accounts["e0"]["frozen"] == accounts["e3"]["frozen"] == 0  # e3 refused: no level
