@@ -7,7 +7,9 @@ its table live (`fedcredit nodes reload`, the coordinator's ReloadNode), without
 review asks the feature nodes for their data-alert levels too (each node's own `[monitoring]`
 limits against its reference snapshot, `fedcredit.demo.parties.MONITORING`): the report gives
 their counts, the recall of the deteriorated SMEs from data alerts alone and together with the
-score alerts, the share of healthy SMEs flagged, and each node's per-feature PSI.
+score alerts, the share of healthy SMEs flagged, and each node's per-feature PSI. Data alerts
+reach the policy's monitoring tiers too (`AlertTier.data_level`): the report also counts the
+alerts by source and the drawdowns frozen and lines cut because of data alone.
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ def _data_figures(store: PortfolioStore, summary: dict[str, Any], booked: list[s
     """Data alerts of the review: counts, recall alone and with score alerts, healthy flagged."""
     alerts = store.alerts(review_id=summary["review_id"])
     data = {a["enterprise_id"]: a["level"] for a in alerts if a.get("type") == "data_warning"}
+    by_data = {a["enterprise_id"] for a in alerts if a.get("source") == "data"}
+    cut = {c["enterprise_id"] for c in store.line_changes(review_id=summary["review_id"])
+           if c["change"] == "cut"}
     either = set(data) | {a["enterprise_id"] for a in alerts
                           if a.get("type", "early_warning") == "early_warning"}
     bad, good = set(deteriorated), set(improved)
@@ -178,6 +183,11 @@ def _data_figures(store: PortfolioStore, summary: dict[str, Any], booked: list[s
             "combined_recall": share(either, bad),
             "combined_healthy_flagged_share": share(either, healthy),
             "refused": summary.get("data_alerts_refused", 0),
+            "alert_sources": summary.get("alert_sources", {}),
+            "frozen_by_data": summary.get("frozen_by_data", 0),
+            "lines_cut_by_data": summary.get("lines_cut_by_data", 0),
+            "lines_cut_by_data_deteriorated": len(by_data & cut & bad),
+            "lines_cut_by_data_healthy": sum(i in by_data and i in cut for i in healthy),
             "feature_psi": summary.get("feature_psi", {})}
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from node.policy import Monitoring
+from node.policy import NEVER, Monitoring
 
 NO_TIER = -1
 
@@ -66,7 +66,8 @@ def data_tiers(monitoring: Monitoring, level: np.ndarray) -> np.ndarray:
     """The worst tier each aggregate data level reaches (NO_TIER for none; a level below 1,
     such as a refused id's -1, reaches none; a sum above red counts as red)."""
     reach = np.asarray(monitoring.data_levels())
-    hit = np.asarray(level)[:, None] >= reach[None, :]
+    capped = np.minimum(np.asarray(level), NEVER - 1)  # a sum over nodes: red at most
+    hit = capped[:, None] >= reach[None, :]
     worst = reach.size - 1 - np.argmax(hit[:, ::-1], axis=1)
     out: np.ndarray = np.where(hit.any(axis=1), worst, NO_TIER)
     return out

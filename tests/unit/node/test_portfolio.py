@@ -141,3 +141,41 @@ def test_a_review_adds_the_feature_nodes_data_alerts(tmp_path: Path) -> None:
     assert accounts["e2"]["line"] < 1e6 and accounts["e1"]["line"] == 1e6
     assert accounts["e1"]["frozen"] == accounts["e2"]["frozen"] == 1
     assert accounts["e0"]["frozen"] == accounts["e3"]["frozen"] == 0  # e3 refused: no level
+
+
+class RefusingScorer(FakeScorer):
+    """Refuses to score `refused` (as a node's daily budget would)."""
+
+    def __init__(self, pds: dict[str, float], refused: set[str]) -> None:
+        super().__init__(pds)
+        self.refused = refused
+
+    def score(self, ids: list[str], consent: str, purpose: str = "") -> list[Decision]:
+        return [Decision(id=d.id, probability=float("nan"), score=None, grade=None,
+                         credit_line=None, parties_covering=0, reasons=(), outcome="refused")
+                if d.id in self.refused else d for d in super().score(ids, consent, purpose)]
+
+
+def test_an_ungraded_accounts_data_alert_freezes_it_and_keeps_its_line(tmp_path: Path) -> None:
+    store = PortfolioStore(tmp_path / "p.sqlite")
+    s0 = CreditPolicy().scores(np.full(2, 0.03))
+    store.book([Account(enterprise_id=f"e{k}", line=1e6, drawn=1e5, grade="B", pd=0.03,
+                        score=float(s0[k]), booked_at="2026-01-01", expiry="2027-06-01")
+                for k in range(2)])
+
+    def data_alerts(ids: Sequence[str], consent: str) -> DataAlertLevels:
+        return DataAlertLevels(ids=list(ids), level_sum=np.asarray([3, 2]),
+                               refused=np.zeros(2, dtype=bool))
+
+    jsonl = tmp_path / "alerts.jsonl"
+    summary = rescore(RefusingScorer({"e0": 0.03, "e1": 0.03}, {"e0"}), store, consent="c",
+                      now=dt.datetime(2026, 11, 15, tzinfo=dt.UTC), alerts_jsonl=jsonl,
+                      data_alerts=data_alerts)
+    warned = {a["enterprise_id"]: a for a in map(json.loads, jsonl.read_text().splitlines())
+              if a["type"] == "early_warning"}
+    assert (warned["e0"]["tier"], warned["e0"]["source"], warned["e0"]["pd"]) == (
+        "red", "data", None)  # valid JSON: no NaN
+    assert warned["e1"]["tier"] == "orange" and warned["e1"]["line"] == 1e5  # cut to drawn
+    accounts = {a["enterprise_id"]: a for a in store.accounts()}
+    assert accounts["e0"]["frozen"] == 1 and accounts["e0"]["line"] == 1e6  # no new grade
+    assert summary["unscored"] == 1 and summary["lines_cut_by_data"] == 1
