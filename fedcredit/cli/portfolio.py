@@ -147,8 +147,9 @@ def portfolio_alerts(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON alert a line.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Early-warning alerts: from scores (type early_warning: tier, action, PD and grade before
-    and now) and from the feature nodes' data (type data_warning: aggregate level, source)."""
+    """Early-warning alerts: the tier the bank acts on (type early_warning: tier, action, PD and
+    grade before and now, source: score, data or both) and the feature nodes' data alerts (type
+    data_warning: aggregate level, source)."""
     def run() -> list[dict[str, Any]]:
         store = _store(config)
         try:
@@ -175,7 +176,8 @@ def portfolio_lines(
     review: ReviewOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Line changes made by reviews (cut for deteriorating, raised for improving)."""
+    """Line changes made by reviews (cut for deteriorating scores or data, raised for improving
+    grades), with what decided each (score, data, both)."""
     def run() -> list[dict[str, Any]]:
         store = _store(config)
         try:
@@ -188,8 +190,8 @@ def portfolio_lines(
     if as_json:
         emit_json(changes)
     else:
-        _table("line changes", changes, ("enterprise_id", "change", "grade_before", "grade",
-                                         "line_before", "line"))
+        _table("line changes", changes, ("enterprise_id", "change", "source", "grade_before",
+                                         "grade", "line_before", "line"))
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

@@ -163,9 +163,8 @@ def _data_figures(store: PortfolioStore, summary: dict[str, Any], booked: list[s
     """Data alerts of the review: counts, recall alone and with score alerts, healthy flagged."""
     alerts = store.alerts(review_id=summary["review_id"])
     data = {a["enterprise_id"]: a["level"] for a in alerts if a.get("type") == "data_warning"}
-    by_data = {a["enterprise_id"] for a in alerts if a.get("source") == "data"}
-    cut = {c["enterprise_id"] for c in store.line_changes(review_id=summary["review_id"])
-           if c["change"] == "cut"}
+    cut_by_data = {c["enterprise_id"] for c in store.line_changes(review_id=summary["review_id"])
+                   if c["change"] == "cut" and c.get("source") == "data"}
     either = set(data) | {a["enterprise_id"] for a in alerts
                           if a.get("type", "early_warning") == "early_warning"}
     bad, good = set(deteriorated), set(improved)
@@ -186,8 +185,8 @@ def _data_figures(store: PortfolioStore, summary: dict[str, Any], booked: list[s
             "alert_sources": summary.get("alert_sources", {}),
             "frozen_by_data": summary.get("frozen_by_data", 0),
             "lines_cut_by_data": summary.get("lines_cut_by_data", 0),
-            "lines_cut_by_data_deteriorated": len(by_data & cut & bad),
-            "lines_cut_by_data_healthy": sum(i in by_data and i in cut for i in healthy),
+            "lines_cut_by_data_deteriorated": len(cut_by_data & bad),
+            "lines_cut_by_data_healthy": sum(i in cut_by_data for i in healthy),
             "feature_psi": summary.get("feature_psi", {})}
 
 

@@ -8,7 +8,8 @@ data", its level and the sum it was read from, naming no node), beside the score
 "early_warning"; the summary counts them and carries each node's per-feature PSI. The
 aggregate level also reaches the policy's monitoring tiers (each tier's `data_level`): the
 worse of the score's tier and the data's decides the action (freeze, cut, no re-credit), and
-each early-warning alert says its source ("score", "data", "both"). An account the network
+each early-warning alert and line change says its source ("score", "data", "both"; for a
+cut: which of the two reached the `cut_on` tier). An account the network
 could not grade keeps its line, but its data alert still freezes its drawdowns.
 
 Times are UTC ISO strings without offset (`YYYY-MM-DDTHH:MM:SS`); expiry may be a date.
@@ -31,7 +32,7 @@ import numpy as np
 
 from node.monitoring.limits import LEVELS
 from node.policy import CreditPolicy
-from node.portfolio.monitor import Before, review, source
+from node.portfolio.monitor import NO_TIER, Before, review, source
 from node.portfolio.store import PortfolioStore
 from node.scoring.data_alerts import SOURCE, DataAlertLevels
 from node.scoring.outcome import Decision
@@ -143,7 +144,11 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
                "line": float(line[k]), "line_before": float(before.line[k])}
               for k in flagged]
     moved = np.flatnonzero(decided & (out.change != "hold"))
+    cut_by = source(np.where(out.score_tier >= severe_from, out.score_tier, NO_TIER),
+                    np.where(out.data_tier >= severe_from, out.data_tier, NO_TIER))
+    moved_by = np.where(out.change == "cut", cut_by, "score")  # a raise: the grade improved
     changes = [{"enterprise_id": ids[k], "review_id": review_id, "change": str(out.change[k]),
+               "source": str(moved_by[k]),
                 "line_before": float(before.line[k]), "line": float(line[k]),
                 "grade_before": grades[int(before.grade[k])], "grade": grades[int(grade[k])]}
                for k in moved]
@@ -154,7 +159,6 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     if data_alerts is not None:
         more, extra = data_warnings(found, review_id, at)
         alerts = alerts + more
-    by_data = out.score_tier < severe_from  # what the score alone would not have cut
     summary = {
         "review_id": review_id, "at": at, "accounts": len(ids),
         "scored": int(decided.sum()), "unscored": int((~decided).sum()),
@@ -165,7 +169,7 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
         "cut_from_tier": tiers[severe_from].tier,
         "alert_sources": {name: int((why == name).sum()) for name in ("score", "data", "both")},
         "frozen_by_data": int((frozen & (out.score_tier < 0) & (out.data_tier >= 0)).sum()),
-        "lines_cut_by_data": int(((line < before.line) & by_data).sum()),
+        "lines_cut_by_data": int(((line < before.line) & (moved_by == "data")).sum()),
         "line_total_before": float(before.line.sum()), "line_total": float(line.sum()),
         "recredited": int(renew.sum()), "lapsing": int((out.lapse & decided).sum()),
         "score_psi": None if np.isnan(stability) else round(stability, 4),

@@ -59,3 +59,11 @@ def test_review_after_a_data_change_warns_and_moves_lines(tmp_path: Path) -> Non
     assert set(figures["feature_psi"]) == {"core", "logistics", "tax"}
     assert figures["feature_psi"]["core"]["features"]["order_count"]["band"] in (
         "stable", "watch", "shifted")
+    # the data alerts reach the policy's tiers: the worse of score and data decides the action
+    assert {a["source"] for a in scored} <= {"score", "data", "both"}
+    assert sum(review["alert_sources"].values()) == len(scored)
+    assert review["alert_sources"]["data"] + review["alert_sources"]["both"] > 0
+    assert figures["lines_cut_by_data"] == review["lines_cut_by_data"] >= (
+        figures["lines_cut_by_data_deteriorated"] + figures["lines_cut_by_data_healthy"])
+    assert figures["lines_cut_by_data_deteriorated"] > 0
+    assert figures["lines_cut_by_data_healthy"] <= 0.05 * warning["healthy"]
