@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 import tomli_w
 
-from fedcredit.demo.parties import party_specs
+from common.errors import PeerUnavailable
+from fedcredit.demo.parties import MONITORING, party_specs
 from fedcredit.evaluate import compare_vlr, load_party_tables, plaintext_probabilities
 from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
@@ -215,8 +216,14 @@ def test_reordered_columns_score_the_same_and_a_dropped_one_is_refused(run: Run)
     assert f"needs feature '{dropped}'" in " ".join(cli.stderr.split())
 
     _restart(net, "bank", bank_data)
-    core_dropped = core_data["features"][0]
-    _restart(net, "core", {**core_data, "features": core_data["features"][1:]})
+    monitored = {limit["column"] for limit in MONITORING["core"]["limits"]}
+    watched = next(f for f in core_data["features"] if f in monitored)
+    with pytest.raises(PeerUnavailable, match=f"limits of core name column.*{watched}"):
+        _restart(net, "core", {**core_data, "features": [f for f in core_data["features"]
+                                                         if f != watched]})
+    core_dropped = next(f for f in core_data["features"] if f not in monitored)
+    _restart(net, "core", {**core_data, "features": [f for f in core_data["features"]
+                                                     if f != core_dropped]})
     with pytest.raises(grpc.RpcError) as err:
         _score(net, ids, "consent-f")
     assert f"needs feature '{core_dropped}', which core's table" in (err.value.details() or "")
