@@ -5,7 +5,6 @@ the bank's own characteristics and "joint business data" (the package docstring 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 
 from common.errors import ProtocolError
 from models.scorecard.points import PartyCard, reason_names, reason_shortfalls
+from models.vlr.scoring import SumsOnlyRelay
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,6 @@ class _FeatureCard:
         return self.card.partial_logits(values, np.asarray(present, bool)), b""
 
 
-class _RelayCard:
-    """Nothing beyond the CKKS sums to add."""
-
-    def combine(self, number: int, parts: Mapping[str, bytes]) -> bytes:
-        return b""
-
-
 @dataclass(frozen=True)
 class ScorecardScoring:
     """Joint scoring of a scorecard (`models.scoring.ScoringKind`)."""
@@ -99,8 +92,8 @@ class ScorecardScoring:
     def load_feature(self, folder: Path, job: str, public_context: bytes) -> _FeatureCard:
         return _FeatureCard(self.load(folder, job)[0])
 
-    def relay(self, job: str, public_context: bytes) -> _RelayCard:
-        return _RelayCard()
+    def relay(self, job: str, public_context: bytes) -> SumsOnlyRelay:
+        return SumsOnlyRelay()
 
 
 SCORECARD_SCORING = ScorecardScoring()

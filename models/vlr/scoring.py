@@ -141,8 +141,8 @@ class _FeatureLr:
         return self.model.partial_logits(values, present), b""
 
 
-class _RelayLr:
-    """Nothing beyond the CKKS sums to add."""
+class SumsOnlyRelay:
+    """The relay's part of a model scored by CKKS sums alone (LR, scorecards): nothing to add."""
 
     def combine(self, number: int, parts: Mapping[str, bytes]) -> bytes:
         return b""
@@ -167,8 +167,8 @@ class VlrScoring:
     def load_feature(self, folder: Path, job: str, public_context: bytes) -> _FeatureLr:
         return _FeatureLr(self._load(folder, job))
 
-    def relay(self, job: str, public_context: bytes) -> _RelayLr:
-        return _RelayLr()
+    def relay(self, job: str, public_context: bytes) -> SumsOnlyRelay:
+        return SumsOnlyRelay()
 
 
 VLR_SCORING = VlrScoring()
