@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import DataValidationError
+from common.sqlite import open_store
 from crypto.anchor import Anchor
 
 SCHEMA = """
@@ -121,11 +122,8 @@ class Store:
     """Thread-safe access to the coordinator's SQLite database (WAL mode)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = open_store(path)
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(SCHEMA)

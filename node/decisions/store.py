@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from common.sqlite import open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -30,10 +31,7 @@ class DecisionStore:
     times), keyed by its id; the bank's own file, never sent anywhere."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_store(path)
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 

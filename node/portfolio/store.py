@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.errors import DataValidationError
+from common.sqlite import open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -105,10 +105,7 @@ class PortfolioStore:
     """Accounts keyed by enterprise id; each review's summary, alerts and line changes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_store(path)
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ProtocolError
+from common.sqlite import open_store
 from crypto.pseudonym import PSEUDONYM_BYTES, split
 from node.config import ScoringCaps
 
@@ -56,13 +57,9 @@ class BudgetBook:
                  today: Callable[[], dt.date] = _today) -> None:
         """`caps` may be a daily budget alone (other caps at their defaults); `today` gives
         the UTC day (a test moves it)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.caps = caps if isinstance(caps, ScoringCaps) else ScoringCaps(daily_budget=caps)
         self.today = today
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self._db = open_store(path, CACHE_KIB)
         # A charge is one row: the day's pseudonyms charged by one request, as one blob (a
         # million in one insert); the day's counts are kept in memory, rebuilt from these rows
         # after a restart. Model versions: the last day each (bank, enterprise, model) was

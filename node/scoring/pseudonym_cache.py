@@ -12,10 +12,11 @@ bank asked about, as its decision store does; it holds nothing another party cou
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from common.sqlite import open_store
 
 MEMORY_IDS = 1_000_000  # ids whose pseudonym is also kept in memory
 _CHUNK = 900  # parameters in one IN (...) list
@@ -36,10 +37,7 @@ class PseudonymCache:
         if not path.exists():  # SQLite gives its WAL and shared-memory files the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.memory_ids = memory_ids
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        self._db = open_store(path, _CACHE_KIB)
         self._db.execute("CREATE TABLE IF NOT EXISTS pseudonyms (id TEXT PRIMARY KEY, "
                          "pseudonym BLOB NOT NULL) WITHOUT ROWID")
         self._db.execute("CREATE TABLE IF NOT EXISTS key (key_id TEXT NOT NULL)")
