@@ -10,6 +10,7 @@ import numpy as np
 
 from common.errors import ProtocolError
 from crypto.he import BFV_SUITE, LabelHe, SbtSuite, pack_frames, unpack_frames
+from models.labels import labelled_table
 from models.metrics import auc, ks, log_loss
 from models.sbt import (
     SbtConfig,
@@ -81,12 +82,7 @@ class LabelParty:
         *,
         suite: SbtSuite = BFV_SUITE,
     ) -> None:
-        features = np.asarray(features, dtype=np.float64)
-        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-        if features.ndim != 2 or features.shape[0] != labels.size:
-            raise ValueError("features must be (rows, columns) with one label per row")
-        if not np.all((labels == 0) | (labels == 1)) or labels.min() == labels.max():
-            raise ValueError("labels must be 0 or 1, with both classes present")
+        features, labels = labelled_table(features, labels)
         self.job, self.config, self.labels = job, config, labels
         self.feature_parties = tuple(sorted(feature_parties))
         self.binning = quantile_bins(features, config.bins)

@@ -15,6 +15,7 @@ from common.errors import ProtocolError
 from crypto.he import pack_frames
 from crypto.he.interface import LrHe, LrSuite
 from crypto.he.lr_arbiter import CKKS_LR_SUITE
+from models.labels import labelled_table
 from models.metrics import auc, ks, log_loss, taylor_loss
 from models.vlr import EpochReport, StepKey, VlrConfig, encode_plan, encode_positions
 from models.vlr.layout import U_MAX, VALIDATION_SCALE, GradientParty
@@ -65,12 +66,7 @@ class LabelParty(GradientParty):
         *,
         suite: LrSuite = CKKS_LR_SUITE,
     ) -> None:
-        features = np.asarray(features, dtype=np.float64)
-        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-        if features.ndim != 2 or features.shape[0] != labels.size:
-            raise ValueError("features must be (rows, columns) with one label per row")
-        if not np.all((labels == 0) | (labels == 1)):
-            raise ValueError("labels must be 0 or 1")
+        features, labels = labelled_table(features, labels, both_classes=False)
         width = features.shape[1] + 1  # the intercept is L's, unpenalised
         super().__init__(job, width, config, np.arange(width) < width - 1, suite)
         self._features, self.labels = features, labels
