@@ -61,6 +61,7 @@ class BinningConfig(BaseModel):
     share_woe: bool = True  # the bank sends F its bins' WOE (F can WOE-encode its columns)
     min_iv: float = 0.02  # selection: characteristics below this IV are dropped
     max_correlation: float | None = 0.7  # selection: |r| above this drops the lower IV; None off
+    max_vif: float | None = None  # selection: then drop the highest VIF above this; None off
 
     @model_validator(mode="after")
     def _consistent(self) -> BinningConfig:
@@ -76,6 +77,11 @@ class BinningConfig(BaseModel):
         if self.max_correlation is not None and not self.share_woe:
             problems.append("max_correlation needs share_woe: a feature node WOE-encodes its "
                             "own columns for the correlations")
+        if self.max_vif is not None and not (math.isfinite(self.max_vif) and self.max_vif > 1):
+            problems.append(f"max_vif {self.max_vif} must be a number > 1 (a VIF is >= 1)")
+        if self.max_vif is not None and not self.share_woe:
+            problems.append("max_vif needs share_woe: a feature node WOE-encodes its own "
+                            "columns for the correlations")
         if any(not math.isfinite(c) for c in self.special_codes):
             problems.append("special_codes must be finite numbers (NaN is always missing)")
         allowed = (None, "auto", "auto_heuristic", "auto_asc_desc", "ascending", "descending",
@@ -90,6 +96,11 @@ class BinningConfig(BaseModel):
     def rounds(self) -> int:
         """A binning job is one pass (the job runner's progress counts rounds)."""
         return 1
+
+    @property
+    def correlations(self) -> bool:
+        """Whether the job computes correlations across parties (for the filter or for VIF)."""
+        return self.max_correlation is not None or self.max_vif is not None
 
     @property
     def slots(self) -> int:
