@@ -219,7 +219,7 @@ class FeatureParty:
         over own bins: the bank decodes one inner product per (their column, own column)."""
         if self._codes is None:
             raise ProtocolError(f"feature party {self.name} has not finished its bins yet")
-        senders = list(columns)
+        senders = sorted(columns)  # the bank's order of feature nodes
         request = pack_frames([part for s in senders for part in (s.encode(), columns[s])])
         cached = self._steps.lookup("cross", request)
         if cached is not None:

@@ -114,28 +114,36 @@ def select(table: list[Characteristic], correlated: Mapping[tuple[str, str], flo
         kept.append(c.key)
 
 
-SINGULAR_CONDITION = 1e10  # a correlation matrix this ill-conditioned is treated as singular
-RIDGE = 1e-6  # ... and regularised: VIF_j = [(R + RIDGE I)^-1]_jj
+EIGEN_FLOOR = 1e-6  # smallest eigenvalue a correlation matrix keeps (below: regularised)
 
 
 def variance_inflation(r: np.ndarray) -> tuple[np.ndarray, bool]:
     """VIF_j = [R^-1]_jj of a correlation matrix (= 1 / (1 - R_j^2) of column j regressed on
-    the others with an intercept), and whether R was regularised. A singular R (a column that is
-    an exact combination of others) has no inverse; a pseudo-inverse would then report small
-    VIFs for exactly the collinear columns, so R + 1e-6 I is inverted instead: such columns get
-    VIFs near 1e6 and any finite limit drops them."""
+    the others with an intercept), and whether R had to be regularised.
+
+    R is assembled from exact correlations (the bank's own, within a feature node) and decoded
+    inner products of quantised WOE columns (across parties): when columns are collinear it can
+    be singular or even slightly indefinite (VIFs negative or arbitrary). A pseudo-inverse would
+    then report small VIFs for exactly the collinear columns, so instead its eigenvalues are
+    raised to at least 1e-6 and the diagonal rescaled to 1 (a valid correlation matrix): such
+    columns get VIFs of the order of 1e5..1e6 and any finite limit drops them."""
     if r.shape[0] == 0:
         return np.zeros(0), False
-    singular = bool(np.linalg.cond(r) > SINGULAR_CONDITION)
-    inverse = np.linalg.inv(r + RIDGE * np.eye(r.shape[0]) if singular else r)
-    return np.diag(inverse).copy(), singular
+    values, vectors = np.linalg.eigh(r)
+    singular = bool(values.min() < EIGEN_FLOOR)
+    if singular:
+        r = (vectors * np.maximum(values, EIGEN_FLOOR)) @ vectors.T
+        scale = 1 / np.sqrt(np.diag(r))
+        r = r * scale[:, None] * scale[None, :]
+    return np.diag(np.linalg.inv(r)).copy(), singular
 
 
 def vif_filter(table: list[Characteristic], correlated: Mapping[tuple[str, str], float],
                max_vif: float) -> bool:
     """Among the selected characteristics, drop one at a time the one with the highest VIF above
-    `max_vif` (lowest IV first on ties), recomputing after each drop; every one that took part
-    reports its last VIF. Needs every pair's r. Returns whether any round was regularised."""
+    `max_vif` (on ties the lowest IV, then the later key, as `select` keeps the earlier),
+    recomputing after each drop; every one that took part reports its last VIF. Needs every
+    pair's r. Returns whether any round was regularised."""
     pairs: dict[tuple[str, str], float] = {}
     for (a, b), r in correlated.items():
         pairs[(a, b)] = pairs[(b, a)] = r
@@ -157,7 +165,7 @@ def vif_filter(table: list[Characteristic], correlated: Mapping[tuple[str, str],
         if top <= max_vif:
             break
         tied = [c for c, v in zip(kept, vifs.tolist(), strict=True) if v >= top * (1 - 1e-9)]
-        drop = min(tied, key=lambda c: (c.iv, c.key))
+        drop = min(sorted(tied, key=lambda c: c.key, reverse=True), key=lambda c: c.iv)
         drop.selected, drop.reason = False, f"VIF {drop.vif or top:.3g} above {max_vif:g}"
         kept.remove(drop)
     return regularised
