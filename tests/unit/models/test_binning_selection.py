@@ -79,8 +79,8 @@ def test_cross_node_correlations_and_vifs_equal_the_pooled_columns(credit: tuple
     for key in constant:  # a one-bin column: r = 0 with every other by convention, VIF 1
         assert all(r == 0 for pair, r in label.correlations.items() if key in pair)
         assert next(c.vif for c in label.table if c.key == key) == pytest.approx(1, abs=1e-12)
-    keys, woe = zip(*[(k, w) for k, w in zip(keys, woe.T, strict=True) if k not in constant])
-    woe = np.stack(woe, axis=1)
+    varying = [j for j, k in enumerate(keys) if k not in constant]
+    keys, woe = [keys[j] for j in varying], woe[:, varying]
     r, sd = np.corrcoef(woe, rowvar=False), woe.std(axis=0)
 
     # every (f1, f2) pair: an encrypted inner product, off only by WOE quantisation. First order,
