@@ -74,7 +74,8 @@ class NodeNetwork:
 
     It relays what the driver hands it; sealed payloads stay opaque. `open` steps carry the job
     description and the peers' signed sealing keys (the label node gets every feature node's,
-    a feature node the label node's). `send` is a gRPC call in production (`grpc_send`).
+    a feature node the label node's, and the other feature nodes' when the algorithm declares
+    parts between feature nodes, `To.PEERS`). `send` is a gRPC call in production (`grpc_send`).
     `cancelled` is asked before each step: once it says so, the job stops with JobCancelled.
     """
 
@@ -90,8 +91,8 @@ class NodeNetwork:
         self._label, self._feature_peers = label, list(features)
         self.pool = ThreadPoolExecutor(max_workers=max(2, len(features) + 1))
 
-    def _header(self, step: Step, epoch: int, batch: int,
-                extra: Mapping[str, Any] | None) -> common_pb2.StepHeader:
+    def _header(self, step: Step, epoch: int, batch: int, extra: Mapping[str, Any] | None,
+                party: str) -> common_pb2.StepHeader:
         config: dict[str, Any] = dict(extra or {})
         peers: list[common_pb2.PeerKey] = []
         if step.opens:
@@ -99,6 +100,8 @@ class NodeNetwork:
                                           ).model_dump(mode="json")
             peers = ([f.peer_key for f in self._feature_peers] if step.role == "label"
                      else [self._label.peer_key])
+            if step.role == "feature" and self.algorithm.feature_peers:  # they send each other
+                peers += [f.peer_key for f in self._feature_peers if f.party != party]
         return common_pb2.StepHeader(
             job_id=self.job_id, algorithm=self.algorithm.name, step=step.name, epoch=epoch,
             batch=batch, key=f"{self.job_id}/{epoch}/{batch}/{step.name}",
@@ -116,7 +119,7 @@ class NodeNetwork:
             role: Role = "label" if party == self.label else "feature"
             if role not in roles or (at is not None and party not in at):
                 continue
-            header = self._header(self.algorithm.step(step, role), epoch, batch, extra)
+            header = self._header(self.algorithm.step(step, role), epoch, batch, extra, party)
             given = [p for p in parts if not p.recipient or p.recipient == party]
             futures[party] = self.pool.submit(self.send, party, header, given)
         return {party: future.result() for party, future in futures.items()}

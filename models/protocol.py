@@ -11,7 +11,8 @@ a driver that walks the steps. Three runtimes walk that one declaration:
 
 Part naming (the only convention a step function has to know): a part sent to one feature node is
 named `base:party` (the recipient); a part a feature node sends to the label node is named
-`base:party` (the sender); a part for the driver or broadcast to every node is named `base`.
+`base:party` (the sender); a part a feature node sends to another feature node (`To.PEERS`) is
+named `base:sender>recipient`; a part for the driver or broadcast to every node is named `base`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class To(enum.Enum):
 
     LABEL = "label"  # sealed to the job's label node
     FEATURES = "features"  # sealed to each feature node (one payload per recipient)
+    PEERS = "peers"  # from a feature node, sealed to the other feature nodes it names
     DRIVER = "driver"  # plain, to the coordinator's driver (arbiter, reports, counts)
     STORE = "store"  # never leaves the node: written to the node's model file
 
@@ -77,13 +79,19 @@ class Call:
                 return self.inputs[name]
         raise ProtocolError(f"step {self.key.step} needs part {base!r}; it was not sent")
 
+    def peers(self, base: str) -> dict[str, bytes]:
+        """Part `base` from every other feature node that sent this one a copy (`To.PEERS`),
+        by sender, in the job's order of feature nodes."""
+        return {f: self.inputs[f"{base}:{f}>{self.me}"] for f in self.features
+                if f"{base}:{f}>{self.me}" in self.inputs}
+
     def each(self, base: str) -> dict[str, bytes]:
         """Part `base` from every feature node that sent one (at the label node)."""
         return {f: self.inputs[f"{base}:{f}"] for f in self.features
                 if f"{base}:{f}" in self.inputs}
 
 
-Output = bytes | Mapping[str, bytes]  # one payload, or one per feature node for To.FEATURES
+Output = bytes | Mapping[str, bytes]  # one payload, or one per feature node (FEATURES, PEERS)
 StepFn = Callable[[Any, Call], Mapping[str, Output]]
 
 
@@ -126,6 +134,9 @@ class Floors(BaseModel):
     """Feature node: fewest rows in a tree node it builds histograms for (boosting)."""
     min_bin_rows: int = Field(default=128, ge=1)
     """Feature node: fewest rows in any bin whose (encrypted) label counts it answers (WOE)."""
+    share_correlations: bool = True
+    """Feature node: whether it answers a binning job that asks for VIF (`max_vif`) with the
+    correlation matrix of its own WOE-encoded columns; false refuses such jobs (audited)."""
 
 
 class BelowFloor(ProtocolError):
@@ -254,7 +265,13 @@ class Algorithm:
     def node_to_node(self) -> set[str]:
         """Part names that travel between nodes: they must arrive sealed."""
         return {send.part for step in self.steps for send in step.sends
-                if send.to in (To.LABEL, To.FEATURES)}
+                if send.to in (To.LABEL, To.FEATURES, To.PEERS)}
+
+    @property
+    def feature_peers(self) -> bool:
+        """Whether feature nodes send each other parts: then each gets the others' sealing keys
+        when the job opens (else a feature node knows only the label node's)."""
+        return any(send.to is To.PEERS for step in self.steps for send in step.sends)
 
     def rounds(self, settings: BaseModel) -> int:
         return int(getattr(settings, self.length_setting))
@@ -286,6 +303,16 @@ def address(step: Step, outputs: Mapping[str, Output], call: Call) -> list[tuple
                 if party not in call.features:
                     raise ProtocolError(f"{base!r} addressed to {party!r}, not a feature node")
                 out.append((send.to, Payload(f"{base}:{party}", data, sender=call.me,
+                                             recipient=party)))
+            continue
+        if send.to is To.PEERS:
+            if not isinstance(value, Mapping):
+                raise ProtocolError(f"{base!r} goes to the feature nodes it names, by name")
+            for party, data in value.items():
+                if party not in call.features or party == call.me:
+                    raise ProtocolError(f"{base!r} addressed to {party!r}, not another "
+                                        "feature node")
+                out.append((send.to, Payload(f"{base}:{call.me}>{party}", data, sender=call.me,
                                              recipient=party)))
             continue
         if isinstance(value, Mapping):

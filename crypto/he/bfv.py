@@ -158,6 +158,31 @@ class BfvPublic:
                 out.append(pack_vector(BFV_TAG, len(blobs), 1, blobs))
         return out
 
+    def encrypt_chunks(self, values: np.ndarray, slots: int) -> bytes:
+        """`BfvPrivate.encrypt_chunks` with L's public key: a feature node's own values that
+        another feature node sums per its bins (binning's cross-node correlations)."""
+
+        def encrypt(plain: sa.Plaintext) -> Any:
+            ct = sa.Ciphertext(self._hist.ctx)
+            self._hist_enc.encrypt(plain, ct)
+            return ct
+
+        return self._chunks(values, slots, encrypt)
+
+    def _chunks(self, values: np.ndarray, slots: int, encrypt: Any) -> bytes:
+        width = chunk_width(slots)
+        flat = np.asarray(values, dtype=np.uint64).reshape(-1)
+        if flat.size == 0 or int(flat.max()) >= self._hist.t:
+            raise ValueError("need a non-empty vector of residues below t")
+        frames = []
+        for start in range(0, flat.size, width):
+            part = flat[start : start + width]
+            nz = np.flatnonzero(part)[::-1]
+            terms = [f"{int(part[i]):X}x^{int(i)}" if i else f"{int(part[i]):X}" for i in nz]
+            plain = sa.Plaintext(" + ".join(terms) if terms else "0")
+            frames.append(seal_bytes.save(encrypt(plain)))
+        return pack_vector(BFV_TAG, flat.size, width, frames)
+
     def multiply_slots(self, data: bytes, factors: np.ndarray) -> bytes:
         """[v * factors] slot-wise, flooded and re-randomised (scoring)."""
         s = self._score
@@ -244,19 +269,9 @@ class BfvPrivate(BfvPublic):
         return cls((frames[1], frames[2]))
 
     def encrypt_chunks(self, values: np.ndarray, slots: int) -> bytes:
-        """Values (< t) of consecutive rows, n' per ciphertext in coefficients 0..n'-1."""
-        width = chunk_width(slots)
-        flat = np.asarray(values, dtype=np.uint64).reshape(-1)
-        if flat.size == 0 or int(flat.max()) >= self._hist.t:
-            raise ValueError("need a non-empty vector of residues below t")
-        frames = []
-        for start in range(0, flat.size, width):
-            part = flat[start : start + width]
-            nz = np.flatnonzero(part)[::-1]
-            terms = [f"{int(part[i]):X}x^{int(i)}" if i else f"{int(part[i]):X}" for i in nz]
-            plain = sa.Plaintext(" + ".join(terms) if terms else "0")
-            frames.append(seal_bytes.save(self._hist_sym.encrypt_symmetric(plain)))
-        return pack_vector(BFV_TAG, flat.size, width, frames)
+        """Values (< t) of consecutive rows, n' per ciphertext in coefficients 0..n'-1 (with L's
+        secret key)."""
+        return self._chunks(values, slots, self._hist_sym.encrypt_symmetric)
 
     def decrypt_histograms(self, data: bytes, features: int, slots: int) -> np.ndarray:
         """(features, slots) residues mod t read from the target coefficients."""

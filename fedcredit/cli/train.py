@@ -61,10 +61,13 @@ def show_iv_table(job: coordinator_pb2.JobStatus) -> None:
     if not rows:
         return
     table = Table(title=f"information value ({job.job_id})")
-    for column in ("party", "characteristic", "IV", "bins", "selected", "reason"):
+    vif = any("vif" in r for r in rows)  # a job with max_vif
+    for column in ("party", "characteristic", "IV", "bins", *(("VIF",) if vif else ()),
+                   "selected", "reason"):
         table.add_column(column)
     for row in sorted(rows, key=lambda r: -float(r["iv"])):
-        table.add_row(row["party"], row["name"], f"{row['iv']:.4f}", str(row["bins"]),
+        shown = (f"{row['vif']:.2f}" if "vif" in row else "",) if vif else ()
+        table.add_row(row["party"], row["name"], f"{row['iv']:.4f}", str(row["bins"]), *shown,
                       "yes" if row["selected"] else "no", row["reason"])
     console.print(table)
     console.print("per-bin counts, WOE and IV stay at the bank (its state folder, "

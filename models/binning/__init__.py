@@ -17,12 +17,22 @@ Protocol (one job; every node-to-node part sealed by the transport):
                 (in the clear) and F's; sends F its merge flags, its bins' WOE (`share_woe`) and,
                 for correlation filtering, [L's WOE columns] (quantised, BFV)
   F.finish      applies the merges; keeps its `ColumnBins` (edges, slot map, WOE) as its model;
-                within-F correlation of its WOE columns -> only the pairs above the threshold;
-                per (L column, F column) the per-bin sums of [L's WOE column] with a mask m,
-                sum_b w_b m_b = 0 mod t (w_b: F's quantised WOE): L can decode sum_b w_b S_b (the
-                inner product of the two WOE columns) and nothing else of the per-bin sums
-  L.select      IV threshold, then greedy correlation filter in IV order; the IV table (with
-                selection) is L's stored summary and the job's report
+                within-F correlation of its WOE columns -> only the pairs above the threshold
+                (with `max_vif`: the whole matrix); per (L column, F column) the per-bin sums of
+                [L's WOE column] with a mask m, sum_b w_b m_b = 0 mod t (w_b: F's quantised
+                WOE): L can decode sum_b w_b S_b (the inner product of the two WOE columns) and
+                nothing else of the per-bin sums. With two or more feature nodes, F also sends
+                [its quantised WOE columns] under L's public key to every feature node whose
+                name sorts after its own (sealed, `To.PEERS`)
+  F2.cross      (two or more feature nodes) the same masked per-bin sums of each earlier F1's
+                [WOE columns] over F2's bins: L decodes one inner product per (F1, F2) column
+                pair; each unordered pair of nodes is computed once
+  L.select      IV threshold, then greedy correlation filter in IV order over every known pair
+                (L's own, within-F, L-F, F-F); then, with `max_vif`, VIF_j = [R^-1]_jj over the
+                remaining columns' full correlation matrix, dropping the highest above the limit
+                one at a time (ties: lowest IV); R is regularised when singular (`select.py`);
+                the IV table (with selection, reasons and VIFs) is L's stored summary and the
+                job's report
 What each party learns (DESIGN §0/§5 applied to binning):
   F: ciphertexts; its own final bins (the merges, as SecureBoost's F learns its thresholds) and,
      with `share_woe` (default, needed to WOE-encode its columns for a WOE scorecard), its bins'
@@ -30,10 +40,18 @@ What each party learns (DESIGN §0/§5 applied to binning):
   L: per-slot row and event counts of F's columns, every non-empty slot >= F's own floor
      `[floors] min_bin_rows` (a job asking for less is refused at open and audited; the floor
      merges F made are audited at F); bin indices ("bin 3"), never edges; F's column names; the
-     within-F pairs above the correlation threshold; one inner product per (L, F) column pair.
-  coordinator: sealed bytes; the IV table (IV per characteristic, bins, selected) as job metrics.
-Left out (documented, not silently weaker): correlation between columns of two different feature
-nodes, and VIF; a bank comparing two jobs with different `bins` can difference overlapping bins.
+     within-F pairs above the correlation threshold; one inner product per (L, F) column pair
+     and per (F1, F2) column pair of two feature nodes. Only when a job asks for VIF, each F's
+     correlation matrix of its own WOE columns: aggregate second-order statistics of F's own
+     WOE-encoded columns, the same kind as the pairs above the threshold it already shares. A
+     feature node that will not share it sets `[floors] share_correlations = false` and refuses
+     every job with `max_vif` at open (audited `train.refused`).
+  F2 (another feature node): F1's quantised WOE columns encrypted under L's key, which it cannot
+     decrypt (attacked in tests/attacks/test_binning_peer_columns.py); nothing goes back to F1.
+  coordinator: sealed bytes; the IV table (IV per characteristic, bins, selected, VIF) as job
+     metrics.
+Left out (documented, not silently weaker): a bank comparing two jobs with different `bins` can
+difference overlapping bins.
 """
 
 from __future__ import annotations
@@ -61,6 +79,7 @@ class BinningConfig(BaseModel):
     share_woe: bool = True  # the bank sends F its bins' WOE (F can WOE-encode its columns)
     min_iv: float = 0.02  # selection: characteristics below this IV are dropped
     max_correlation: float | None = 0.7  # selection: |r| above this drops the lower IV; None off
+    max_vif: float | None = None  # selection: then drop the highest VIF above this; None off
 
     @model_validator(mode="after")
     def _consistent(self) -> BinningConfig:
@@ -76,6 +95,11 @@ class BinningConfig(BaseModel):
         if self.max_correlation is not None and not self.share_woe:
             problems.append("max_correlation needs share_woe: a feature node WOE-encodes its "
                             "own columns for the correlations")
+        if self.max_vif is not None and not (math.isfinite(self.max_vif) and self.max_vif > 1):
+            problems.append(f"max_vif {self.max_vif} must be a number > 1 (a VIF is >= 1)")
+        if self.max_vif is not None and not self.share_woe:
+            problems.append("max_vif needs share_woe: a feature node WOE-encodes its own "
+                            "columns for the correlations")
         if any(not math.isfinite(c) for c in self.special_codes):
             problems.append("special_codes must be finite numbers (NaN is always missing)")
         allowed = (None, "auto", "auto_heuristic", "auto_asc_desc", "ascending", "descending",
@@ -90,6 +114,11 @@ class BinningConfig(BaseModel):
     def rounds(self) -> int:
         """A binning job is one pass (the job runner's progress counts rounds)."""
         return 1
+
+    @property
+    def correlations(self) -> bool:
+        """Whether the job computes correlations across parties (for the filter or for VIF)."""
+        return self.max_correlation is not None or self.max_vif is not None
 
     @property
     def slots(self) -> int:

@@ -4,8 +4,11 @@
   F.prebins own bins (floor merges audited), row counts and [events] per slot -> L
   L.merge   decrypt, optimal merges (optbinning on counts), WOE/IV -> merges, WOE, [L's WOE
             columns] -> every F
-  F.finish  applies merges, stores its bins/WOE table; correlations (pairs, masked sums) -> L
-  L.select  IV and correlation selection; stores the IV table; reports it to the driver
+  F.finish  applies merges, stores its bins/WOE table; correlations (pairs, masked sums; the
+            within-F matrix for VIF) -> L; [own WOE columns] -> every F sorting after it
+  F.cross   (two or more feature nodes, correlations asked) masked sums of the earlier nodes'
+            [WOE columns] per own bin -> L
+  L.select  IV, correlation and VIF selection; stores the IV table; reports it to the driver
 See `models/binning/__init__.py` for what each party learns. The coordinator only relays sealed
 bytes and receives the IV table (no per-bin figures).
 """
@@ -22,6 +25,7 @@ from models.binning.feature import FeatureParty
 from models.binning.label import LabelParty
 from models.protocol import (
     Algorithm,
+    BelowFloor,
     Call,
     Floors,
     Network,
@@ -36,10 +40,23 @@ from models.protocol import (
 )
 
 
+class CorrelationsRefused(BelowFloor):
+    """A job asks for VIF; this node does not share its columns' correlation matrix."""
+
+    def __init__(self) -> None:
+        ProtocolError.__init__(self, "[binning] max_vif needs this node's correlation matrix of "
+                               "its WOE columns, which it does not share ([floors] "
+                               "share_correlations = false in its config); leave max_vif out")
+        self.setting, self.asked, self.floor = "[binning] max_vif", 1.0, 0.0
+
+
 def apply_floors(settings: BinningConfig, floors: Floors) -> BinningConfig:
-    """A job asking for bins smaller than this node's floor is refused (and audited)."""
+    """A job asking for bins smaller than this node's floor is refused (and audited), and so is
+    a job asking for VIF at a node that does not share its correlation matrix."""
     check_floor("[binning] min_bin_rows", settings.min_bin_rows, floors.min_bin_rows,
                 "min_bin_rows")
+    if settings.max_vif is not None and not floors.share_correlations:
+        raise CorrelationsRefused()
     return settings
 
 
@@ -72,11 +89,20 @@ def _label_merge(role: LabelParty, call: Call) -> Mapping[str, Output]:
 
 def _feature_finish(role: FeatureParty, call: Call) -> Mapping[str, Output]:
     answer, model = role.finish(call.part("bins"))
-    return {"correlation": answer, "model": model}
+    later = [f for f in sorted(call.features) if f > call.me]
+    out: dict[str, Output] = {"correlation": answer, "model": model}
+    columns = role.peer_columns(later)
+    if columns:  # only with correlations asked and a feature node after this one
+        out["columns"] = columns
+    return out
+
+
+def _feature_cross(role: FeatureParty, call: Call) -> Mapping[str, Output]:
+    return {"cross": role.cross(call.peers("columns"))}
 
 
 def _label_select(role: LabelParty, call: Call) -> Mapping[str, Output]:
-    report = role.select(call.each("correlation"))
+    report = role.select(call.each("correlation"), call.each("cross"))
     return {"report": json.dumps(report).encode(), "model": role.summary_bytes()}
 
 
@@ -90,8 +116,11 @@ STEPS = (
     Step("merge", "label", _label_merge, takes=("prebins",), per_batch=False,
          sends=(Send("bins", To.FEATURES),)),
     Step("finish", "feature", _feature_finish, takes=("bins",), per_batch=False,
-         sends=(Send("correlation", To.LABEL), Send("model", To.STORE))),
-    Step("select", "label", _label_select, takes=("correlation",), per_batch=False,
+         sends=(Send("correlation", To.LABEL), Send("model", To.STORE),
+                Send("columns", To.PEERS))),
+    Step("cross", "feature", _feature_cross, takes=("columns",), per_batch=False,
+         sends=(Send("cross", To.LABEL),)),
+    Step("select", "label", _label_select, takes=("correlation", "cross"), per_batch=False,
          sends=(Send("report", To.DRIVER), Send("model", To.STORE))),
 )
 
@@ -106,7 +135,12 @@ def drive(net: Network, settings: BinningConfig, *, resume: bool = False) -> Ite
     prebins = merged(net.run("prebins", parts=sent, at=net.features))
     bins = merged(net.run("merge", parts=prebins, at=[net.label]))
     answers = merged(net.run("finish", parts=bins, at=net.features))
-    reply = net.run("select", parts=answers, at=[net.label])[net.label]
+    columns = [p for p in answers if p.name.startswith("columns:")]
+    if columns:  # one feature node's [WOE columns] to another's bins: once per pair of nodes
+        answers += merged(net.run("cross", parts=columns,
+                                  at=sorted({p.recipient for p in columns})))
+    reply = net.run("select", parts=[p for p in answers if not p.name.startswith("columns:")],
+                    at=[net.label])[net.label]
     yield Progress("epoch", json.loads(reply["report"].data))
 
 

@@ -5,23 +5,31 @@ per slot of each of its columns (`crypto.he` floods and re-randomises every answ
 row counts per slot that it checked against its floor. Its edges stay here; the bank refers to
 its bins by index. After the bank's merge decisions F keeps its bins (and, when shared, their WOE)
 as its model and can WOE-encode its own columns (`ColumnBins.transform`).
+
+Correlations: F sums the bank's encrypted WOE columns per its bins with a mask orthogonal to its
+own quantised WOE (`_masked_sums`), so the bank decodes one inner product per column pair. With
+several feature nodes the same code serves each pair of nodes: the node whose name sorts first
+encrypts its quantised WOE columns under the bank's public key (`peer_columns`, to every node
+sorting after it) and the later node answers them exactly as it answers the bank's (`cross`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from common.errors import ProtocolError
-from crypto.he import BFV_SUITE, FeatureHe, SbtSuite
+from crypto.he import BFV_SUITE, FeatureHe, SbtSuite, pack_frames, unpack_frames
 from crypto.masks import orthogonal_mask
 from models.binning import WOE_BITS, BinningConfig
 from models.binning.bins import ColumnBins, bin_column, slot_counts
 from models.binning.wire import (
     BinsHead,
     CorrelationHead,
+    CrossHead,
     PrebinsHead,
     encode_counts,
     pack,
@@ -144,30 +152,81 @@ class FeatureParty:
         self._steps.store("finish", request, pack(answer, *blobs, model))
         return pack(answer, *blobs), model
 
+    def _woe_columns(self, codes: np.ndarray) -> np.ndarray:
+        return np.stack([c.woe[codes[:, j]] for j, c in enumerate(self.bins)  # type: ignore[index]
+                         ], axis=1)
+
     def _correlations(self, codes: np.ndarray, vectors: list[bytes],
                       ) -> tuple[CorrelationHead, list[bytes]]:
-        limit = self.config.max_correlation
-        if limit is None or any(c.woe is None for c in self.bins):
+        cfg = self.config
+        if not cfg.correlations or any(c.woe is None for c in self.bins):
             return CorrelationHead(pairs=[]), []
-        woe = np.stack([c.woe[codes[:, j]] for j, c in enumerate(self.bins)  # type: ignore[index]
-                        ], axis=1)
-        pairs: list[tuple[int, int]] = []
+        woe = self._woe_columns(codes)
+        r = np.eye(woe.shape[1])
         if woe.shape[1] > 1:
             with np.errstate(invalid="ignore", divide="ignore"):
                 r = np.nan_to_num(np.corrcoef(woe, rowvar=False))
-            pairs = [(int(a), int(b)) for a, b in zip(*np.triu_indices_from(r, 1), strict=True)
-                     if abs(r[a, b]) > limit]
+            np.fill_diagonal(r, 1.0)
+        limit = cfg.max_correlation
+        pairs = [] if limit is None else [
+            (int(a), int(b)) for a, b in zip(*np.triu_indices_from(r, 1), strict=True)
+            if abs(r[a, b]) > limit]
+        # VIF needs every pair: sent only when the job asks for it (a node may refuse such jobs,
+        # `[floors] share_correlations`)
+        head = CorrelationHead(pairs=pairs, matrix=r.tolist() if cfg.max_vif is not None else None)
+        return head, self._masked_sums(vectors, codes)
+
+    def _quantised(self) -> list[np.ndarray]:
+        """Each column's WOE per slot on the integer grid of the inner products."""
+        return [np.rint(c.woe * 2**WOE_BITS).astype(np.int64) for c in self.bins
+                if c.woe is not None]
+
+    def _masked_sums(self, vectors: Sequence[bytes], codes: np.ndarray) -> list[bytes]:
+        """Per encrypted column, its per-slot sums over each own column's bins plus a mask m with
+        sum_b w_b m_b = 0 mod t (w: that column's quantised WOE): only the inner product of the
+        two WOE columns can be decoded (`crypto.masks.orthogonal_mask`)."""
         if not vectors:
-            return CorrelationHead(pairs=pairs), []
+            return []
         he = self._he
         assert he is not None
         bits = int(he.plain_modulus).bit_length() - 1
-        quantised = [np.rint(c.woe * 2**WOE_BITS).astype(np.int64) for c in self.bins
-                     if c.woe is not None]
+        quantised = self._quantised()
         masks = np.stack([np.stack([orthogonal_mask(w, bits) for w in quantised])
                           for _ in vectors])
-        return CorrelationHead(pairs=pairs), he.histograms_many(vectors, codes, self.config.slots,
-                                                                masks)
+        return he.histograms_many(vectors, codes, self.config.slots, masks)
+
+    def peer_columns(self, later: Sequence[str]) -> dict[str, bytes]:
+        """[own quantised WOE columns] under the bank's public key, for each feature node in
+        `later` (the same ciphertexts to each: none of them can decrypt)."""
+        if not later or not self.config.correlations or self._codes is None or any(
+                c.woe is None for c in self.bins):
+            return {}
+        request = "|".join(later).encode()
+        cached = self._steps.lookup("columns", request)
+        if cached is None:
+            he = self._he
+            assert he is not None
+            t = int(he.plain_modulus)
+            columns = np.stack(self._quantised(), axis=1)[self._codes,
+                                                          np.arange(len(self.bins))]
+            cached = self._steps.store("columns", request, pack_frames([
+                he.encrypt_chunks(np.mod(columns[:, j], t).astype(np.uint64), self.config.slots)
+                for j in range(columns.shape[1])]))
+        return dict.fromkeys(later, cached)
+
+    def cross(self, columns: Mapping[str, bytes]) -> bytes:
+        """Masked per-bin sums of earlier feature nodes' encrypted WOE columns (`peer_columns`)
+        over own bins: the bank decodes one inner product per (their column, own column)."""
+        if self._codes is None:
+            raise ProtocolError(f"feature party {self.name} has not finished its bins yet")
+        senders = sorted(columns)  # the bank's order of feature nodes
+        request = pack_frames([part for s in senders for part in (s.encode(), columns[s])])
+        cached = self._steps.lookup("cross", request)
+        if cached is not None:
+            return cached
+        vectors = [v for s in senders for v in unpack_frames(columns[s])]
+        answer = pack(CrossHead(senders=senders), *self._masked_sums(vectors, self._codes))
+        return self._steps.store("cross", request, answer)
 
     def drain_audit(self) -> list[tuple[str, dict[str, Any]]]:
         """Events for the node's audit log (the node's step handler asks after every step)."""

@@ -2,8 +2,10 @@
 
 L bins its own columns in the clear; for a feature node's columns it learns per-slot row counts
 (from F) and event counts (decrypted), decides the optimal merges by optbinning on those counts,
-and computes WOE and IV. It refers to F's bins by index only. With a correlation threshold it
-sends its own WOE columns encrypted and decodes one inner product per (own, F) column pair.
+and computes WOE and IV. It refers to F's bins by index only. With a correlation threshold or a
+VIF limit it sends its own WOE columns encrypted and decodes one inner product per (own, F) column
+pair, and one per (F1, F2) column pair of two feature nodes (F2's masked sums of F1's encrypted
+columns); with a VIF limit each F also sends its own columns' correlation matrix.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from models.binning import WOE_BITS, BinningConfig
 from models.binning.bins import ColumnBins, bin_column, slot_counts, slot_labels, woe_iv
 from models.binning.feature import MODEL_SCHEMA
 from models.binning.optimal import optimal_merges
-from models.binning.select import Characteristic, pearson, select
+from models.binning.select import Characteristic, pearson, select, vif_filter
 from models.binning.wire import (
     BinsHead,
     CorrelationHead,
+    CrossHead,
     PrebinsHead,
     decode_counts,
     pack,
@@ -41,6 +44,12 @@ class _Party:
     counts: np.ndarray  # (columns, slots) final row counts
     events: np.ndarray  # (columns, slots) final event counts
     woe: np.ndarray  # (columns, slots)
+
+    def moments(self, column: int, n: float) -> tuple[np.ndarray, float, float]:
+        """A column's quantised WOE per slot (as F encodes it), its mean and variance over rows."""
+        w = np.rint(self.woe[column] * 2**WOE_BITS).astype(np.int64)
+        mean = float(self.counts[column] @ w) / n
+        return w, mean, float(self.counts[column] @ (w.astype(np.float64) ** 2)) / n - mean**2
 
 
 class LabelParty:
@@ -159,7 +168,7 @@ class LabelParty:
 
     def _own_vectors(self) -> list[bytes]:
         """[own WOE column, quantised] per own column, when correlations are asked for."""
-        if self.config.max_correlation is None or not self.own:
+        if not self.config.correlations or not self.own:
             self._quantised = None
             return []
         t = int(self.he.plain_modulus)
@@ -169,12 +178,13 @@ class LabelParty:
         return [self.he.encrypt_chunks(np.mod(quantised[:, j], t).astype(np.uint64),
                                        self.config.slots) for j in range(quantised.shape[1])]
 
-    def select(self, answers: Mapping[str, bytes]) -> dict[str, Any]:
-        """Cross-party correlations, IV selection; the IV table (the job's report)."""
+    def select(self, answers: Mapping[str, bytes],
+               crosses: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+        """Cross-party correlations, IV selection, then VIF; the IV table (the job's report)."""
         cfg = self.config
         correlated: dict[tuple[str, str], float] = {}
         own_keys = [f"{self.party}:{c.name}" for c in self.own]
-        if cfg.max_correlation is not None and self.own:
+        if cfg.correlations and self.own:
             woe = np.stack([c.transform(self._features[:, j]) for j, c in enumerate(self.own)],
                            axis=1)
             if woe.shape[1] > 1:
@@ -192,36 +202,84 @@ class LabelParty:
                 if not (0 <= first < second < len(keys)):
                     raise ProtocolError(f"{party} flagged a pair of columns it does not have")
                 correlated[(keys[first], keys[second])] = math.inf  # r itself is not sent
-            if self._quantised is not None and cfg.max_correlation is not None:
+            correlated.update(self._matrix(party, head.matrix, keys))
+            if self._quantised is not None and cfg.correlations:
                 if len(frames) != self._quantised.shape[1]:
                     raise ProtocolError(f"{party} answered {len(frames)} inner products, "
                                         f"{self._quantised.shape[1]} were asked")
                 for i, frame in enumerate(frames):
-                    for f, r in enumerate(self._cross(frame, found, i)):
+                    own = self._quantised[:, i].astype(np.float64)
+                    for f, r in enumerate(self._cross(frame, found, own.mean(), own.var())):
                         correlated[(own_keys[i], keys[f])] = r
+        correlated.update(self._between_features(crosses or {}))
         self.table, self.correlations = self._characteristics(), correlated
         select(self.table, correlated, cfg.min_iv, cfg.max_correlation)
-        return {"epoch": 0, "loss": None, "auc": None, "characteristics": len(self.table),
+        report: dict[str, Any] = {"epoch": 0, "loss": None, "auc": None}
+        if cfg.max_vif is not None:
+            try:
+                report["vif_regularised"] = vif_filter(self.table, correlated, cfg.max_vif)
+            except ValueError as err:
+                raise ProtocolError(f"VIF: {err}") from err
+        return {**report, "characteristics": len(self.table),
                 "selected": sum(c.selected for c in self.table),
                 "iv_table": [c.summary() for c in self.table]}
 
-    def _cross(self, frame: bytes, found: _Party, own: int) -> list[float]:
-        """Pearson r of own WOE column `own` with each of F's, from the masked per-bin sums:
-        sum_b w_b (S_b + m_b) = sum_i A_i W_i mod t, the masks cancelling (`crypto.masks`)."""
-        assert self._quantised is not None
+    def _matrix(self, party: str, matrix: list[list[float]] | None, keys: list[str],
+                ) -> dict[tuple[str, str], float]:
+        """F's within-F correlations, sent only for VIF (refused when not asked for)."""
+        if matrix is None:
+            if self.config.max_vif is not None:
+                raise ProtocolError(f"{party} sent no correlation matrix; the job asks for VIF")
+            return {}
+        r = np.asarray(matrix, dtype=np.float64)
+        if self.config.max_vif is None or r.shape != (len(keys), len(keys)) or not np.all(
+                np.isfinite(r)) or np.any(np.abs(r) > 1 + 1e-9):
+            raise ProtocolError(f"{party}'s correlation matrix is not one of its columns' "
+                                "correlations, or was not asked for")
+        return {(keys[a], keys[b]): float(r[a, b])
+                for a, b in zip(*np.triu_indices_from(r, 1), strict=True)}
+
+    def _between_features(self, crosses: Mapping[str, bytes]) -> dict[tuple[str, str], float]:
+        """(F1 column, F2 column) correlations: F2's masked sums of F1's encrypted WOE columns,
+        from every node sorting after F1; decoded as the bank's own (`_cross`)."""
+        parties = self.feature_parties
+        expected = set(parties[1:]) if self.config.correlations and len(parties) > 1 else set()
+        if set(crosses) != expected:
+            raise ProtocolError(f"cross-node sums expected from {sorted(expected)}, "
+                                f"got {sorted(crosses)}")
+        out: dict[tuple[str, str], float] = {}
+        n = float(self.n_rows)
+        for receiver in parties:
+            if receiver not in crosses:
+                continue
+            head, frames = unpack(crosses[receiver], CrossHead, f"{receiver}'s cross sums")
+            senders = [p for p in parties if p < receiver]
+            if head.senders != senders or len(frames) != sum(
+                    len(self.parties[p].columns) for p in senders):
+                raise ProtocolError(f"{receiver} summed columns of {head.senders} "
+                                    f"({len(frames)} frames); {senders} were sent")
+            found, frame = self.parties[receiver], iter(frames)
+            for sender in senders:
+                theirs = self.parties[sender]
+                for i, name in enumerate(theirs.columns):
+                    _, mean_a, var_a = theirs.moments(i, n)
+                    for f, r in enumerate(self._cross(next(frame), found, mean_a, var_a)):
+                        out[(f"{sender}:{name}", f"{receiver}:{found.columns[f]}")] = r
+        return out
+
+    def _cross(self, frame: bytes, found: _Party, mean_a: float, var_a: float) -> list[float]:
+        """Pearson r of a quantised WOE column A (mean, variance over rows) with each of F's,
+        from the masked per-bin sums: sum_b w_b (S_b + m_b) = sum_i A_i W_i mod t, the masks
+        cancelling (`crypto.masks`)."""
         t = int(self.he.plain_modulus)
         width, n = len(found.columns), float(self.n_rows)
         sums = self.he.decrypt_histograms(frame, width, self.config.slots)
-        a = self._quantised[:, own].astype(np.float64)
-        mean_a, var_a = a.mean(), a.var()
         out = []
         for f in range(width):
-            w = np.rint(found.woe[f] * 2**WOE_BITS).astype(np.int64)
+            w, mean_w, var_w = found.moments(f, n)
             inner = sum(int(x) * int(v) for x, v in zip(w.tolist(), sums[f].tolist(),
                                                         strict=True)) % t
             inner = inner - t if inner >= t // 2 else inner
-            mean_w = float(found.counts[f] @ w) / n
-            var_w = float(found.counts[f] @ (w.astype(np.float64) ** 2)) / n - mean_w**2
             cov = inner / n - mean_a * mean_w
             out.append(pearson(cov, var_a, var_w))
         return out

@@ -1,4 +1,4 @@
-"""Characteristics of a binning job at the bank, and their selection by IV and correlation."""
+"""Characteristics of a binning job at the bank, and their selection by IV, correlation, VIF."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class Characteristic:
     selected: bool = False
     reason: str = ""
     correlated_with: list[str] = field(default_factory=list)
+    vif: float | None = None  # in the last VIF round it took part in (jobs with max_vif)
 
     @classmethod
     def of(cls, party: str, name: str, counts: np.ndarray, events: np.ndarray, value_bins: int,
@@ -71,8 +72,9 @@ class Characteristic:
 
     def summary(self) -> dict[str, Any]:
         """The IV table row the job reports (no per-bin figures)."""
-        return {"party": self.party, "name": self.name, "iv": round(self.iv, 6),
-                "bins": self.value_bins, "selected": self.selected, "reason": self.reason}
+        row = {"party": self.party, "name": self.name, "iv": round(self.iv, 6),
+               "bins": self.value_bins, "selected": self.selected, "reason": self.reason}
+        return row if self.vif is None else {**row, "vif": round(self.vif, 4)}
 
     def to_json(self) -> dict[str, Any]:
         return {**self.summary(), "iv": self.iv, "bins_table": self.rows(),
@@ -110,3 +112,60 @@ def select(table: list[Characteristic], correlated: Mapping[tuple[str, str], flo
                 continue
         c.selected, c.reason = True, ""
         kept.append(c.key)
+
+
+EIGEN_FLOOR = 1e-6  # smallest eigenvalue a correlation matrix keeps (below: regularised)
+
+
+def variance_inflation(r: np.ndarray) -> tuple[np.ndarray, bool]:
+    """VIF_j = [R^-1]_jj of a correlation matrix (= 1 / (1 - R_j^2) of column j regressed on
+    the others with an intercept), and whether R had to be regularised.
+
+    R is assembled from exact correlations (the bank's own, within a feature node) and decoded
+    inner products of quantised WOE columns (across parties): when columns are collinear it can
+    be singular or even slightly indefinite (VIFs negative or arbitrary). A pseudo-inverse would
+    then report small VIFs for exactly the collinear columns, so instead its eigenvalues are
+    raised to at least 1e-6 and the diagonal rescaled to 1 (a valid correlation matrix): such
+    columns get VIFs of the order of 1e5..1e6 and any finite limit drops them."""
+    if r.shape[0] == 0:
+        return np.zeros(0), False
+    values, vectors = np.linalg.eigh(r)
+    singular = bool(values.min() < EIGEN_FLOOR)
+    if singular:
+        r = (vectors * np.maximum(values, EIGEN_FLOOR)) @ vectors.T
+        scale = 1 / np.sqrt(np.diag(r))
+        r = r * scale[:, None] * scale[None, :]
+    return np.diag(np.linalg.inv(r)).copy(), singular
+
+
+def vif_filter(table: list[Characteristic], correlated: Mapping[tuple[str, str], float],
+               max_vif: float) -> bool:
+    """Among the selected characteristics, drop one at a time the one with the highest VIF above
+    `max_vif` (on ties the lowest IV, then the later key, as `select` keeps the earlier),
+    recomputing after each drop; every one that took part reports its last VIF. Needs every
+    pair's r. Returns whether any round was regularised."""
+    pairs: dict[tuple[str, str], float] = {}
+    for (a, b), r in correlated.items():
+        pairs[(a, b)] = pairs[(b, a)] = r
+    kept = sorted((c for c in table if c.selected), key=lambda c: c.key)
+    regularised = False
+    while kept:
+        keys = [c.key for c in kept]
+        matrix = np.eye(len(kept))
+        for i, j in zip(*np.triu_indices(len(kept), 1), strict=True):
+            known = pairs.get((keys[i], keys[j]))
+            if known is None or not math.isfinite(known):
+                raise ValueError(f"no correlation known between {keys[i]} and {keys[j]}")
+            matrix[i, j] = matrix[j, i] = known
+        vifs, singular = variance_inflation(matrix)
+        regularised |= singular
+        for c, v in zip(kept, vifs.tolist(), strict=True):
+            c.vif = v
+        top = float(vifs.max())
+        if top <= max_vif:
+            break
+        tied = [c for c, v in zip(kept, vifs.tolist(), strict=True) if v >= top * (1 - 1e-9)]
+        drop = min(sorted(tied, key=lambda c: c.key, reverse=True), key=lambda c: c.iv)
+        drop.selected, drop.reason = False, f"VIF {drop.vif or top:.3g} above {max_vif:g}"
+        kept.remove(drop)
+    return regularised

@@ -35,15 +35,28 @@ class BinsHead(BaseModel):
 
 
 class CorrelationHead(BaseModel):
-    """F -> L: its own column pairs whose WOE columns correlate above the job's threshold."""
+    """F -> L: its own column pairs whose WOE columns correlate above the job's threshold and,
+    only when the job asks for VIF, the whole correlation matrix of its WOE columns."""
 
     model_config = ConfigDict(extra="forbid")
 
     pairs: list[tuple[int, int]]
+    matrix: list[list[float]] | None = None
+
+
+class CrossHead(BaseModel):
+    """F -> L: which feature nodes' encrypted WOE columns F summed per its bins, in order; one
+    frame per (sender column) follows, each holding F's masked per-bin sums for its columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    senders: list[str]
 
 
 def pack(head: BaseModel, *frames: bytes) -> bytes:
-    return pack_frames([head.model_dump_json().encode(), *frames])
+    """A head and its frames; a head field at its default is left out (an optional addition
+    leaves the bytes of messages that do not use it as they were)."""
+    return pack_frames([head.model_dump_json(exclude_defaults=True).encode(), *frames])
 
 
 def unpack(data: bytes, model: type[Head], what: str) -> tuple[Head, list[bytes]]:
