@@ -34,6 +34,7 @@ from models.binning.wire import (
     pack,
     unpack,
 )
+from models.labels import labelled_table
 
 
 @dataclass
@@ -59,12 +60,7 @@ class LabelParty:
                  feature_parties: Sequence[str], config: BinningConfig, *,
                  columns: tuple[str, ...] = (), party: str = "bank",
                  suite: SbtSuite = BFV_SUITE) -> None:
-        features = np.asarray(features, dtype=np.float64)
-        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-        if features.ndim != 2 or features.shape[0] != labels.size:
-            raise ValueError("features must be (rows, columns) with one label per row")
-        if not np.all((labels == 0) | (labels == 1)) or labels.min() == labels.max():
-            raise ValueError("labels must be 0 or 1, with both classes present")
+        features, labels = labelled_table(features, labels)
         self.job, self.config, self.labels = job, config, labels.astype(np.int64)
         self.party = party
         self.columns = columns or tuple(f"x{j}" for j in range(features.shape[1]))
