@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fedcredit demo --report report.json
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I . --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
