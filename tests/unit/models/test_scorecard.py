@@ -209,9 +209,9 @@ def test_a_job_checkpointed_mid_training_resumes_to_the_same_points_tables(
                              patience=20, validation_fraction=0.3)
 
     def run(roles: tuple[CardLabel | CardFeature, CardLabel | CardFeature], arbiter: Arbiter,
-            **args: object) -> LocalRun:
+            stop_after: int | None = None, resume: bool = False) -> LocalRun:
         return run_local(ALGORITHM, ("bank", roles[0]), {"host": roles[1]}, config,
-                         job_id="card", arbiter=arbiter, **args)
+                         job_id="card", stop_after=stop_after, arbiter=arbiter, resume=resume)
 
     straight = run(_roles(stored, bank, y, host, config, suite), Arbiter("card", suite=suite))
     first, arbiter = _roles(stored, bank, y, host, config, suite), Arbiter("card", suite=suite)
