@@ -255,6 +255,13 @@ class LocalNetwork:
         self.start_node(name)
         self.wait_serving([name], timeout)
 
+    def reload_nodes(self, names: Sequence[str], timeout: float = 120.0) -> dict[str, str]:
+        """Have each of `names` re-read its data source now, live (the coordinator's
+        ReloadNode, as `fedcredit nodes reload`); the outcome per node."""
+        stub = self.stub()
+        return {name: stub.ReloadNode(coordinator_pb2.ReloadNodeRequest(party=name),
+                                      timeout=timeout).outcome for name in names}
+
     def stop(self) -> None:
         self.children.stop_all(last=["coordinator"])
 

@@ -104,12 +104,17 @@ def bench_score(
 @bench_app.command("rescore")
 def bench_rescore(
     accounts: Annotated[int, typer.Option(help="Portfolio accounts re-scored.")] = 100_000,
+    max_ids: Annotated[int | None, typer.Option(
+        help="Every feature node's [scoring] max_ids_per_request (default: the nodes' own).",
+        min=1)] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A portfolio review (re-scoring, early warning, lines, PSI) through the batch path."""
+    """A portfolio review (re-scoring, the feature nodes' data alerts, early warning, lines,
+    PSI) through the batch path."""
     from fedcredit.bench.rescore import run_rescore_benchmark
 
-    show_result(guarded(lambda: run_rescore_benchmark(accounts)), as_json)
+    show_result(guarded(lambda: run_rescore_benchmark(accounts, max_ids_per_request=max_ids)),
+                as_json)
 
 
 @bench_app.command("hfl")

@@ -40,7 +40,6 @@ from node.portfolio.review import iso, rescore
 from node.portfolio.store import Account, PortfolioStore
 from node.scoring.bank import BankScorer
 from node.scoring.data_alerts import request_data_alerts
-from proto.fedcredit.v1 import coordinator_pb2
 
 POLICY = Path(__file__).with_name("policy.toml")
 DETERIORATE, IMPROVE = 0.08, 0.08  # shares of the booked portfolio
@@ -87,7 +86,7 @@ def run_lifecycle(net: LocalNetwork, synth: SynthResult, console: Console, *, mo
         shift = shift_chain(synth.out_dir, deteriorate=DETERIORATE, improve=IMPROVE,
                             seed=seed + 1, among=booked)
         with console.status("feature nodes re-reading their changed tables (live reload)"):
-            reloads = _reload(net)
+            reloads = net.reload_nodes(FEATURE_PARTIES)
         summary = _review(scorer, store, now + dt.timedelta(days=1),
                           net.workdir / "state" / LABEL_PARTY / "portfolio" / "alerts.jsonl")
         warning = _warning_figures(store, summary["review_id"], booked, shift.deteriorated,
@@ -111,13 +110,6 @@ def run_lifecycle(net: LocalNetwork, synth: SynthResult, console: Console, *, mo
                             "parties_restarted": [], "parties_reloaded": reloads},
             "review": summary, "early_warning": warning, "credit_white": white,
             "data_alerts": data}
-
-
-def _reload(net: LocalNetwork) -> dict[str, str]:
-    """Have each feature node re-read its source now; the outcome per node."""
-    stub = net.stub()
-    return {party: stub.ReloadNode(coordinator_pb2.ReloadNodeRequest(party=party),
-                                   timeout=120).outcome for party in FEATURE_PARTIES}
 
 
 def _review(scorer: BankScorer, store: PortfolioStore, at: dt.datetime,

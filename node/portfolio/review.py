@@ -5,7 +5,8 @@ With `data_alerts` (the bank's request to the feature nodes, `node.scoring.data_
 review also asks every feature node for its early-warning level of each account: an account
 whose aggregate level is above none gets an alert of type "data_warning" (source "feature
 data", its level and the sum it was read from, naming no node), beside the score alerts of type
-"early_warning"; the summary counts them and carries each node's per-feature PSI. The
+"early_warning"; the summary counts them and carries each node's per-feature PSI and the
+request's seconds (`data_alerts_seconds`). The
 aggregate level also reaches the policy's monitoring tiers (each tier's `data_level`): the
 worse of the score's tier and the data's decides the action (freeze, cut, no re-credit), and
 each early-warning alert and line change says its source ("score", "data", "both"; for a
@@ -113,8 +114,10 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     extra: dict[str, Any] = {}
     level = None
     if data_alerts is not None:
+        asked_at = time.perf_counter()
         found = data_alerts(ids, consent)
         level = _levels_of(found, ids)
+        extra["data_alerts_seconds"] = round(time.perf_counter() - asked_at, 3)
     out = review(policy.monitoring, before, pd, grade, target, level)
     line = np.where(decided, out.line, before.line)
     tier = out.tier  # an ungraded account's is its data's
@@ -157,7 +160,8 @@ def rescore(scorer: Scorer, store: PortfolioStore, *, consent: str,
     now_scores = np.asarray([np.nan if s is None else s for s in score], dtype=float)
     stability = psi(booked, now_scores)
     if data_alerts is not None:
-        more, extra = data_warnings(found, review_id, at)
+        more, counts = data_warnings(found, review_id, at)
+        extra.update(counts)
         alerts = alerts + more
     summary = {
         "review_id": review_id, "at": at, "accounts": len(ids),

@@ -80,9 +80,7 @@ def alert_network(root: Path) -> Iterator[AlertNet]:
         assert stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB), timeout=30).state == "done"
         before = load_party_tables(data, "bank")
         shift = shift_chain(synth.out_dir, deteriorate=0.1, improve=0.1, seed=5)
-        for party in FEATURE_PARTIES:
-            reply = stub.ReloadNode(coordinator_pb2.ReloadNodeRequest(party=party), timeout=120)
-            assert reply.outcome == "loaded", reply
+        assert net.reload_nodes(FEATURE_PARTIES) == {p: "loaded" for p in FEATURE_PARTIES}
         after = load_party_tables(data, "bank")
         tap.clear()
         yield AlertNet(net=net, tap=tap, before=before, after=after, shift=shift)
