@@ -9,11 +9,15 @@ an id) and reports the refusal with its status to the coordinator.
 
 Files are re-read only when their modification time or size changed (and a file that changes
 while it is read is read again at the next check); SQL sources re-run their query each time.
-A reload whose content equals the current snapshot's keeps the current version.
+A reload whose content equals the current snapshot's keeps the current snapshot.
 
-The version is `v<load counter>-<12 hex>`: the hex is an HMAC of the table's content under a key
-that never leaves the node (`state/snapshot.key`), so it tells anyone who sees it only whether
-two snapshots are equal, never anything that could be matched against a guessed table.
+The version is `v<n>-<12 hex>` (`node.snapshot_versions`): the hex is an HMAC of the table's
+content under a key that never leaves the node (`state/snapshot.key`), so it tells anyone who
+sees it only whether two snapshots are equal, never anything that could be matched against a
+guessed table; `n` numbers contents in the order the node's state directory first saw them. A
+version names a content, not a load: every process on the state directory (the node, the
+bank's decision service) and every restart gives the same content the same version, and a
+table put back to earlier content gets its earlier version again.
 """
 
 from __future__ import annotations
@@ -22,25 +26,21 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from common.audit import AuditLog
 from common.errors import DataValidationError
-from common.files import atomic_write
 from node.config import DataConfig
 from node.datasource import NodeTable, Role, load_table
 from node.findings import TableValidationError
+from node.snapshot_versions import SnapshotVersions
 
 log = logging.getLogger(__name__)
 
-KEY_BYTES = 32
-VERSION_HEX = 12
 Outcome = Literal["loaded", "unchanged", "refused", "busy"]
 Loader = Callable[[DataConfig, Role], NodeTable]
 Stamp = tuple[int, int] | None
@@ -76,18 +76,6 @@ class ReloadResult:
     message: str
 
 
-def snapshot_key(state_dir: Path) -> bytes:
-    """This node's private key for snapshot versions, made (0600) on first use."""
-    path = state_dir / "snapshot.key"
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) == KEY_BYTES:
-            return key
-    key = secrets.token_bytes(KEY_BYTES)
-    atomic_write(path, key, 0o600)
-    return key
-
-
 def content_digest(table: NodeTable, key: bytes) -> str:
     """Keyed digest of the table's features, ids (in order), values and labels."""
     mac = hmac.new(key, b"fedcredit.snapshot.v1\0", hashlib.sha256)
@@ -99,9 +87,9 @@ def content_digest(table: NodeTable, key: bytes) -> str:
     return mac.hexdigest()
 
 
-def snapshot_version(table: NodeTable, key: bytes, counter: int = 1) -> str:
-    """`v<counter>-<12 hex of the keyed content digest>`: equal hex, equal content."""
-    return f"v{counter}-{content_digest(table, key)[:VERSION_HEX]}"
+def snapshot_version(table: NodeTable, versions: SnapshotVersions) -> str:
+    """`v<n>-<12 hex of the keyed content digest>`, registered in `versions` if new."""
+    return versions.version(content_digest(table, versions.key))
 
 
 def source_stamp(cfg: DataConfig) -> Stamp:
@@ -139,22 +127,24 @@ def public_reason(err: DataValidationError) -> str:
 class LiveTable:
     """The node's current snapshot, and the reloads that replace it (thread-safe)."""
 
-    def __init__(self, cfg: DataConfig, role: Role, key: bytes, audit: AuditLog | None,
-                 first: NodeTable, *, loader: Loader = load_table) -> None:
-        self.cfg, self.role, self.key, self.audit, self.loader = cfg, role, key, audit, loader
-        self._counter = 0
+    def __init__(self, cfg: DataConfig, role: Role, versions: SnapshotVersions,
+                 audit: AuditLog | None, first: NodeTable, *, loader: Loader = load_table) -> None:
+        """Raises `SnapshotRegistryError` if the first table's version cannot be registered."""
+        self.cfg, self.role, self.audit, self.loader = cfg, role, audit, loader
+        self.versions = versions
         self._lock = threading.Lock()  # guards the swap and the status
         self._reload_lock = threading.Lock()  # one reload at a time
         self.refusal: Refusal | None = None
         self.changed = threading.Event()
         """Set whenever the status changes (new snapshot or refusal): the heartbeat sends it."""
-        self._current = self._make(first, source_stamp(cfg), content_digest(first, key))
+        self._current = self._make(first, source_stamp(cfg), content_digest(first, versions.key))
 
     def _make(self, table: NodeTable, stamp: Stamp, digest: str) -> Snapshot:
-        self._counter += 1
+        """A new snapshot, its version from the registry (not under the swap lock: the registry
+        may wait for another process)."""
         return Snapshot(table=table, training=table.training_view(),
-                        version=f"v{self._counter}-{digest[:VERSION_HEX]}",
-                        loaded_at=time.time(), digest=digest, stamp=stamp)
+                        version=self.versions.version(digest), loaded_at=time.time(),
+                        digest=digest, stamp=stamp)
 
     def current(self) -> Snapshot:
         """The snapshot to use for one whole request or job: take it once, keep it."""
@@ -163,7 +153,8 @@ class LiveTable:
 
     def reload(self, *, force: bool = False, why: str = "schedule") -> ReloadResult:
         """Read the source again if it may have changed (always when ``force``), validate it and
-        swap it in; a bad table is refused and the current snapshot kept."""
+        swap it in; a bad table is refused and the current snapshot kept. A registry that
+        cannot be written raises `SnapshotRegistryError`, the current snapshot kept."""
         with self._reload_lock:
             before = self.current()
             stamp = source_stamp(self.cfg)
@@ -177,7 +168,7 @@ class LiveTable:
                 return self._refuse(before, err, why)
             if stamp is not None and source_stamp(self.cfg) != stamp:
                 return self._busy(before)
-            digest = content_digest(table, self.key)
+            digest = content_digest(table, self.versions.key)
             if digest == before.digest:
                 with self._lock:  # same content: same version, remember the file's new stamp
                     self._current = Snapshot(table=before.table, training=before.training,
@@ -187,8 +178,8 @@ class LiveTable:
                 if cleared:
                     self.changed.set()
                 return ReloadResult("unchanged", before, "content unchanged")
+            new = self._make(table, stamp, digest)
             with self._lock:
-                new = self._make(table, stamp, digest)
                 self._current, self.refusal = new, None
             self.changed.set()
             log.info("data snapshot %s loaded (%s): %d rows, %d features (was %s)", new.version,

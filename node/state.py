@@ -20,7 +20,8 @@ from node.anchoring import NodeAnchors
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
 from node.monitoring.reference import ReferenceStore
-from node.snapshot import LiveTable, Snapshot, snapshot_key
+from node.snapshot import LiveTable, Snapshot
+from node.snapshot_versions import SnapshotVersions
 from node.trust import verify_pinned
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class NodeState:
         self.ca_pem: bytes | None = None
         self.peer_key = self._own_peer_key()
         self.audit = AuditLog(self.state_dir / "audit.jsonl", actor=self.party)
-        self.live = LiveTable(config.data, config.role, snapshot_key(self.state_dir),
+        self.live = LiveTable(config.data, config.role, SnapshotVersions.open(self.state_dir),
                               self.audit, table)
         if self.tls is not None and not config.trust.peers:
             log.warning("[trust] peers pins no certificate: %s will refuse every peer's sealing "

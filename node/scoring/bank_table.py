@@ -1,15 +1,20 @@
 """The bank's own rows for scoring, following its live table (`node.snapshot.LiveTable`).
 
 The scorer (and the decision service around it) runs beside the bank's node, on the same data
-source and snapshot key, so its versions name the same content as the node's. A `BankRows` is
-one whole snapshot prepared for scoring (the model's columns, the credit-line basis, the row of
-each id) and is swapped in as one reference once it is complete: a request takes one and keeps
-it, so no decision ever reads a half-loaded table, and each records the version it used.
+source and the same state directory, whose snapshot key and version registry
+(`node.snapshot_versions`) it shares: a version is the content's number there, not a count of
+this process's loads, so the scorer and the node (and either after a restart) give the same
+table the same version, and a decision's recorded version can be matched to the node's.
+
+A `BankRows` is one whole snapshot prepared for scoring (the model's columns, the credit-line
+basis, the row of each id) and is swapped in as one reference once it is complete: a request
+takes one and keeps it, so no decision ever reads a half-loaded table, and each records the
+version it used.
 A background thread re-reads the source every `[data] refresh_seconds` (a file only when it
 changed; SQL runs again), or, with 0 there, checks a file source's stamp every `FOLLOW_SECONDS`
 so that a `fedcredit nodes reload` after the file changed is followed without a restart. A bad
 table is refused (and logged by `LiveTable`): the current rows stay in use. A table given by
-the caller (the demo, tests) is fixed: nothing is re-read.
+the caller (the demo, tests) is fixed: nothing is re-read (its version is still registered).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 from node.columns import model_columns
 from node.config import NodeConfig
 from node.datasource import NodeTable, load_table
-from node.snapshot import LiveTable, Snapshot, snapshot_key
+from node.snapshot import LiveTable, Snapshot
+from node.snapshot_versions import SnapshotVersions
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +61,9 @@ class FollowsTable:
         """Load (or take) the table, prepare its rows, and follow the source unless given."""
         self._features, self._basis_column, self._model = list(features), basis_column, model
         self._party = config.party
-        key = snapshot_key(Path(config.state_dir))
-        live = LiveTable(config.data, "label", key, None, table or load_table(config.data,
-                                                                               "label"))
+        versions = SnapshotVersions.open(Path(config.state_dir))
+        live = LiveTable(config.data, "label", versions, None,
+                         table or load_table(config.data, "label"))
         self.view = self._rows(live.current())
         if table is not None:
             return

@@ -13,7 +13,8 @@ from common.errors import DataValidationError
 from node.alignment import AlignmentStale, AlignmentStore
 from node.config import DataConfig
 from node.datasource import load_table
-from node.snapshot import LiveTable, public_reason, snapshot_key
+from node.snapshot import LiveTable, public_reason
+from node.snapshot_versions import SnapshotVersions
 
 IDS = [f"E{i:03d}" for i in range(6)]
 
@@ -31,7 +32,8 @@ def live(tmp_path: Path) -> LiveTable:
     _write(path, ["1", "2", "3", "4", "5", "6"])
     cfg = DataConfig(source="csv", path=path, id_format="any")
     audit = AuditLog(tmp_path / "audit.jsonl", actor="core")
-    return LiveTable(cfg, "feature", snapshot_key(tmp_path), audit, load_table(cfg, "feature"))
+    return LiveTable(cfg, "feature", SnapshotVersions.open(tmp_path), audit,
+                     load_table(cfg, "feature"))
 
 
 def test_an_unchanged_file_is_not_read_again(live: LiveTable) -> None:
@@ -97,7 +99,8 @@ def test_a_sql_source_runs_its_query_again(tmp_path: Path) -> None:
     _write(path, ["1", "2", "3", "4", "5", "6"])
     cfg = DataConfig(source="sql", query="SELECT * FROM read_csv('core.csv', all_varchar=true)",
                      base_dir=tmp_path, id_format="any")
-    live = LiveTable(cfg, "feature", snapshot_key(tmp_path), None, load_table(cfg, "feature"))
+    live = LiveTable(cfg, "feature", SnapshotVersions.open(tmp_path), None,
+                     load_table(cfg, "feature"))
     assert live.reload().outcome == "unchanged"
     _write(path, ["9", "2", "3", "4", "5", "6"])
     assert live.reload().outcome == "loaded"
