@@ -10,20 +10,26 @@ version names a content, not a load: the same table is the same version in every
 after every restart, and a version kept in a decision record can always be matched.
 
 Registering is one SQLite transaction (insert the digest if new, read its number), safe for
-several processes and threads at once. A key or registry that cannot be read or written raises
-`SnapshotRegistryError` naming the file: a version is never silently made up another way.
+several processes and threads at once. The registry remembers a check of the key it was made
+with. A key or registry that cannot be read or written (checked when it is opened, not only at
+the first new content), is damaged, or does not match the other raises `SnapshotRegistryError`
+naming the file: a version is never silently made up another way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import os
 import secrets
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from common.errors import FedcreditError
 from common.sqlite import open_store
@@ -38,7 +44,9 @@ CREATE TABLE IF NOT EXISTS snapshot_versions (
     digest TEXT NOT NULL UNIQUE,
     first_seen TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS registry_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+T = TypeVar("T")
 _FIND = "SELECT number FROM snapshot_versions WHERE digest=?"
 
 
@@ -80,6 +88,9 @@ class SnapshotVersions:
     """The node's snapshot key and its durable registry of content numbers (thread-safe)."""
 
     def __init__(self, key: bytes, path: Path) -> None:
+        """Open (or make) the registry at `path` for `key`. It must be writable now, not only at
+        the first new content, and made with this key: a replaced key would silently give every
+        content a new version, so it is refused."""
         self.key, self.path = key, path
         self._lock = threading.Lock()
         try:
@@ -91,32 +102,27 @@ class SnapshotVersions:
         if check != "ok":
             raise SnapshotRegistryError(f"snapshot version registry {path} is damaged ({check}); "
                                         f"restore it from a backup")
+        mine = hmac.new(key, b"fedcredit.snapshot.registry\0", hashlib.sha256).hexdigest()[:16]
+        found = self._transaction(lambda db: _bind(db, mine))
+        if found != mine:
+            raise SnapshotRegistryError(
+                f"snapshot version registry {path} was made with another snapshot key than "
+                f"{path.parent / KEY_FILE} (was the key replaced?); restore that key from a "
+                f"backup (a new key would give every table a new version)")
 
     @classmethod
     def open(cls, state_dir: Path) -> SnapshotVersions:
-        """The key and registry in `state_dir` (both made on first use)."""
-        return cls(snapshot_key(state_dir), Path(state_dir) / REGISTRY_FILE)
+        """The key and registry in `state_dir` (both made on first use; the key first)."""
+        key_path, path = Path(state_dir) / KEY_FILE, Path(state_dir) / REGISTRY_FILE
+        if path.exists() and not key_path.exists():
+            raise SnapshotRegistryError(
+                f"snapshot key {key_path} is missing but {path} numbers contents by it; restore "
+                f"the key from a backup (a new key would give every table a new version)")
+        return cls(snapshot_key(state_dir), path)
 
     def number(self, digest: str) -> int:
         """The number of the content with this (full, hex) digest: registered now if new."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute(_FIND, (digest,)).fetchone()
-                    if row is None:  # new: the next number (the write lock is held since BEGIN)
-                        self._db.execute(
-                            "INSERT INTO snapshot_versions (digest, first_seen) VALUES (?, ?)",
-                            (digest, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
-                        row = self._db.execute(_FIND, (digest,)).fetchone()
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as err:
-                raise self._error(err) from err
-        return int(row[0])
+        return self._transaction(lambda db: _register(db, digest))
 
     def version(self, digest: str) -> str:
         """`v<number>-<12 hex>` of the content with this digest."""
@@ -126,12 +132,52 @@ class SnapshotVersions:
         with self._lock:
             self._db.close()
 
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one write transaction (other processes wait for it, up to SQLite's
+        timeout); any SQLite error becomes a `SnapshotRegistryError` naming the file."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    done = work(self._db)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as err:
+                raise self._error(err) from err
+        return done
+
     def _error(self, err: sqlite3.Error | OSError) -> SnapshotRegistryError:
         text = str(err)
-        if "readonly" in text or "unable to open" in text:
+        if "readonly" in text or "unable to open" in text or "permission" in text.lower():
             hint = "the node must be able to write it and its folder; check their permissions"
+        elif "locked" in text or "busy" in text:
+            hint = "another process held it locked too long; try again"
         else:
             hint = "it may be damaged or not a registry; restore it from a backup"
         return SnapshotRegistryError(
             f"snapshot version registry {self.path}: {text}; {hint} (snapshot versions "
             f"cannot be named without it)")
+
+
+def _bind(db: sqlite3.Connection, key_check: str) -> str:
+    """The registry's key check (this one if it had none), after a write proving it writable."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    db.execute("INSERT INTO registry_meta VALUES ('key_check', ?) ON CONFLICT (name) DO NOTHING",
+               (key_check,))
+    db.execute("INSERT INTO registry_meta VALUES ('last_opened', ?) ON CONFLICT (name) "
+               "DO UPDATE SET value = excluded.value", (now,))
+    (found,) = db.execute("SELECT value FROM registry_meta WHERE name='key_check'").fetchone()
+    return str(found)
+
+
+def _register(db: sqlite3.Connection, digest: str) -> int:
+    """The digest's number, the next one if it is new (the write lock is held since BEGIN)."""
+    row = db.execute(_FIND, (digest,)).fetchone()
+    if row is None:
+        db.execute("INSERT INTO snapshot_versions (digest, first_seen) VALUES (?, ?)",
+                   (digest, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
+        row = db.execute(_FIND, (digest,)).fetchone()
+    return int(row[0])

@@ -11,6 +11,7 @@ import numpy as np
 from common.uscc import generate_uscc
 from node.config import NodeConfig
 from node.scoring.bank_table import FollowsTable
+from node.state import NodeState
 
 
 def _write(path: Path, ids: list[str], values: list[str]) -> None:
@@ -64,3 +65,28 @@ def test_a_given_table_is_fixed(tmp_path: Path) -> None:
     _write(tmp_path / "bank.csv", ids, ["5", "6"])
     assert holder.reload_table(force=True) == holder.view.version
     assert holder.own[:, 0].tolist() == [1.0, 2.0]
+
+
+def test_the_bank_node_and_its_scorer_give_one_content_one_version(tmp_path: Path) -> None:
+    ids = generate_uscc(np.random.default_rng(3), 3)
+    bank_csv = tmp_path / "bank.csv"
+    config = _config(tmp_path, 0)  # no schedule: reloads happen when asked
+    _write(bank_csv, ids, ["1", "2", "3"])
+    node = NodeState.from_config(config, insecure=True)
+    original = node.snapshot().version
+    _write(bank_csv, ids, ["4", "5", "6"])
+    assert node.live.reload(force=True).outcome == "loaded"  # the node has loaded twice
+    holder = FollowsTable()  # the decision service starts now, on the same state directory
+    holder.follow_table(config, None, ["x"], "line_basis", "model m")
+    try:
+        assert holder.version == node.snapshot().version
+        assert holder.version.startswith("v2-")
+        for values in (["7", "8", "9"], ["1", "2", "3"]):  # new content, then the first again
+            _write(bank_csv, ids, values)
+            node.live.reload(force=True)
+            assert holder.reload_table(force=True) == node.snapshot().version
+        assert holder.version == original  # a version names content, whoever loaded it
+        restarted = NodeState.from_config(config, insecure=True)
+        assert restarted.snapshot().version == original
+    finally:
+        holder.stop_following()

@@ -137,3 +137,22 @@ def test_an_alignment_refuses_a_newer_snapshot_and_says_so(tmp_path: Path) -> No
     with pytest.raises(AlignmentStale, match=r"newer data snapshot \(v2-cccccccccccc\).*"
                                              r"\(v1-aaaaaaaaaaaa\)"):
         store.verify("job-1", list(reversed(IDS)), "core", "core.csv", "bank", "v2-cccccccccccc")
+
+
+def test_a_version_names_content_across_reverts_and_restarts(live: LiveTable,
+                                                               tmp_path: Path) -> None:
+    assert live.cfg.path is not None
+    original = live.current().version
+    _write(live.cfg.path, ["10", "2", "3", "4", "5", "6"])
+    changed = live.reload().snapshot.version
+    assert changed.startswith("v2-") and changed != original
+    _write(live.cfg.path, ["1", "2", "3", "4", "5", "6"])  # put back as it was
+    result = live.reload()
+    assert result.outcome == "loaded" and result.snapshot.version == original
+    restarted = LiveTable(live.cfg, "feature", SnapshotVersions.open(tmp_path), None,
+                          load_table(live.cfg, "feature"))  # a new process would count again
+    assert restarted.current().version == original
+    _write(live.cfg.path, ["10", "2", "3", "4", "5", "6"])
+    assert restarted.reload().snapshot.version == changed
+    _write(live.cfg.path, ["11", "2", "3", "4", "5", "6"])
+    assert restarted.reload().snapshot.version.startswith("v3-")  # new content: the next number
