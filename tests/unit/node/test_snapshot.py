@@ -13,7 +13,7 @@ from common.errors import DataValidationError
 from node.alignment import AlignmentStale, AlignmentStore
 from node.config import DataConfig
 from node.datasource import load_table
-from node.snapshot import LiveTable, public_reason
+from node.snapshot import LiveTable, public_reason, snapshot_version
 from node.snapshot_versions import SnapshotVersions
 
 IDS = [f"E{i:03d}" for i in range(6)]
@@ -152,6 +152,7 @@ def test_a_version_names_content_across_reverts_and_restarts(live: LiveTable,
     restarted = LiveTable(live.cfg, "feature", SnapshotVersions.open(tmp_path), None,
                           load_table(live.cfg, "feature"))  # a new process would count again
     assert restarted.current().version == original
+    assert snapshot_version(load_table(live.cfg, "feature"), restarted.versions) == original
     _write(live.cfg.path, ["10", "2", "3", "4", "5", "6"])
     assert restarted.reload().snapshot.version == changed
     _write(live.cfg.path, ["11", "2", "3", "4", "5", "6"])
