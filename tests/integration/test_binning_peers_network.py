@@ -2,7 +2,8 @@
 
 A bank and feature nodes f1, f2, f3 on give_credit rows (f2 holds a noisy copy of f1's x0; f3
 does not share its correlation matrix). The coordinator runs in this process behind a wire tap
-(`tapped_network`), so every byte relayed between the nodes is recorded.
+(`tapped_network`), so every byte relayed between the nodes is recorded; the nodes are real
+processes with mutual TLS, each pinning the others (the last test: one that does not).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from node.alignment import AlignmentStore
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2
 from tests.integration.conftest import run_job, tapped_network, write_table
 from tests.integration.test_scorecard_network import CARD
-from tests.integration.wiretap import WireTap
 from tests.unit.models.test_binning import give_credit
 from tests.unit.models.test_binning_selection import EPS, noisy_copy, regression_vif
 
@@ -42,7 +42,6 @@ PAIR = ("f1:x0", "f2:x2")  # f2's x2 is a noisy copy of f1's x0
 @dataclass
 class Run:
     net: LocalNetwork
-    tap: WireTap
     tables: dict[str, np.ndarray]  # each party's feature columns, rows in one (the ids') order
     job: coordinator_pb2.JobStatus  # the binning job with max_vif on f1 and f2
     wire: list[tuple[str, str, Any]]  # what crossed the coordinator during that job
@@ -98,7 +97,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         job = run_job(net.stub(), "bin-vif", "binning", BINNING, features=["f1", "f2"])
         wire = list(tap.messages)
         tap.clear()
-        yield Run(net, tap, tables, job, wire)
+        yield Run(net, tables, job, wire)
 
 
 def _pooled_vifs(run: Run, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -230,3 +229,27 @@ def test_a_scorecard_trains_on_the_characteristics_selected_across_nodes(run: Ru
           f"{pooled.auc:.4f}; max |points difference| per bin (and base) {worst:.3g}")
     assert abs(federated - pooled.auc) <= 0.005
     assert worst < 0.5  # equal within rounding to whole points
+
+
+def test_a_feature_node_pinning_only_the_bank_refuses_the_other_feature_nodes_key(
+        tmp_path: Path) -> None:
+    """Feature nodes seal binning parts to each other: each must pin the others, not only the
+    bank (enough for every other algorithm); one that does not refuses the job at open."""
+    specs = [s for s in _specs(tmp_path / "data")[0] if s.name != "f3"]
+    net = LocalNetwork(tmp_path / "net", specs)
+    net.prepare()  # the certificates, to pin their fingerprints
+    net.pins = {s.name: {p.name: net.fingerprint(p.name) for p in specs if p.name != s.name}
+                for s in specs}
+    net.pins["f2"] = {"bank": net.fingerprint("bank")}
+    with net:
+        net.start(timeout=120)
+        net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
+                         timeout=600)
+        job = run_job(net.stub(), "bin", "binning", BINNING, features=["f1", "f2"])
+    assert job.state == "failed"
+    assert job.error.startswith("f2 refused step open"), job.error
+    assert "f2 has no pinned certificate for f1 ([trust] peers" in job.error
+    events = [json.loads(line) for line in
+              (tmp_path / "net" / "state" / "f2" / "audit.jsonl").read_text().splitlines()]
+    assert [(e["job"], e["peer"]) for e in events if e["event"] == "trust.refused"] == [
+        ("bin", "f1")]
