@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from coordinator.config import load_coordinator_config
 from coordinator.server import build_server
 from coordinator.service import Coordinator
 from fedcredit.launcher import LocalNetwork, PartySpec
+from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
 from tests.integration.wiretap import WireTap
 
 
@@ -99,3 +102,20 @@ def tapped_network(workdir: Path, specs: Sequence[PartySpec],
     finally:
         server.stop(grace=1).wait()
         core.close()
+
+
+def run_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str, algorithm: str,
+            settings: dict[str, object], *, features: Sequence[str] = ("host",),
+            label: str = "bank", align_job: str = "al", timeout: float = 900.0,
+            ) -> coordinator_pb2.JobStatus:
+    """Submit a training job (its model named after it) and wait until it stops running."""
+    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
+        {"label": label, "features": list(features), "align_job": align_job,
+         "model_name": job_id, algorithm: settings}), job_id=job_id, algorithm=algorithm),
+        timeout=60)
+    deadline = time.monotonic() + timeout
+    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
+                              timeout=30)).state == "running":
+        assert time.monotonic() < deadline, f"job {job_id} still running after {timeout} s"
+        time.sleep(0.5)
+    return job

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +10,11 @@ import pytest
 
 from fedcredit.launcher import LocalNetwork, PartySpec
 from models.binning.bins import ColumnBins
-from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+from proto.fedcredit.v1 import coordinator_pb2
+from tests.integration.conftest import run_job
 from tests.unit.models.test_binning import pooled_table
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def _run(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
-         settings: dict[str, object]) -> coordinator_pb2.JobStatus:
-    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
-        {"label": "bank", "features": ["host"], "align_job": "al", "binning": settings}),
-        job_id=job_id, algorithm="binning"), timeout=60)
-    deadline = time.monotonic() + 600
-    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
-                              timeout=30)).state == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    return job
 
 
 def test_give_credit_woe_and_iv_equal_optbinning_pooled(tmp_path: Path) -> None:
@@ -41,9 +28,9 @@ def test_give_credit_woe_and_iv_equal_optbinning_pooled(tmp_path: Path) -> None:
         net.start(timeout=120)
         net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
                          timeout=600)
-        job = _run(net.stub(), "gc-bin", {"method": "optimal", "bins": 20})
+        job = run_job(net.stub(), "gc-bin", "binning", {"method": "optimal", "bins": 20})
         assert job.state == "done", job.error
-        low = _run(net.stub(), "low-floor", {"min_bin_rows": 16})
+        low = run_job(net.stub(), "low-floor", "binning", {"min_bin_rows": 16})
     assert low.state == "failed" and "below this node's minimum of 128" in low.error
     refusals = [json.loads(line) for party in ("bank", "host") for line in
                 (tmp_path / "state" / party / "audit.jsonl").read_text().splitlines()

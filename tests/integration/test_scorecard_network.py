@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ from fedcredit.launcher import LocalNetwork, PartySpec
 from fedcredit.scorecard_twin import compare_scorecard, max_points_difference
 from models.scorecard import JOINT, MAX_REASONS, ScorecardConfig
 from models.scorecard.points import PartyCard
-from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
+from proto.fedcredit.v1 import coordinator_pb2
+from tests.integration.conftest import run_job
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CARD = {"learning_rate": 0.5, "batch_size": 4096, "max_epochs": 8, "patience": 20,
@@ -42,19 +42,6 @@ class Trained:
     host: np.ndarray  # id, x0..x4
 
 
-def _run(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str, algorithm: str,
-         settings: dict[str, object]) -> coordinator_pb2.JobStatus:
-    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
-        {"label": "bank", "features": ["host"], "align_job": "al", "model_name": job_id,
-         algorithm: settings}), job_id=job_id, algorithm=algorithm), timeout=60)
-    deadline = time.monotonic() + 900
-    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
-                              timeout=30)).state == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    return job
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     if not (DATA / "give_credit_hetero_guest.csv").exists():
@@ -68,11 +55,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         net.start(timeout=120)
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=600)
-        binning = _run(stub, "gc-bin", "binning", {"method": "optimal", "bins": 20})
+        binning = run_job(stub, "gc-bin", "binning", {"method": "optimal", "bins": 20})
         assert binning.state == "done", binning.error
         iv_table = json.loads(binning.metrics_json)["history"][-1]["iv_table"]
         chosen = [f"{r['party']}:{r['name']}" for r in iv_table if r["selected"]]
-        card = _run(stub, "gc-card", "scorecard",  # no characteristics: the selected ones
+        card = run_job(stub, "gc-card", "scorecard",  # no characteristics: the selected ones
                     {**CARD, "binning_job": "gc-bin"})
         assert card.state == "done", card.error
         yield Trained(net, card, ScorecardConfig(**CARD, binning_job="gc-bin",
