@@ -146,6 +146,12 @@ class BelowFloor(ProtocolError):
         super().__init__(f"{setting} = {asked:g} is below this node's minimum of {floor:g} "
                          f"([floors] {floor_name} in its config); ask for at least that")
         self.setting, self.asked, self.floor = setting, asked, floor
+        self.floor_name = floor_name
+
+    def audit_details(self) -> dict[str, Any]:
+        """What the node's audit log records of the refusal (settings and floors, no data)."""
+        return {"setting": self.setting, "asked": self.asked, "floor": self.floor,
+                "floor_name": self.floor_name}
 
 
 def check_floor(setting: str, asked: float, floor: float, floor_name: str) -> None:

@@ -172,6 +172,9 @@ class StepHandler:
     def _seal(self, session: JobSession, header: common_pb2.StepHeader,
               payload: Payload) -> Payload:
         me, recipient = self.state.party, payload.recipient
+        if recipient not in session.sealers:
+            raise ProtocolError(f"part {payload.name!r} goes to {recipient!r}, whose sealing key "
+                                f"this node was not given when job {header.job_id} opened")
         context = seal_context(header, payload.name, me, recipient)
         return Payload(name=payload.name, sender=me, recipient=recipient, sealed=True,
                        data=session.sealers[recipient].seal(payload.data, context))
@@ -199,8 +202,7 @@ class StepHandler:
             settings = algo.apply_floors(settings, state.config.floors)
         except BelowFloor as err:
             state.audit.append("train.refused", job=header.job_id, purpose=algo.purpose,
-                               details={"setting": err.setting, "asked": err.asked,
-                                        "floor": err.floor})
+                               details=err.audit_details())
             raise
         sealers = {}
         for peer in header.peers:

@@ -47,7 +47,11 @@ class CorrelationsRefused(BelowFloor):
         ProtocolError.__init__(self, "[binning] max_vif needs this node's correlation matrix of "
                                "its WOE columns, which it does not share ([floors] "
                                "share_correlations = false in its config); leave max_vif out")
-        self.setting, self.asked, self.floor = "[binning] max_vif", 1.0, 0.0
+        self.setting, self.floor_name = "[binning] max_vif", "share_correlations"
+        self.asked, self.floor = 1.0, 0.0  # BelowFloor's fields: asked for it, shares none
+
+    def audit_details(self) -> dict[str, Any]:
+        return {"setting": self.setting, "floor_name": self.floor_name, "shared": False}
 
 
 def apply_floors(settings: BinningConfig, floors: Floors) -> BinningConfig:

@@ -35,7 +35,8 @@ def test_give_credit_woe_and_iv_equal_optbinning_pooled(tmp_path: Path) -> None:
     refusals = [json.loads(line) for party in ("bank", "host") for line in
                 (tmp_path / "state" / party / "audit.jsonl").read_text().splitlines()
                 if '"train.refused"' in line]  # the first node opened refuses, audited
-    assert any(r["job"] == "low-floor" and r["details"]["floor"] == 128 for r in refusals)
+    assert any(r["job"] == "low-floor" and r["details"]["floor"] == 128
+               and r["details"]["floor_name"] == "min_bin_rows" for r in refusals)
 
     report = json.loads(job.metrics_json)["history"][-1]  # the coordinator's copy: no bins
     assert len(report["iv_table"]) == 10 and "bins_table" not in report["iv_table"][0]

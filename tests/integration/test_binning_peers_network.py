@@ -186,8 +186,9 @@ def test_a_node_not_sharing_correlations_refuses_vif_and_takes_a_job_without(run
     audit = run.net.workdir / "state" / "f3" / "audit.jsonl"
     events = [json.loads(line) for line in audit.read_text().splitlines()]
     refusals = [e for e in events if e["event"] == "train.refused"]
-    assert [(e["job"], e["details"]["setting"]) for e in refusals] == [
-        ("bin-refused", "[binning] max_vif")]
+    assert [(e["job"], e["details"]) for e in refusals] == [
+        ("bin-refused", {"setting": "[binning] max_vif", "floor_name": "share_correlations",
+                         "shared": False})]
     assert not [e for e in events if e["event"] == "train.open" and e["job"] == "bin-refused"]
 
     settings = {"method": "quantile", "bins": 10, "max_correlation": 0.7}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,7 +67,8 @@ def _nodes(root: Path, share: bool = True) -> tuple[Node, list[Node]]:
     return bank, [core, tax]
 
 
-def _network(bank: Node, features: list[Node], tapped: list[Payload]) -> NodeNetwork:
+def _network(bank: Node, features: list[Node], tapped: list[Payload],
+             kind: type[NodeNetwork] = NodeNetwork) -> NodeNetwork:
     handlers = {n.party: n.handler for n in (bank, *features)}
 
     def send(party: str, header: common_pb2.StepHeader,
@@ -77,7 +79,7 @@ def _network(bank: Node, features: list[Node], tapped: list[Payload]) -> NodeNet
 
     spec = JobSpec(label="bank", features=[f.party for f in features], align_job=ALIGN,
                    settings=SETTINGS)
-    return NodeNetwork(BINNING, "bin-1", spec, bank, features, send)
+    return kind(BINNING, "bin-1", spec, bank, features, send)
 
 
 def test_feature_nodes_seal_their_columns_to_each_other_and_the_bank_selects(
@@ -118,3 +120,25 @@ def test_a_node_that_does_not_share_its_matrix_refuses_a_vif_job(tmp_path: Path)
         list(BINNING.drive(_network(bank, features, []), settings))
     audit = (features[0].state.state_dir / "audit.jsonl").read_text()
     assert '"train.refused"' in audit and "max_vif" in audit
+
+
+class _Withholding(NodeNetwork):
+    """A relay that hands feature nodes only the bank's key (as for any other algorithm)."""
+
+    def _header(self, step: Any, epoch: int, batch: int, extra: Any,
+                party: str) -> common_pb2.StepHeader:
+        header = super()._header(step, epoch, batch, extra, party)
+        if step.role == "feature":
+            kept = [p for p in header.peers if p.party == "bank"]
+            del header.peers[:]
+            header.peers.extend(kept)
+        return header
+
+
+def test_a_node_without_the_recipients_key_names_the_part_and_the_recipient(
+        tmp_path: Path) -> None:
+    bank, features = _nodes(tmp_path)
+    settings = BINNING.settings.model_validate(SETTINGS)
+    with pytest.raises(ProtocolError, match="'columns:core>tax' goes to 'tax', whose sealing key "
+                                            "this node was not given when job bin-1 opened"):
+        list(BINNING.drive(_network(bank, features, [], _Withholding), settings))
