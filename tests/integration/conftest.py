@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,18 +104,39 @@ def tapped_network(workdir: Path, specs: Sequence[PartySpec],
         core.close()
 
 
+def stopped(job: coordinator_pb2.JobStatus) -> bool:
+    return job.state != "running"
+
+
+def wait_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str,
+             until: Callable[[coordinator_pb2.JobStatus], bool] = stopped, *,
+             timeout: float = 300.0) -> coordinator_pb2.JobStatus:
+    """Poll a job until `until` holds of it (by default: until it stops running)."""
+    deadline = time.monotonic() + timeout
+    while not until(job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
+                                       timeout=30)):
+        assert time.monotonic() < deadline, f"job {job_id} still {job.state}: {job.metrics_json}"
+        time.sleep(0.3)
+    return job
+
+
+def submit_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str, algorithm: str,
+               settings: dict[str, object], *, features: Sequence[str] = ("host",),
+               label: str = "bank", align_job: str = "al", model_name: str | None = None,
+               **fields: object) -> coordinator_pb2.JobStatus:
+    """Submit a training job: its model named after it unless `model_name` is given ("" lets
+    the coordinator name it `<algorithm>-<label>`); `fields` are more of the job's own keys."""
+    return stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
+        {"label": label, "features": list(features), "align_job": align_job,
+         "model_name": job_id if model_name is None else model_name, **fields,
+         algorithm: settings}), job_id=job_id, algorithm=algorithm), timeout=60)
+
+
 def run_job(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str, algorithm: str,
             settings: dict[str, object], *, features: Sequence[str] = ("host",),
-            label: str = "bank", align_job: str = "al", timeout: float = 900.0,
-            ) -> coordinator_pb2.JobStatus:
-    """Submit a training job (its model named after it) and wait until it stops running."""
-    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
-        {"label": label, "features": list(features), "align_job": align_job,
-         "model_name": job_id, algorithm: settings}), job_id=job_id, algorithm=algorithm),
-        timeout=60)
-    deadline = time.monotonic() + timeout
-    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
-                              timeout=30)).state == "running":
-        assert time.monotonic() < deadline, f"job {job_id} still running after {timeout} s"
-        time.sleep(0.5)
-    return job
+            label: str = "bank", align_job: str = "al", model_name: str | None = None,
+            timeout: float = 900.0, **fields: object) -> coordinator_pb2.JobStatus:
+    """Submit a training job (as `submit_job`) and wait until it stops running."""
+    submit_job(stub, job_id, algorithm, settings, features=features, label=label,
+               align_job=align_job, model_name=model_name, **fields)
+    return wait_job(stub, job_id, timeout=timeout)

@@ -6,25 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from fedcredit.launcher import LocalNetwork, PartySpec
+from fedcredit.launcher import LocalNetwork
 from models.binning.bins import ColumnBins
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import run_job
+from tests.integration.give_credit import GUEST, HOST, give_credit_specs
 from tests.unit.models.test_binning import pooled_table
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def test_give_credit_woe_and_iv_equal_optbinning_pooled(tmp_path: Path) -> None:
-    if not (DATA / "give_credit_hetero_guest.csv").exists():
-        pytest.skip("../shared/data is not beside this checkout")
-    specs = [PartySpec("bank", "label", {"source": "csv", "id_format": "any", "label_column": "y",
-                                         "path": str(DATA / "give_credit_hetero_guest.csv")}),
-             PartySpec("host", "feature", {"source": "csv", "id_format": "any",
-                                           "path": str(DATA / "give_credit_hetero_host.csv")})]
-    with LocalNetwork(tmp_path, specs) as net:
+    with LocalNetwork(tmp_path, give_credit_specs()) as net:
         net.start(timeout=120)
         net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
                          timeout=600)
@@ -44,8 +36,8 @@ def test_give_credit_woe_and_iv_equal_optbinning_pooled(tmp_path: Path) -> None:
     host_bins = [ColumnBins.from_json(c) for c in json.loads(
         (models / "host" / "models" / "gc-bin" / "binning.json").read_bytes())["columns"]]
     summary = json.loads((models / "bank" / "models" / "gc-bin" / "binning.json").read_bytes())
-    guest = np.loadtxt(DATA / "give_credit_hetero_guest.csv", delimiter=",", skiprows=1)
-    host = np.loadtxt(DATA / "give_credit_hetero_host.csv", delimiter=",", skiprows=1)
+    guest = np.loadtxt(GUEST, delimiter=",", skiprows=1)
+    host = np.loadtxt(HOST, delimiter=",", skiprows=1)
     assert np.array_equal(guest[:, 0], host[:, 0])  # the same ids: pooled by row
     worst = 0.0
     for j, column in enumerate(host_bins):

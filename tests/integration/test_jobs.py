@@ -25,7 +25,7 @@ from node.config import load_node_config
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2
-from tests.integration.conftest import Tables
+from tests.integration.conftest import Tables, wait_job
 
 FEATURES = ["core", "logistics"]
 SMALL = {"batch_size": 128, "max_epochs": 2, "validation_fraction": 0.25, "seed": 1}
@@ -39,7 +39,7 @@ def trained(network: LocalNetwork) -> Iterator[LocalNetwork]:
     stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
     stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", job_id="tr",
                                             config_json=json.dumps(_job("al", SMALL))), timeout=60)
-    assert _wait(network, "tr", lambda j: j.state != "running").state == "done"
+    assert wait_job(stub, "tr").state == "done"
     yield network
 
 
@@ -47,15 +47,8 @@ def _job(align_job: str, vlr: dict[str, Any]) -> dict[str, Any]:
     return {"label": "bank", "features": FEATURES, "align_job": align_job, "vlr": vlr}
 
 
-def _wait(net: LocalNetwork, job_id: str, until: Any, timeout: float = 300,
-          ) -> coordinator_pb2.JobStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.state}"
-        time.sleep(0.2)
+def _started(job: coordinator_pb2.JobStatus) -> bool:
+    return bool(json.loads(job.metrics_json).get("epoch", -1) >= 0)
 
 
 def _operator(net: LocalNetwork) -> list[str]:
@@ -113,7 +106,7 @@ def test_cancel_stops_a_running_job_show_tells_it_and_it_resumes(trained: LocalN
     stub = trained.stub()
     stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", job_id="long",
                                             config_json=json.dumps(_job("al", LONG))), timeout=60)
-    _wait(trained, "long", lambda j: json.loads(j.metrics_json).get("epoch", -1) >= 0)
+    wait_job(stub, "long", _started)
 
     result = _cli("jobs", "cancel", "long", "--wait", "60", "--json", *_operator(trained))
 
@@ -134,14 +127,14 @@ def test_cancel_stops_a_running_job_show_tells_it_and_it_resumes(trained: LocalN
 
     stub.ResumeJob(coordinator_pb2.GetJobRequest(job_id="long"), timeout=60)  # resumable
     assert _cli("jobs", "cancel", "long", *_operator(trained)).returncode == ExitCode.OK
-    assert _wait(trained, "long", lambda j: j.state != "running").state == "cancelled"
+    assert wait_job(stub, "long").state == "cancelled"
 
 
 def test_delete_a_failed_job_and_a_trained_one_only_with_force(trained: LocalNetwork) -> None:
     stub = trained.stub()
     stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", job_id="floor", config_json=json.dumps(
         _job("al", {**SMALL, "batch_size": 48, "min_batch": 16}))), timeout=60)
-    assert _wait(trained, "floor", lambda j: j.state != "running").state == "failed"
+    assert wait_job(stub, "floor").state == "failed"
 
     deleted = _cli("jobs", "delete", "floor", *_operator(trained))
 
@@ -168,7 +161,7 @@ def test_ctrl_c_while_following_leaves_the_job_running_and_says_how_to_reach_it(
         env={**os.environ, "COLUMNS": "200"})
     try:
         assert _exists(trained, "followed", 60), "the job was not submitted"
-        _wait(trained, "followed", lambda j: json.loads(j.metrics_json).get("epoch", -1) >= 0)
+        wait_job(trained.stub(), "followed", _started)
         follower.send_signal(signal.SIGINT)
         _, err = follower.communicate(timeout=60)
     finally:
@@ -180,7 +173,7 @@ def test_ctrl_c_while_following_leaves_the_job_running_and_says_how_to_reach_it(
     assert trained.stub().GetJob(coordinator_pb2.GetJobRequest(job_id="followed"),
                                  timeout=30).state == "running"
     trained.stub().CancelJob(coordinator_pb2.GetJobRequest(job_id="followed"), timeout=30)
-    assert _wait(trained, "followed", lambda j: j.state != "running").state == "cancelled"
+    assert wait_job(trained.stub(), "followed").state == "cancelled"
 
 
 def _exists(net: LocalNetwork, job_id: str, timeout: float) -> bool:

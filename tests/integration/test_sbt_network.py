@@ -3,51 +3,31 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fedcredit.demo.parties import party_specs
 from fedcredit.evaluate import compare_sbt, load_party_tables
-from fedcredit.launcher import LocalNetwork, PartySpec
+from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
-from proto.fedcredit.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
-from tests.integration.conftest import tapped_network
+from proto.fedcredit.v1 import common_pb2, coordinator_pb2
+from tests.integration.conftest import run_job, tapped_network
+from tests.integration.give_credit import give_credit_specs
 
 SBT_STEPS = ("public_context:", "histogram_request:", "histograms:", "split_request:",
              "partitions:", "topology:")
 
 
-def _train(stub: coordinator_pb2_grpc.CoordinatorServiceStub, job_id: str, features: list[str],
-           settings: dict[str, object]) -> coordinator_pb2.JobStatus:
-    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
-        {"label": "bank", "features": features, "align_job": "al", "sbt": settings}),
-        job_id=job_id, algorithm="sbt"), timeout=60)
-    deadline = time.monotonic() + 900
-    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job_id),
-                              timeout=30)).state == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    return job
-
-
 def test_give_credit_matches_xgboost(tmp_path: Path) -> None:
     """FATE's benchmark settings on the public data: 30 trees, depth 3, 32 bins, rate 0.3."""
-    data = Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not (data / "give_credit_hetero_guest.csv").exists():
-        pytest.skip("../shared/data is not beside this checkout")
-    specs = [PartySpec("bank", "label", {"source": "csv", "id_format": "any", "label_column": "y",
-                                         "path": str(data / "give_credit_hetero_guest.csv")}),
-             PartySpec("host", "feature", {"source": "csv", "id_format": "any",
-                                           "path": str(data / "give_credit_hetero_host.csv")})]
+    specs = give_credit_specs()
     settings = {"trees": 30, "depth": 3, "bins": 32, "learning_rate": 0.3}
     with LocalNetwork(tmp_path, specs) as net:
         net.start(timeout=120)
         net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
                          timeout=600)
-        job = _train(net.stub(), "gc-sbt", ["host"], settings)
+        job = run_job(net.stub(), "gc-sbt", "sbt", settings, model_name="")
         assert job.state == "done", job.error
         tables = load_party_tables({p.name: p.data for p in specs}, "bank")
         reference = compare_sbt(tmp_path / "state", tables, "bank", ["host"], "al", settings)
@@ -62,7 +42,8 @@ def test_boosting_traffic_is_sealed_and_thresholds_stay_home(tmp_path: Path) -> 
     with tapped_network(tmp_path, specs) as (net, tap):
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        job = _train(stub, "sbt-tap", ["core", "logistics", "tax"], {"trees": 2, "depth": 3})
+        job = run_job(stub, "sbt-tap", "sbt", {"trees": 2, "depth": 3},
+                      features=["core", "logistics", "tax"], model_name="")
         assert job.state == "done", job.error
         parts = [m.part for method, _, m in tap.messages
                  if method.endswith("RunStep") and isinstance(m, common_pb2.StepMessage)

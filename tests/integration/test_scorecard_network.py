@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 
 from fedcredit.evaluate import load_party_tables
-from fedcredit.launcher import LocalNetwork, PartySpec
+from fedcredit.launcher import LocalNetwork
 from fedcredit.scorecard_twin import compare_scorecard, max_points_difference
 from models.scorecard import JOINT, MAX_REASONS, ScorecardConfig
 from models.scorecard.points import PartyCard
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import run_job
+from tests.integration.give_credit import GUEST, HOST, give_credit_specs
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CARD = {"learning_rate": 0.5, "batch_size": 4096, "max_epochs": 8, "patience": 20,
         "validation_fraction": 0.2, "seed": 0}
 
@@ -44,14 +44,8 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
-    if not (DATA / "give_credit_hetero_guest.csv").exists():
-        pytest.skip("../shared/data is not beside this checkout")
-    root = tmp_path_factory.mktemp("scorecard")
-    specs = [PartySpec("bank", "label", {"source": "csv", "id_format": "any", "label_column": "y",
-                                         "path": str(DATA / "give_credit_hetero_guest.csv")}),
-             PartySpec("host", "feature", {"source": "csv", "id_format": "any",
-                                           "path": str(DATA / "give_credit_hetero_host.csv")})]
-    with LocalNetwork(root, specs) as net:
+    specs = give_credit_specs()
+    with LocalNetwork(tmp_path_factory.mktemp("scorecard"), specs) as net:
         net.start(timeout=120)
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=600)
@@ -64,10 +58,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         assert card.state == "done", card.error
         yield Trained(net, card, ScorecardConfig(**CARD, binning_job="gc-bin",
                                                  characteristics=chosen),
-                      np.loadtxt(DATA / "give_credit_hetero_guest.csv", delimiter=",",
-                                 skiprows=1),
-                      np.loadtxt(DATA / "give_credit_hetero_host.csv", delimiter=",",
-                                 skiprows=1))
+                      np.loadtxt(GUEST, delimiter=",", skiprows=1),
+                      np.loadtxt(HOST, delimiter=",", skiprows=1))
 
 
 def _cards(t: Trained) -> dict[str, tuple[PartyCard, dict[str, Any]]]:

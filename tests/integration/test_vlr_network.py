@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from fedcredit.launcher import LocalNetwork
 from fedcredit.synth import synthesize
 from models.vlr import VlrConfig
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2
+from tests.integration.conftest import run_job, submit_job, wait_job
+from tests.integration.give_credit import give_credit_specs
 
 FEATURES = ["core", "logistics", "tax"]
 HYPER = {"learning_rate": 0.15, "batch_size": 512, "max_epochs": 6, "patience": 10,
@@ -37,25 +38,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 
 def _train(net: LocalNetwork, job_id: str, **overrides: Any) -> coordinator_pb2.JobStatus:
-    settings = {"label": "bank", "features": FEATURES, "align_job": "align",
-                "step_attempts": 2, "vlr": {**HYPER, **overrides}}
-    return net.stub().Train(coordinator_pb2.TrainRequest(algorithm="vlr",
-        config_json=json.dumps(settings), job_id=job_id), timeout=60)
-
-
-def _wait(net: LocalNetwork, job_id: str, until: Any, timeout: float = 300
-          ) -> coordinator_pb2.JobStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = net.stub().GetJob(coordinator_pb2.GetJobRequest(job_id=job_id), timeout=30)
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.state}: {job.metrics_json}"
-        time.sleep(0.3)
-
-
-def _done(job: coordinator_pb2.JobStatus) -> bool:
-    return job.state != "running"
+    return submit_job(net.stub(), job_id, "vlr", {**HYPER, **overrides}, features=FEATURES,
+                      align_job="align", model_name="", step_attempts=2)
 
 
 def _best_auc(job: coordinator_pb2.JobStatus) -> float:
@@ -67,7 +51,7 @@ def _best_auc(job: coordinator_pb2.JobStatus) -> float:
 
 def test_joint_model_matches_pooled_twin_and_beats_bank_alone(net: LocalNetwork) -> None:
     _train(net, "plain-run")
-    job = _wait(net, "plain-run", _done)
+    job = wait_job(net.stub(), "plain-run")
     assert job.state == "done", job.error
 
     tables = load_party_tables({p.name: p.data for p in net.parties}, "bank")
@@ -85,19 +69,19 @@ def test_joint_model_matches_pooled_twin_and_beats_bank_alone(net: LocalNetwork)
 
 
 def test_feature_node_killed_mid_training_then_resumed(net: LocalNetwork) -> None:
-    reference = _wait(net, "plain-run", _done)
+    reference = wait_job(net.stub(), "plain-run")
     _train(net, "faulty-run")
-    _wait(net, "faulty-run", lambda j: json.loads(j.metrics_json).get("epoch", -1) >= 1)
+    wait_job(net.stub(), "faulty-run", lambda j: json.loads(j.metrics_json).get("epoch", -1) >= 1)
     net.stop_process("logistics", sig=signal.SIGKILL)
 
-    failed = _wait(net, "faulty-run", _done, timeout=120)
+    failed = wait_job(net.stub(), "faulty-run", timeout=120)
     assert failed.state == "failed"
     assert "logistics" in failed.error
 
     net.start_node("logistics")
     net.wait_serving(["logistics"], timeout=120)
     net.stub().ResumeJob(coordinator_pb2.GetJobRequest(job_id="faulty-run"), timeout=60)
-    resumed = _wait(net, "faulty-run", _done)
+    resumed = wait_job(net.stub(), "faulty-run")
     assert resumed.state == "done", resumed.error
     history = json.loads(resumed.metrics_json)["history"]
     assert [h["epoch"] for h in history] == list(range(len(history)))
@@ -139,7 +123,7 @@ def test_weak_he_parameters_are_refused_before_any_job_exists(net: LocalNetwork)
 
 def test_feature_node_enforces_its_own_floor(net: LocalNetwork) -> None:
     _train(net, "low-floor", batch_size=48, min_batch=16)
-    job = _wait(net, "low-floor", _done)
+    job = wait_job(net.stub(), "low-floor")
     assert job.state == "failed"
     assert "below this node's minimum of 64" in job.error
 
@@ -152,25 +136,15 @@ def test_resume_of_a_finished_job_is_refused(net: LocalNetwork) -> None:
 
 def test_give_credit_matches_centralised_lr(tmp_path: Path) -> None:
     """The public data: bank = guest (x0..x4 + y), one feature node = host (x0..x4)."""
-    data = Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not (data / "give_credit_hetero_guest.csv").exists():
-        pytest.skip("../shared/data is not beside this checkout")
-    from fedcredit.launcher import PartySpec
-
-    specs = [PartySpec("bank", "label", {"source": "csv", "id_format": "any", "label_column": "y",
-                                         "path": str(data / "give_credit_hetero_guest.csv")}),
-             PartySpec("host", "feature", {"source": "csv", "id_format": "any",
-                                           "path": str(data / "give_credit_hetero_host.csv")})]
+    specs = give_credit_specs()
     hyper = {"learning_rate": 0.5, "batch_size": 4096, "max_epochs": 10, "patience": 20,
              "validation_fraction": 0.0, "seed": 0}
     with LocalNetwork(tmp_path, specs) as gc:
         gc.start(timeout=120)
         gc.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="gc"),
                         timeout=600)
-        gc.stub().Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-            {"label": "bank", "features": ["host"], "align_job": "gc", "vlr": hyper}),
-            job_id="gc-vlr"), timeout=60)
-        job = _wait(gc, "gc-vlr", _done, timeout=600)
+        job = run_job(gc.stub(), "gc-vlr", "vlr", hyper, align_job="gc", model_name="",
+                      timeout=600)
         assert job.state == "done", job.error
         tables = load_party_tables({p.name: p.data for p in specs}, "bank")
         twins = compare_vlr(tmp_path / "state", tables, "bank", ["host"], "gc",
