@@ -9,7 +9,6 @@ open a bank scorer, call a feature node as the coordinator would, and read audit
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2_grpc
+from tests.integration.conftest import run_job
 
 JOB = "tr"
 
@@ -70,12 +70,6 @@ def scoring_network(root: Path) -> Iterator[Scoring]:
         net.start(timeout=120)
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-            {"label": "bank", "features": list(FEATURE_PARTIES), "align_job": "al",
-             "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id=JOB), timeout=60)
-        while stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB),
-                          timeout=30).state == "running":
-            time.sleep(0.3)
-        assert stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB),
-                           timeout=30).state == "done"
+        assert run_job(stub, JOB, "vlr", {"batch_size": 256, "max_epochs": 2},
+                       features=FEATURE_PARTIES, model_name="").state == "done"
         yield Scoring(net=net, tables=load_party_tables({s.name: s.data for s in specs}, "bank"))

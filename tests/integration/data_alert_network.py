@@ -10,8 +10,6 @@ before and after, and each node's own level of every enterprise it holds.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from node.monitoring.limits import MonitoringConfig, levels
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2
-from tests.integration.conftest import tapped_network
+from tests.integration.conftest import run_job, tapped_network
 from tests.integration.wiretap import WireTap
 
 JOB = "tr"
@@ -71,13 +69,8 @@ def alert_network(root: Path) -> Iterator[AlertNet]:
     with tapped_network(root, specs) as (net, tap):
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-            {"label": "bank", "features": list(FEATURE_PARTIES), "align_job": "al",
-             "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id=JOB), timeout=60)
-        while stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB),
-                          timeout=30).state == "running":
-            time.sleep(0.3)
-        assert stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB), timeout=30).state == "done"
+        assert run_job(stub, JOB, "vlr", {"batch_size": 256, "max_epochs": 2},
+                       features=FEATURE_PARTIES, model_name="").state == "done"
         before = load_party_tables(data, "bank")
         shift = shift_chain(synth.out_dir, deteriorate=0.1, improve=0.1, seed=5)
         assert net.reload_nodes(FEATURE_PARTIES) == {p: "loaded" for p in FEATURE_PARTIES}

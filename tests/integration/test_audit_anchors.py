@@ -16,7 +16,7 @@ import pytest
 from common.tls import TlsFiles, secure_channel
 from fedcredit.launcher import LocalNetwork, write_toml
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2
-from tests.integration.conftest import Tables
+from tests.integration.conftest import Tables, run_job
 from tests.unit.crypto.test_anchor import rehash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,15 +44,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tables: Tables) -> Iterato
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", feature_parties=["core"],
                                                 mode=node_pb2.PSI_MODE_FULL, job_id="align"),
                    timeout=300)
-        settings = {"label": "bank", "features": ["core"], "align_job": "align",
-                    "vlr": {"batch_size": 128, "max_epochs": 1, "validation_fraction": 0.25}}
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", job_id="vlr-1",
-                                                config_json=json.dumps(settings)), timeout=60)
-        deadline = time.monotonic() + 300
-        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="vlr-1"),
-                                  timeout=30)).state == "running":
-            assert time.monotonic() < deadline, job.metrics_json
-            time.sleep(0.5)
+        job = run_job(stub, "vlr-1", "vlr",
+                      {"batch_size": 128, "max_epochs": 1, "validation_fraction": 0.25},
+                      features=["core"], align_job="align", model_name="", timeout=300)
         assert job.state == "done", job.error
         yield net
 

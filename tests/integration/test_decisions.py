@@ -28,6 +28,7 @@ from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2
+from tests.integration.conftest import run_job
 
 APPLICANTS = 150
 
@@ -67,12 +68,8 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bank]:
         net.start(timeout=120)
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-            {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
-             "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id="tr"), timeout=60)
-        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
-                                  timeout=30)).state == "running":
-            time.sleep(0.3)
+        job = run_job(stub, "tr", "vlr", {"batch_size": 256, "max_epochs": 2},
+                      features=["core", "logistics", "tax"], model_name="")
         assert job.state == "done", job
         tables = load_party_tables({s.name: s.data for s in specs}, "bank")
         yield Bank(net=net, tables=tables, applicants=applicants,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from node.config import load_node_config
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2, node_pb2
-from tests.integration.conftest import Tables
+from tests.integration.conftest import Tables, run_job
 
 NODES = ("bank", "core", "logistics")
 PARTIES = (*NODES, "coordinator", "operator")
@@ -89,15 +88,8 @@ def test_alignment_training_and_joint_scoring_work(
     stub = net.stub()
     stub.Align(coordinator_pb2.AlignRequest(label_party="bank", mode=node_pb2.PSI_MODE_FULL,
                                             job_id="al"), timeout=300)
-    settings = {"label": "bank", "features": ["core", "logistics"], "align_job": "al",
-                "vlr": {"batch_size": 128, "max_epochs": 2}}
-    stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
-                                            job_id="tr"), timeout=60)
-    deadline = time.monotonic() + 300
-    while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
-                              timeout=30)).state == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    job = run_job(stub, "tr", "vlr", {"batch_size": 128, "max_epochs": 2},
+                  features=["core", "logistics"], model_name="", timeout=300)
     assert job.state == "done", job.error
 
     scorer = BankScorer(load_node_config(net.config_path("bank")), CreditPolicy())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from crypto.enrol import certificate_fingerprint, make_request, sign_request
 from crypto.seal import PeerKey, SealingKey, sign_sealing_key, verify_peer_key
 from fedcredit.launcher import LocalNetwork
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
-from tests.integration.conftest import Tables, tapped_network
+from tests.integration.conftest import Tables, run_job, tapped_network
 from tests.integration.wiretap import WireTap
 
 VICTIM = "core"
@@ -73,16 +72,9 @@ def attack(tmp_path_factory: pytest.TempPathFactory, tables: Tables) -> Iterator
             party=VICTIM, cert_pem=cert_pem, sealing_public_key=sealing.public_bytes,
             signature=sign_sealing_key(forge.key.read_bytes(), VICTIM, sealing.public_bytes))
         tap.clear()  # from here on, only the training job's traffic
-        settings = {"label": "bank", "features": ["core", "logistics"], "align_job": "al",
-                    "step_attempts": 1, "vlr": {"batch_size": 128, "max_epochs": 1}}
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr",
-                                                config_json=json.dumps(settings),
-                                                job_id="tr"), timeout=60)
-        deadline = time.monotonic() + 300
-        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
-                                  timeout=30)).state == "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        job = run_job(stub, "tr", "vlr", {"batch_size": 128, "max_epochs": 1},
+                      features=["core", "logistics"], model_name="", timeout=300,
+                      step_attempts=1)
         yield net, tap, swap, sealing, job
 
 

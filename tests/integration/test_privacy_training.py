@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from fedcredit.synth import synthesize
 from node.alignment import AlignmentStore
 from node.datasource import NodeTable
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2, node_pb2
-from tests.integration.conftest import tapped_network
+from tests.integration.conftest import run_job, tapped_network
 from tests.integration.wiretap import WireTap
 
 NODE_TO_NODE = ("plan:", "validation_context:", "positions:", "forward:", "residual:",
@@ -40,15 +38,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory,
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", mode=node_pb2.PSI_MODE_FULL,
                                                 job_id="al"), timeout=300)
-        settings = {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
-                    "vlr": {"batch_size": 256, "max_epochs": 2, "validation_fraction": 0.25}}
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(settings),
-                                                   job_id="tr"), timeout=60)
-        deadline = time.monotonic() + 300
-        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
-                                  timeout=30)).state == "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        job = run_job(stub, "tr", "vlr",
+                      {"batch_size": 256, "max_epochs": 2, "validation_fraction": 0.25},
+                      features=["core", "logistics", "tax"], model_name="", timeout=300)
         assert job.state == "done", job.error
         yield net, tap, load_party_tables({s.name: s.data for s in specs}, "bank")
 

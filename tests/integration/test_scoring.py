@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2
-from tests.integration.conftest import tapped_network
+from tests.integration.conftest import run_job, tapped_network
 from tests.integration.wiretap import WireTap
 
 Setup = tuple[LocalNetwork, WireTap, dict[str, NodeTable], BankScorer]
@@ -36,12 +35,8 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with tapped_network(root, specs) as (net, tap):
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-            {"label": "bank", "features": ["core", "logistics", "tax"], "align_job": "al",
-             "vlr": {"batch_size": 256, "max_epochs": 2}}), job_id="tr"), timeout=60)
-        while stub.GetJob(coordinator_pb2.GetJobRequest(job_id="tr"),
-                          timeout=30).state == "running":
-            time.sleep(0.3)
+        run_job(stub, "tr", "vlr", {"batch_size": 256, "max_epochs": 2},
+                features=["core", "logistics", "tax"], model_name="")
         tables = load_party_tables({s.name: s.data for s in specs}, "bank")
         tap.clear()  # from here on, only scoring traffic
         scorer = BankScorer(load_node_config(net.config_path("bank")), CreditPolicy())

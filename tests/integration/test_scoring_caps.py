@@ -27,6 +27,7 @@ from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from node.scoring.data_alerts import request_data_alerts
 from proto.fedcredit.v1 import coordinator_pb2
+from tests.integration.conftest import run_job
 
 CAPS = {  # each node's own config; per-enterprise caps alike, per-request caps differ
     "core": {"max_ids_per_request": 50, "max_model_versions": 1},
@@ -41,13 +42,8 @@ class Capped:
     tables: dict[str, NodeTable]
 
     def train(self, job: str) -> None:
-        stub = self.net.stub()
-        stub.Train(coordinator_pb2.TrainRequest(algorithm="vlr", config_json=json.dumps(
-            {"label": "bank", "features": list(CAPS), "align_job": "al",
-             "vlr": {"batch_size": 256, "max_epochs": 1}}), job_id=job), timeout=60)
-        while stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job),
-                          timeout=30).state == "running":
-            time.sleep(0.3)
+        run_job(self.net.stub(), job, "vlr", {"batch_size": 256, "max_epochs": 1},
+                features=list(CAPS), model_name="")
 
     def scorer(self) -> BankScorer:
         """A scorer of the bank's latest model."""

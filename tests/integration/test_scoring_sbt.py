@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from node.datasource import NodeTable
 from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2, coordinator_pb2_grpc
-from tests.integration.conftest import tapped_network
+from tests.integration.conftest import run_job, tapped_network
 from tests.integration.wiretap import WireTap
 
 JOB = "tr-sbt"
@@ -40,14 +39,8 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with tapped_network(root, specs) as (net, tap):
         stub = net.stub()
         stub.Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"), timeout=300)
-        stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
-            {"label": "bank", "features": FEATURES, "align_job": "al",
-             "sbt": {"trees": 3, "depth": 3}}), job_id=JOB, algorithm="sbt"), timeout=60)
-        deadline = time.monotonic() + 900
-        while (job := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=JOB),
-                                  timeout=30)).state == "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        job = run_job(stub, JOB, "sbt", {"trees": 3, "depth": 3}, features=FEATURES,
+                      model_name="")
         assert job.state == "done", job.error
         tables = load_party_tables({s.name: s.data for s in specs}, "bank")
         tap.clear()  # from here on, only scoring traffic
