@@ -29,6 +29,7 @@ from node.policy import CreditPolicy
 from node.scoring.bank import BankScorer
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import run_job
+from tests.integration.decision_http import call
 
 APPLICANTS = 150
 
@@ -143,17 +144,6 @@ def test_the_model_report_scores_the_validation_rows_and_compares_the_applicants
 
 
 # the decision service -----------------------------------------------------------------------
-def _call(url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def _consent(days: float = 30) -> dict[str, str]:
     expiry = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
     return {"reference": "LOAN-2026-0042", "expires_at": expiry.isoformat()}
@@ -179,7 +169,7 @@ def test_an_applicant_in_no_bank_table_is_scored_from_the_request(bank: Bank,
     held = set(bank.tables["bank"].ids)
     ident = next(i for i in bank.tables["core"].ids if i not in held)
     features = _bank_features(bank, 3)
-    status, out = _call(service + "/v1/decisions", {
+    status, out = call(service + "/v1/decisions", {
         "enterprise_id": ident, "consent": _consent(), "purpose": "working capital line",
         "features": features})
     assert status == 201, out
@@ -203,22 +193,22 @@ def test_an_applicant_in_no_bank_table_is_scored_from_the_request(bank: Bank,
     assert admission["policy_line"] == out["credit_line"]
     assert set(features) <= set(admission["facts"])
 
-    status, stored = _call(f"{service}/v1/decisions/{out['decision_id']}")
+    status, stored = call(f"{service}/v1/decisions/{out['decision_id']}")
     assert status == 200 and stored == out  # everything needed to explain it, kept at the bank
-    status, report = _call(service + "/v1/strategy/dry-run", {"rules": [
+    status, report = call(service + "/v1/strategy/dry-run", {"rules": [
         {"name": "KO-all", "outcome": "knock_out", "when": [{"field": "pd", "op": ">=",
                                                               "value": 0}]}]})
     assert status == 200 and report["replayed"] >= 1, report
     assert report["rule_hits"]["KO-all"] == report["replayed"]
     assert report["line_total_after"] == 0
-    status, hits = _call(service + "/v1/strategy/hits")
+    status, hits = call(service + "/v1/strategy/hits")
     assert status == 200 and hits == {}  # the live strategy has no rules
 
 
 def test_request_values_override_the_table_row(bank: Bank, service: str) -> None:
     ident = bank.tables["bank"].ids[10]
     name = bank.tables["bank"].features[0]
-    status, out = _call(service + "/v1/decisions", {
+    status, out = call(service + "/v1/decisions", {
         "enterprise_id": ident, "consent": _consent(), "features": {name: 1.25}})
     assert status == 201, out
     assert out["inputs"]["features"][name] == 1.25
@@ -243,7 +233,7 @@ def test_a_bad_field_is_a_422_naming_it(bank: Bank, service: str, change: dict[s
     loc = [first if part == "FIRST" else part for part in loc]
     if body.get("consent") is None:
         del body["consent"]
-    status, out = _call(service + "/v1/decisions", body)
+    status, out = call(service + "/v1/decisions", body)
     assert status == 422, out
     assert loc in [e["loc"] for e in out["detail"]]
 
@@ -255,12 +245,12 @@ def test_an_applicant_unknown_to_the_bank_needs_every_model_feature(bank: Bank,
     features = _bank_features(bank, 3)
     dropped = sorted(features)[0]
     del features[dropped]
-    status, out = _call(service + "/v1/decisions", {
+    status, out = call(service + "/v1/decisions", {
         "enterprise_id": ident, "consent": _consent(), "features": features})
     assert status == 422 and out["detail"][0]["loc"] == ["body", "features", dropped]
     assert "missing" in out["detail"][0]["msg"]
-    assert _call(f"{service}/v1/decisions/nosuchdecision")[0] == 404
-    status, spec = _call(service + "/openapi.json")
+    assert call(f"{service}/v1/decisions/nosuchdecision")[0] == 404
+    status, spec = call(service + "/openapi.json")
     assert status == 200 and "/v1/decisions" in spec["paths"]
     with urllib.request.urlopen(service + "/docs", timeout=30) as page:
         assert page.status == 200
@@ -328,7 +318,7 @@ def test_a_bad_consent_is_refused_and_audited(bank: Bank, how: str) -> None:
 
 def test_a_decision_carries_a_signed_consent_each_feature_node_logs(bank: Bank,
                                                                     service: str) -> None:
-    status, out = _call(service + "/v1/decisions", {
+    status, out = call(service + "/v1/decisions", {
         "enterprise_id": bank.tables["bank"].ids[30], "consent": _consent()})
     assert status == 201, out
     for node in ("core", "logistics", "tax"):

@@ -25,7 +25,7 @@ from fedcredit.synth import synthesize
 from node.config import load_node_config
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import run_job
-from tests.integration.test_decisions import _call
+from tests.integration.decision_http import call
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ def _core_status(net: LocalNetwork) -> dict[str, Any]:
 
 def _decide(live: Live) -> dict[str, Any]:
     expiry = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-    status, out = _call(live.url + "/v1/decisions", {
+    status, out = call(live.url + "/v1/decisions", {
         "enterprise_id": live.enterprise,
         "consent": {"reference": "LIVE-1", "expires_at": expiry.isoformat()}})
     assert status == 201, out
@@ -135,7 +135,7 @@ def test_a_bad_rewrite_is_refused_and_a_good_one_is_used_and_recorded(live: Live
     assert not status.get("refused_reason")
     after = _decide(live)
     assert after["snapshots"]["core"] == status["version"]
-    code, stored = _call(live.url + f"/v1/decisions/{after['decision_id']}")
+    code, stored = call(live.url + f"/v1/decisions/{after['decision_id']}")
     assert code == 200 and stored["snapshots"] == after["snapshots"]
     log = (live.net.workdir / "state" / "core" / "audit.jsonl").read_text().splitlines()
     events = [json.loads(line)["event"] for line in log]
@@ -176,5 +176,5 @@ def test_the_decision_service_follows_the_banks_own_live_table(live: Live) -> No
         time.sleep(0.5)
     assert after["snapshots"]["bank"] == node_version  # one content, one version in both
     assert after["pd"] != pytest.approx(before["pd"], abs=1e-9)
-    code, stored = _call(live.url + f"/v1/decisions/{after['decision_id']}")
+    code, stored = call(live.url + f"/v1/decisions/{after['decision_id']}")
     assert code == 200 and stored["snapshots"]["bank"] == after["snapshots"]["bank"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from models.scorecard import JOINT, MAX_REASONS, ScorecardConfig
 from models.scorecard.points import PartyCard
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import run_job
+from tests.integration.decision_http import call
 from tests.integration.give_credit import GUEST, HOST, give_credit_specs
 
 CARD = {"learning_rate": 0.5, "batch_size": 4096, "max_epochs": 8, "patience": 20,
@@ -93,16 +92,6 @@ def test_federated_scorecard_equals_the_pooled_one(trained: Trained) -> None:
     assert set(cards["bank"][1]) >= {"points", "base_points", "metrics"}
 
 
-def _call(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def test_the_decision_service_scores_the_scorecard_with_reason_codes(trained: Trained) -> None:
     from fedcredit.bench.decide_load import decision_service
 
@@ -113,7 +102,7 @@ def test_the_decision_service_scores_the_scorecard_with_reason_codes(trained: Tr
     with decision_service(t.net, "bank") as url:
         for row in (0, 7, 41, 300, 1234):
             ident = str(int(t.guest[row, 0]))
-            status, out = _call(url + "/v1/decisions", {
+            status, out = call(url + "/v1/decisions", {
                 "enterprise_id": ident, "consent": {"reference": "SC-1", "expires_at": expiry}})
             assert status == 201, out
             assert out["model"]["algorithm"] == "scorecard"

@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +26,7 @@ from node.scoring.bank import BankScorer
 from node.scoring.data_alerts import request_data_alerts
 from proto.fedcredit.v1 import coordinator_pb2
 from tests.integration.conftest import run_job
+from tests.integration.decision_http import call_with_retry_after
 
 CAPS = {  # each node's own config; per-enterprise caps alike, per-request caps differ
     "core": {"max_ids_per_request": 50, "max_model_versions": 1},
@@ -146,7 +145,7 @@ def test_an_enterprise_past_its_model_versions_is_a_429_at_the_decision_service(
 
     listen = f"127.0.0.1:{free_port()}"
     with decision_service(capped.net, "bank", grpc_listen=listen) as url:  # latest model: tr2
-        status, body, retry = _post(url + "/v1/decisions", {
+        status, body, retry = call_with_retry_after(url + "/v1/decisions", {
             "enterprise_id": capped.tables["bank"].ids[100],
             "consent": {"reference": "caps-9", "expires_at": _expiry()}})
         with grpc.insecure_channel(listen) as channel:
@@ -218,16 +217,6 @@ def test_the_caps_are_in_each_nodes_own_config(capped: Capped) -> None:
         assert {k: getattr(config.scoring, k) for k in caps} == caps
 
 
-def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object], str | None]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, json.loads(reply.read()), reply.headers.get("Retry-After")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read()), err.headers.get("Retry-After")
-
-
 def test_the_decision_service_answers_a_daily_cap_refusal_with_429(capped: Capped) -> None:
     """Runs after logistics' daily cap is spent (above): the service names it and the cap, with
     the time to 00:00 UTC."""
@@ -239,7 +228,7 @@ def test_the_decision_service_answers_a_daily_cap_refusal_with_429(capped: Cappe
 
     listen = f"127.0.0.1:{free_port()}"
     with decision_service(capped.net, "bank", grpc_listen=listen) as url:
-        status, body, retry = _post(url + "/v1/decisions", {
+        status, body, retry = call_with_retry_after(url + "/v1/decisions", {
             "enterprise_id": capped.tables["bank"].ids[300],
             "consent": {"reference": "caps-8", "expires_at": _expiry()}})
         with grpc.insecure_channel(listen) as channel, \
