@@ -16,7 +16,6 @@ from flwr.clientapp import ClientApp
 from flwr.common import FitIns, ndarray_to_bytes, ndarrays_to_parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
-from flwr.supercore.task_identity import TaskIdentity
 
 from common.errors import DataValidationError
 from fedcredit.hfl.client_app import TIMING_RECORD
@@ -29,15 +28,13 @@ from models.hfl import server_app as production_server_app
 from models.hfl.model import init_weights
 from models.hfl.recording import StageLog
 from node.hfl_client import app as bank_app
+from tests.unit.models.flower_task import flower_task_identity
 
 
 @pytest.fixture(autouse=True)
 def _task_identity() -> Iterator[None]:
-    """Flower's Message needs the identity of the running task (set by its process runner)."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+    with flower_task_identity():
+        yield
 
 
 def _plain_round(tmp_path: Path, app: ClientApp) -> Message:

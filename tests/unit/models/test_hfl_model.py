@@ -21,7 +21,6 @@ from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
 
 from common.errors import ProtocolError
 from fedcredit.hfl.client_app import app as client_app
@@ -35,6 +34,7 @@ from models.hfl.model import (
 from models.hfl.server_app import SurvivingSecAggPlusWorkflow, build_strategy
 from models.hfl.settings import JobSettings, epsilon_spent
 from node.hfl_client import check_unmask_request
+from tests.unit.models.flower_task import flower_task_identity
 
 # the numpy model ----------------------------------------------------------------------------
 
@@ -112,11 +112,8 @@ def test_unmask_guard_refuses_a_node_named_active_and_dropped() -> None:
 # SecAgg+ in one process: Flower's real workflow and mods, messages delivered directly ---------
 @pytest.fixture(autouse=True)
 def _task_identity() -> Iterator[None]:
-    """Flower's Message needs the identity of the running task (set by its process runner)."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+    with flower_task_identity():
+        yield
 
 
 class LocalGrid(Grid):
