@@ -68,13 +68,19 @@ def test_counters_survive_a_restart_and_requests_reset_each_day(tmp_path: Path) 
     assert again.count_request("bank") is None
 
 
-def test_a_store_from_before_model_versions_is_upgraded(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "budget.sqlite")
-    db.execute("CREATE TABLE queries (bank TEXT, hid BLOB, day TEXT, n INTEGER, "
-               "PRIMARY KEY (bank, hid, day))")
-    db.execute("INSERT INTO queries VALUES ('bank', ?, '2026-03-01', 20)", (A,))
+def _old_store(folder: Path, create: str, insert: str) -> None:
+    """A budget store as an older version left it: one table, holding one row for A."""
+    db = sqlite3.connect(folder / "budget.sqlite")
+    db.execute(create)
+    db.execute(insert, (A,))
     db.commit()
     db.close()
+
+
+def test_a_store_from_before_model_versions_is_upgraded(tmp_path: Path) -> None:
+    _old_store(tmp_path, "CREATE TABLE queries (bank TEXT, hid BLOB, day TEXT, n INTEGER, "
+                         "PRIMARY KEY (bank, hid, day))",
+               "INSERT INTO queries VALUES ('bank', ?, '2026-03-01', 20)")
     book = _book(tmp_path, Clock())
     assert book.charge("bank", [A, B], "m1").over_budget == {A}
 
@@ -99,12 +105,9 @@ def test_an_id_asked_twice_in_one_charge_counts_once(tmp_path: Path) -> None:
 
 
 def test_a_store_with_jobs_beside_its_answers_keeps_their_model_versions(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "budget.sqlite")
-    db.execute("CREATE TABLE answers (bank TEXT, hid BLOB, day TEXT, n INTEGER, jobs TEXT NOT "
-               "NULL DEFAULT '', PRIMARY KEY (bank, hid, day)) WITHOUT ROWID")
-    db.execute("INSERT INTO answers VALUES ('bank', ?, '2026-03-01', 2, 'm1,m2')", (A,))
-    db.commit()
-    db.close()
+    _old_store(tmp_path, "CREATE TABLE answers (bank TEXT, hid BLOB, day TEXT, n INTEGER, jobs "
+                         "TEXT NOT NULL DEFAULT '', PRIMARY KEY (bank, hid, day)) WITHOUT ROWID",
+               "INSERT INTO answers VALUES ('bank', ?, '2026-03-01', 2, 'm1,m2')")
     book = _book(tmp_path, Clock(), max_model_versions=2)
     charge = book.charge("bank", [A, B], "m3")
     assert charge.over_versions == {A} and not charge.over_budget
