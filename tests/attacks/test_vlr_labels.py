@@ -30,8 +30,9 @@ from tests.attacks.vlr_attacks import (
 )
 from tests.attacks.vlr_transcript import EPOCHS, WIDE, JobTranscript
 
-# The shared capture (~1-2 min) and the LP attacks on 9,000 unknowns land on whichever test runs
-# first; on a loaded 2-core machine that exceeds the suite's 300 s default.
+# The shared capture (~1.5 min quiet) and the attacks on 9,000 unknowns (~1 min: two LPs of ~10 s
+# each, bounded least squares ~40 s) land on whichever test runs first; on a loaded 2-core
+# machine that can pass the suite's 600 s guard.
 pytestmark = pytest.mark.timeout(1200)
 
 JOBS = sorted(EPOCHS)

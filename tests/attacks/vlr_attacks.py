@@ -65,16 +65,29 @@ def _bounded(a: np.ndarray, target: np.ndarray) -> np.ndarray:
     return out
 
 
+def _vertex_lp(cost: np.ndarray, a_eq: np.ndarray, b_eq: np.ndarray,
+               bounds: list[tuple[float, float | None]]) -> np.ndarray:
+    """min cost·z s.t. a_eq z = b_eq within `bounds`, at a vertex: HiGHS's interior-point method
+    with crossover. Its time is steady (about 9 s on the wide job's L1 LP at every target tried),
+    where the dual simplex on the inequality form stalled past 240 s on some targets: that cost
+    a CI run its 1,200 s timeout. Every LP here is feasible and bounded by construction, so a
+    solve that does not end optimal is an error, never a silently weaker attack."""
+    fit = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs-ipm")
+    if fit.status != 0:
+        raise RuntimeError(f"attack LP {a_eq.shape} not solved: {fit.message}")
+    out: np.ndarray = np.asarray(fit.x)
+    return out
+
+
 def _l1_lp(a: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The LP over the 0/1 relaxation: min ||a y - target||_1 over y in [0, 1]^n (an exact 0/1
-    solution is a vertex of the box; the LP lands on vertices)."""
+    solution is a vertex of the box; the LP lands on vertices), in equality form with the
+    residual split in two: a y - r⁺ + r⁻ = target, r± ≥ 0."""
     m, n = a.shape
     eye = np.eye(m)
-    fit = linprog(np.r_[np.zeros(n), np.ones(m)], A_ub=np.block([[a, -eye], [-a, -eye]]),
-                  b_ub=np.r_[target, -target], bounds=[(0.0, 1.0)] * n + [(0.0, None)] * m,
-                  method="highs")
-    out: np.ndarray = np.asarray(fit.x)[:n] if fit.status == 0 else np.full(n, 0.5)
-    return out
+    z = _vertex_lp(np.r_[np.zeros(n), np.ones(2 * m)], np.hstack([a, -eye, eye]), target,
+                   [(0.0, 1.0)] * n + [(0.0, None)] * (2 * m))
+    return z[:n]
 
 
 def _solve(a: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,10 +109,8 @@ def labels_from_final_weights(design: np.ndarray, train: np.ndarray,
     max k s.t. X^T y - k w = X^T ½, y ∈ [0, 1]^n."""
     x = design[train]
     n = train.size
-    fit = linprog(np.r_[np.zeros(n), -1.0], A_eq=np.column_stack([x.T, -weights]),
-                  b_eq=x.T @ np.full(n, 0.5), bounds=[(0.0, 1.0)] * n + [(0.0, None)],
-                  method="highs")
-    y = np.asarray(fit.x)[:n] if fit.status == 0 else np.zeros(n)
+    y = _vertex_lp(np.r_[np.zeros(n), -1.0], np.column_stack([x.T, -weights]),
+                   x.T @ np.full(n, 0.5), [(0.0, 1.0)] * n + [(0.0, None)])[:n]
     return LabelGuess(train, (y > 0.5).astype(np.int64))
 
 
