@@ -20,7 +20,8 @@ SBT_STEPS = ("public_context:", "histogram_request:", "histograms:", "split_requ
 
 
 def test_give_credit_matches_xgboost(tmp_path: Path) -> None:
-    """FATE's benchmark settings on the public data: 30 trees, depth 3, 32 bins, rate 0.3."""
+    """FATE's benchmark settings on the public data: 30 trees, depth 3, 32 bins, rate 0.3, under
+    BFV through real node processes (the suite's one encrypted give_credit SecureBoost run)."""
     specs = give_credit_specs()
     settings = {"trees": 30, "depth": 3, "bins": 32, "learning_rate": 0.3}
     with LocalNetwork(tmp_path, specs) as net:
@@ -33,7 +34,7 @@ def test_give_credit_matches_xgboost(tmp_path: Path) -> None:
         reference = compare_sbt(tmp_path / "state", tables, "bank", ["host"], "al", settings)
     auc = json.loads(job.metrics_json)["auc"]
     print(f"give_credit SecureBoost: federated {auc:.4f}, XGBoost {reference['auc_xgboost']:.4f}")
-    assert abs(auc - reference["auc_xgboost"]) <= 0.005
+    assert abs(auc - reference["auc_xgboost"]) <= 0.005 and auc > 0.86
 
 
 def test_boosting_traffic_is_sealed_and_thresholds_stay_home(tmp_path: Path) -> None:
