@@ -74,8 +74,9 @@ class NodeNetwork:
 
     It relays what the driver hands it; sealed payloads stay opaque. `open` steps carry the job
     description and the peers' signed sealing keys (the label node gets every feature node's,
-    a feature node the label node's, and the other feature nodes' when the algorithm declares
-    parts between feature nodes, `To.PEERS`). `send` is a gRPC call in production (`grpc_send`).
+    a feature node the label node's, and the other feature nodes' only when the job's settings
+    have them send each other parts, `Algorithm.feature_peers`). `send` is a gRPC call in
+    production (`grpc_send`).
     `cancelled` is asked before each step: once it says so, the job stops with JobCancelled.
     """
 
@@ -89,6 +90,8 @@ class NodeNetwork:
         self.label = label.party
         self.features = tuple(f.party for f in features)
         self._label, self._feature_peers = label, list(features)
+        self._peers_among_features = algorithm.feature_peers(
+            algorithm.settings.model_validate(spec.settings))
         self.pool = ThreadPoolExecutor(max_workers=max(2, len(features) + 1))
 
     def _header(self, step: Step, epoch: int, batch: int, extra: Mapping[str, Any] | None,
@@ -100,7 +103,7 @@ class NodeNetwork:
                                           ).model_dump(mode="json")
             peers = ([f.peer_key for f in self._feature_peers] if step.role == "label"
                      else [self._label.peer_key])
-            if step.role == "feature" and self.algorithm.feature_peers:  # they send each other
+            if step.role == "feature" and self._peers_among_features:  # they seal to each other
                 peers += [f.peer_key for f in self._feature_peers if f.party != party]
         return common_pb2.StepHeader(
             job_id=self.job_id, algorithm=self.algorithm.name, step=step.name, epoch=epoch,

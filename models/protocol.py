@@ -250,6 +250,10 @@ class Algorithm:
     """Fills settings that refer to another job's results the coordinator holds anyway (its
     reports), once, when the job is submitted: (settings, the job's parties, report of a done
     job by id or None) -> settings. A scorecard takes its characteristics from a binning job."""
+    peers_when: Callable[[Any], bool] | None = None
+    """Whether a job with these (validated) settings sends parts between feature nodes: only
+    then are they handed each other's sealing keys (`feature_peers`). None: whenever the
+    algorithm declares a `To.PEERS` send."""
 
     @property
     def model_file(self) -> str:
@@ -273,11 +277,13 @@ class Algorithm:
         return {send.part for step in self.steps for send in step.sends
                 if send.to in (To.LABEL, To.FEATURES, To.PEERS)}
 
-    @property
-    def feature_peers(self) -> bool:
-        """Whether feature nodes send each other parts: then each gets the others' sealing keys
-        when the job opens (else a feature node knows only the label node's)."""
-        return any(send.to is To.PEERS for step in self.steps for send in step.sends)
+    def feature_peers(self, settings: BaseModel) -> bool:
+        """Whether a job with these settings has feature nodes send each other parts: then each
+        gets the others' sealing keys when the job opens, else it knows only the label node's
+        (least privilege: a key is handed out only to a node that will seal to it)."""
+        if not any(send.to is To.PEERS for step in self.steps for send in step.sends):
+            return False
+        return self.peers_when is None or bool(self.peers_when(settings))
 
     def rounds(self, settings: BaseModel) -> int:
         return int(getattr(settings, self.length_setting))

@@ -8,6 +8,8 @@
             within-F matrix for VIF) -> L; [own WOE columns] -> every F sorting after it
   F.cross   (two or more feature nodes, correlations asked) masked sums of the earlier nodes'
             [WOE columns] per own bin -> L
+Feature nodes get each other's sealing keys at open only when correlations are asked
+(`peers_when`): a job without them never seals a part from one feature node to another.
   L.select  IV, correlation and VIF selection; stores the IV table; reports it to the driver
 See `models/binning/__init__.py` for what each party learns. The coordinator only relays sealed
 bytes and receives the IV table (no per-bin figures).
@@ -148,6 +150,13 @@ def drive(net: Network, settings: BinningConfig, *, resume: bool = False) -> Ite
     yield Progress("epoch", json.loads(reply["report"].data))
 
 
+def peers_when(settings: BinningConfig) -> bool:
+    """Feature nodes seal each other their WOE columns (`To.PEERS`) only for cross-node
+    correlations: a job without `max_correlation` or `max_vif` hands them no key of each
+    other's."""
+    return settings.correlations
+
+
 def last_report(history: list[dict[str, Any]]) -> dict[str, Any]:
     return history[-1] if history else {}
 
@@ -158,4 +167,5 @@ ALGORITHM = Algorithm(
             "selection; labels reach feature nodes only encrypted.",
     purpose="woe binning", settings=BinningConfig, steps=STEPS, make_role=make_role,
     apply_floors=apply_floors, drive=drive, scoring=None, length_setting="rounds",
-    unit="pass", best=last_report, resumable=False, step_deadline_seconds=900.0)
+    unit="pass", best=last_report, resumable=False, step_deadline_seconds=900.0,
+    peers_when=peers_when)

@@ -31,6 +31,7 @@ from node.alignment import AlignmentStore
 from proto.fedcredit.v1 import common_pb2, coordinator_pb2
 from tests.integration.conftest import run_job, tapped_network, write_table
 from tests.integration.test_scorecard_network import CARD
+from tests.integration.wiretap import WireTap
 from tests.unit.models.test_binning import give_credit
 from tests.unit.models.test_binning_selection import EPS, noisy_copy, regression_vif
 
@@ -45,6 +46,7 @@ class Run:
     tables: dict[str, np.ndarray]  # each party's feature columns, rows in one (the ids') order
     job: coordinator_pb2.JobStatus  # the binning job with max_vif on f1 and f2
     wire: list[tuple[str, str, Any]]  # what crossed the coordinator during that job
+    tap: WireTap  # still recording (cleared after that job)
 
     def bins(self, party: str, job: str = "bin-vif") -> list[ColumnBins]:
         found = json.loads((self.net.workdir / "state" / party / "models" / job /
@@ -97,7 +99,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         job = run_job(net.stub(), "bin-vif", "binning", BINNING, features=["f1", "f2"])
         wire = list(tap.messages)
         tap.clear()
-        yield Run(net, tables, job, wire)
+        yield Run(net, tables, job, wire, tap)
 
 
 def _pooled_vifs(run: Run, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -177,6 +179,32 @@ def test_f1s_columns_reach_f2_sealed_through_the_relay(run: Run) -> None:
         assert texts and not [t for t in texts if t in blob], column.name
 
 
+def _opened_with(wire: list[tuple[str, str, Any]]) -> list[list[str]]:
+    """Whose sealing keys the coordinator handed a node with each `open` step (sorted)."""
+    return sorted(sorted(p.party for p in m.header.peers) for method, way, m in wire
+                  if method.endswith("RunStep") and way == "request"
+                  and isinstance(m, common_pb2.StepMessage) and m.HasField("header")
+                  and m.header.step == "open")
+
+
+def test_a_job_without_correlations_hands_no_feature_node_another_ones_key(run: Run) -> None:
+    # with correlations (the fixture's job) each feature node got the other's key besides the
+    # bank's; the bank (first: no "bank" among its peers) got both feature nodes'
+    assert _opened_with(run.wire) == [["bank", "f1"], ["bank", "f2"], ["f1", "f2"]]
+    run.tap.clear()
+    settings = {"method": "quantile", "bins": 10, "max_correlation": None, "max_vif": None}
+    job = run_job(run.net.stub(), "bin-plain", "binning", settings, features=["f1", "f2"])
+    wire = list(run.tap.messages)
+    assert job.state == "done", job.error
+    assert _opened_with(wire) == [["bank"], ["bank"], ["f1", "f2"]]
+    assert not [p for way in ("request", "response") for prefix in ("columns:", "cross:")
+                for p in _parts(wire, prefix, way)]  # nothing between feature nodes
+    table = run.iv_table(job)
+    assert {k.split(":")[0] for k in table} == {"bank", "f1", "f2"}
+    assert all(r["selected"] or r["reason"].startswith("IV ") for r in table.values())
+    assert table[PAIR[0]]["selected"] and table[PAIR[1]]["selected"]  # no correlation filter
+
+
 def test_a_node_not_sharing_correlations_refuses_vif_and_takes_a_job_without(run: Run) -> None:
     stub, everyone = run.net.stub(), ["f1", "f2", "f3"]
     refused = run_job(stub, "bin-refused", "binning", BINNING, features=everyone)
@@ -232,10 +260,11 @@ def test_a_scorecard_trains_on_the_characteristics_selected_across_nodes(run: Ru
     assert worst < 0.5  # equal within rounding to whole points
 
 
-def test_a_feature_node_pinning_only_the_bank_refuses_the_other_feature_nodes_key(
+def test_a_feature_node_pinning_only_the_bank_refuses_correlations_and_runs_without(
         tmp_path: Path) -> None:
-    """Feature nodes seal binning parts to each other: each must pin the others, not only the
-    bank (enough for every other algorithm); one that does not refuses the job at open."""
+    """Feature nodes seal binning parts to each other when a job asks for correlations: then
+    each must pin the others, not only the bank; one that does not refuses the job at open. A
+    binning job without correlations hands it no other feature node's key: that one runs."""
     specs = [s for s in _specs(tmp_path / "data")[0] if s.name != "f3"]
     net = LocalNetwork(tmp_path / "net", specs)
     net.prepare()  # the certificates, to pin their fingerprints
@@ -247,6 +276,10 @@ def test_a_feature_node_pinning_only_the_bank_refuses_the_other_feature_nodes_ke
         net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
                          timeout=600)
         job = run_job(net.stub(), "bin", "binning", BINNING, features=["f1", "f2"])
+        plain = run_job(net.stub(), "bin-plain", "binning",
+                        {"method": "quantile", "bins": 10, "max_correlation": None},
+                        features=["f1", "f2"])
+    assert plain.state == "done", plain.error
     assert job.state == "failed"
     assert job.error.startswith("f2 refused step open"), job.error
     assert "f2 has no pinned certificate for f1 ([trust] peers" in job.error

@@ -68,17 +68,20 @@ def _nodes(root: Path, share: bool = True) -> tuple[Node, list[Node]]:
 
 
 def _network(bank: Node, features: list[Node], tapped: list[Payload],
-             kind: type[NodeNetwork] = NodeNetwork) -> NodeNetwork:
+             kind: type[NodeNetwork] = NodeNetwork, settings: dict[str, Any] = SETTINGS,
+             headers: list[tuple[str, common_pb2.StepHeader]] | None = None) -> NodeNetwork:
     handlers = {n.party: n.handler for n in (bank, *features)}
 
     def send(party: str, header: common_pb2.StepHeader,
              payloads: Sequence[Payload]) -> dict[str, Payload]:
         tapped.extend(payloads)
+        if headers is not None:
+            headers.append((party, header))
         inputs = from_parts(to_parts(payloads))
         return from_parts(to_parts(handlers[party].run(header, inputs)))
 
     spec = JobSpec(label="bank", features=[f.party for f in features], align_job=ALIGN,
-                   settings=SETTINGS)
+                   settings=settings)
     return kind(BINNING, "bin-1", spec, bank, features, send)
 
 
@@ -107,10 +110,30 @@ def test_only_algorithms_with_peer_parts_hand_feature_nodes_each_others_keys(
     bank, features = _nodes(tmp_path)
     net = _network(bank, features, [])
     opened = net._header(BINNING.step("open", "feature"), 0, 0, {}, "tax")
-    assert BINNING.feature_peers and [p.party for p in opened.peers] == ["bank", "core"]
-    vlr = NodeNetwork(algorithm("vlr"), "j", net.spec, bank, features, net.send)
+    assert [p.party for p in opened.peers] == ["bank", "core"]
+    spec = net.spec.model_copy(update={"settings": {}})  # vlr's defaults
+    vlr = NodeNetwork(algorithm("vlr"), "j", spec, bank, features, net.send)
     assert [p.party for p in vlr._header(vlr.algorithm.step("open", "feature"), 0, 0, {},
                                          "tax").peers] == ["bank"]
+
+
+def test_a_binning_job_without_correlations_runs_with_no_feature_node_holding_anothers_key(
+        tmp_path: Path) -> None:
+    bank, features = _nodes(tmp_path)
+    tapped: list[Payload] = []
+    headers: list[tuple[str, common_pb2.StepHeader]] = []
+    plain = {**SETTINGS, "max_correlation": None, "max_vif": None}
+    net = _network(bank, features, tapped, settings=plain, headers=headers)
+    progress = list(BINNING.drive(net, BINNING.settings.model_validate(plain)))
+    rows = {f"{r['party']}:{r['name']}" for r in progress[-1].report["iv_table"]}
+    assert rows == {"bank:b0", "core:c0", "core:c1", "tax:t0", "tax:t1"}
+    opened = {party: [p.party for p in h.peers] for party, h in headers if h.step == "open"}
+    assert opened == {"bank": ["core", "tax"], "core": ["bank"], "tax": ["bank"]}
+    for node in features:  # what each feature node holds: the bank's key only
+        assert set(node.handler.jobs["bin-1"].sealers) == {"bank"}
+    assert not [p for p in tapped if ">" in p.name]  # no part between feature nodes
+    assert {h.step for _, h in headers} == {"open", "labels", "prebins", "merge", "finish",
+                                            "select"}  # no cross step
 
 
 def test_a_node_that_does_not_share_its_matrix_refuses_a_vif_job(tmp_path: Path) -> None:
