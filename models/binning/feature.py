@@ -152,9 +152,15 @@ class FeatureParty:
         self._steps.store("finish", request, pack(answer, *blobs, model))
         return pack(answer, *blobs), model
 
-    def _woe_columns(self, codes: np.ndarray) -> np.ndarray:
-        return np.stack([c.woe[codes[:, j]] for j, c in enumerate(self.bins)  # type: ignore[index]
-                         ], axis=1)
+    def _woe_columns(self, codes: np.ndarray, *, quantised: bool = False) -> np.ndarray:
+        """(rows, columns): each row's WOE of its bin (`codes`) in every own column, on the
+        inner products' integer grid when `quantised`. Every column must have its WOE."""
+        per_slot = (self._quantised() if quantised
+                    else [c.woe for c in self.bins if c.woe is not None])
+        if len(per_slot) != len(self.bins):
+            raise ProtocolError(f"feature party {self.name} holds no WOE for some columns")
+        columns: np.ndarray = np.stack(per_slot, axis=1)[codes, np.arange(len(self.bins))]
+        return columns
 
     def _correlations(self, codes: np.ndarray, vectors: list[bytes],
                       ) -> tuple[CorrelationHead, list[bytes]]:
@@ -207,8 +213,7 @@ class FeatureParty:
             he = self._he
             assert he is not None
             t = int(he.plain_modulus)
-            columns = np.stack(self._quantised(), axis=1)[self._codes,
-                                                          np.arange(len(self.bins))]
+            columns = self._woe_columns(self._codes, quantised=True)
             cached = self._steps.store("columns", request, pack_frames([
                 he.encrypt_chunks(np.mod(columns[:, j], t).astype(np.uint64), self.config.slots)
                 for j in range(columns.shape[1])]))
