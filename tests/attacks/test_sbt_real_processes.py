@@ -11,7 +11,6 @@ opened with the host's own sealing key from its state directory, then decoded by
 
 from __future__ import annotations
 
-import json
 import pickle
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from nacl.public import Box, PublicKey
 
 from crypto.he.frames import VECTOR_HEADER, unpack_frames
 from crypto.seal import SealingKey, _context_digest
-from fedcredit.launcher import LocalNetwork, PartySpec
+from fedcredit.launcher import PartySpec
 from models.protocol import Floors
 from models.runtime import LocalRun
 from models.sbt import SbtConfig, StepKey, decode_head, decode_ints
@@ -43,7 +42,7 @@ from tests.attacks.sbt_attacks import (
 )
 from tests.attacks.sbt_transcript import DATA, BankView, FeatureView, feature_view
 from tests.attacks.vlr_transcript import curious_python
-from tests.integration.conftest import tapped_network
+from tests.integration.conftest import run_job, tapped_network
 from tests.integration.wiretap import WireTap
 
 ROWS = 3000
@@ -87,19 +86,6 @@ def _sample(folder: Path, seed: int = 0) -> list[PartySpec]:
             data["label_column"] = "y"
         specs.append(PartySpec(name, role, data))
     return specs
-
-
-def _train(net: LocalNetwork, job: str, settings: dict[str, object]) -> None:
-    stub = net.stub()
-    stub.Train(coordinator_pb2.TrainRequest(config_json=json.dumps(
-        {"label": "bank", "features": [HOST], "align_job": "al", "sbt": settings}),
-        job_id=job, algorithm="sbt"), timeout=60)
-    deadline = time.monotonic() + 300
-    while (state := stub.GetJob(coordinator_pb2.GetJobRequest(job_id=job),
-                                timeout=30)).state == "running":
-        assert time.monotonic() < deadline, f"job {job} still running"
-        time.sleep(0.2)
-    assert state.state == "done", state.error
 
 
 def _host_payloads(tap: WireTap, key: SealingKey) -> dict[str, list[tuple[str, bytes]]]:
@@ -156,7 +142,9 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
         net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
                          timeout=300)
         for job, settings in JOBS.items():
-            _train(net, job, settings)
+            done = run_job(net.stub(), job, "sbt", settings, features=[HOST], model_name="",
+                           timeout=300)
+            assert done.state == "done", done.error
         key = SealingKey.load_or_create(net.workdir / "state" / HOST / "sealing.key")
         opened = _host_payloads(tap, key)
     seconds = time.monotonic() - started
