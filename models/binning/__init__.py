@@ -59,10 +59,11 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_VALUE_BINS = 126  # slots = bins + 2 <= 128 keeps >= 64 rows per histogram ciphertext
 WOE_BITS = 10  # quantisation of WOE values for the encrypted inner products
+OFF = "off"  # TOML has no null: `max_correlation = "off"` in a job file is None (off)
 
 
 class BinningConfig(BaseModel):
@@ -80,6 +81,13 @@ class BinningConfig(BaseModel):
     min_iv: float = 0.02  # selection: characteristics below this IV are dropped
     max_correlation: float | None = 0.7  # selection: |r| above this drops the lower IV; None off
     max_vif: float | None = None  # selection: then drop the highest VIF above this; None off
+
+    @field_validator("monotonic_trend", "max_n_bins", "max_correlation", "max_vif", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        """`"off"` (what a TOML job file can write) switches an optional setting off, as null does
+        in JSON."""
+        return None if value == OFF else value
 
     @model_validator(mode="after")
     def _consistent(self) -> BinningConfig:

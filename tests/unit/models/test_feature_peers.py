@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from common.errors import DataValidationError
 from models.binning import BinningConfig
 from models.protocol import To
 from models.registry import ALGORITHMS, algorithm
@@ -38,3 +40,21 @@ def test_an_algorithm_without_peer_sends_never_hands_them_out(name: str) -> None
     assert not algo.feature_peers(settings)
     # a predicate cannot grant keys for parts the steps never send
     assert not dataclasses.replace(algo, peers_when=lambda _: True).feature_peers(settings)
+
+
+def test_a_toml_job_file_switches_correlations_off(tmp_path: Path) -> None:
+    """TOML has no null: "off" in a job file is what null is in JSON, so a bank can run a binning
+    job that hands feature nodes no key of each other's from the file it launches."""
+    from fedcredit.cli.train import read_job_file
+    from models.jobs import parse_job
+
+    path = tmp_path / "binning.toml"
+    head = 'label = "bank"\nfeatures = ["core"]\nalign_job = "al"\n[binning]\n'
+    path.write_text(head + 'max_correlation = "off"\nmonotonic_trend = "off"\n')
+    _, settings = parse_job(BINNING, read_job_file(path))
+    assert isinstance(settings, BinningConfig)
+    assert settings.max_correlation is None and settings.monotonic_trend is None
+    assert not BINNING.feature_peers(settings)
+    path.write_text(head + 'max_correlation = "of"\n')
+    with pytest.raises(DataValidationError, match="max_correlation"):
+        parse_job(BINNING, read_job_file(path))
