@@ -67,8 +67,18 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+# A healthy stage takes 6-9 s (measured with a CI run beside it): mostly Flower's 3 s polls (the
+# ServerApp's grid, each idle SuperNode) around the ClientApps' work. The timeout is also
+# what the dropout test waits for the killed bank, and that wait must end before the SuperLink
+# counts the bank offline (two missed 30 s heartbeats after its last one, sent every ~24 s: at
+# the earliest ~34 s after the kill), else the bank's missing reply becomes an error reply. So
+# 25 s, not more: 2.8-4x over a healthy stage, and ~6 s short of the earliest offline mark.
+STAGE_TIMEOUT_S = 25.0
+
+
 def _job(banks: list[BankSpec], **kw: Any) -> HflJob:
-    settings: dict[str, Any] = {"rounds": 3, "lr": 0.5, "stage_timeout": 20.0, "job_id": "secure"}
+    settings: dict[str, Any] = {"rounds": 3, "lr": 0.5, "stage_timeout": STAGE_TIMEOUT_S,
+                                "job_id": "secure"}
     settings.update(kw)
     return HflJob(banks=banks, **settings)
 
@@ -79,6 +89,9 @@ def _weighted_mean(captures: list[dict[str, Any]]) -> np.ndarray:
     return (rows[:, None] * flat).sum(axis=0) / rows.sum()
 
 
+# 122 s quiet (153 s with a CI run beside it; two stages wait out STAGE_TIMEOUT_S), plus the
+# federation's start-up: the suite's 600 s default would leave ~4x, 900 s leaves ~6x.
+@pytest.mark.timeout(900)
 def test_secure_rounds_survive_a_dropout(federation: Federation, banks: list[BankSpec]) -> None:
     # prepare: three banks, SecAgg+ (threshold 2 of 3); bank-3 is killed during round 2's
     # masked-vector stage; rounds go on while at least two banks answer
