@@ -224,7 +224,7 @@ def test_hash_identifier_is_keyed_hmac() -> None:
         hash_identifier(b"short", VALID_USCC)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(details=st.dictionaries(st.text(max_size=8),
                                st.one_of(st.integers(), st.text(max_size=20), st.booleans(),
                                          st.none()),

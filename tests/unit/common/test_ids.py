@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from common.errors import DataValidationError, ProtocolError
@@ -26,7 +26,6 @@ def test_the_caller_chooses_the_error_kind() -> None:
         check_job_id("a/b", DataValidationError)
 
 
-@settings(deadline=None)  # a property, not a timing: CI machines are slow
 @given(st.text(max_size=80))
 def test_a_valid_id_is_one_path_component(job_id: str) -> None:
     if valid_job_id(job_id):

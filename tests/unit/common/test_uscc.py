@@ -149,7 +149,7 @@ _USCC_LIKE = st.text(alphabet=ALPHABET + "aIOSVZ?é", min_size=17, max_size=19) 
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(codes=st.lists(_USCC_LIKE, min_size=1, max_size=20))
 def test_vectorised_uscc_check_agrees_with_explain_invalid_uscc(codes: list[str]) -> None:
     mask = uscc_valid_mask(np.array(codes + _SOME[:1], dtype=object))

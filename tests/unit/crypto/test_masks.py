@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from crypto.masks import uniform_mask
@@ -32,7 +32,6 @@ def test_bad_bounds_are_refused(bound: float) -> None:
         uniform_mask(4, bound)
 
 
-@settings(deadline=None)  # a property, not a timing: CI machines are slow
 @given(st.floats(min_value=1e-6, max_value=1e12), st.integers(min_value=1, max_value=50))
 def test_masks_stay_within_any_bound(bound: float, n: int) -> None:
     assert np.all(np.abs(uniform_mask(n, bound)) <= bound)

@@ -51,7 +51,7 @@ def test_the_key_and_not_the_requester_decides() -> None:
     assert set(split(guesses)).isdisjoint(split(_pseudonyms(one, IDS)))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.binary(min_size=32, max_size=32))
 def test_unblinding_inverts_any_blinding(seed: bytes) -> None:
     key = PseudonymKey(seed)

@@ -76,7 +76,7 @@ def test_length_prefixes_keep_job_and_id_apart() -> None:
     assert hash_to_points(["bc"], "a") != hash_to_points(["c"], "ab")
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(st.lists(st.text(min_size=1, max_size=24), min_size=1, max_size=8, unique=True))
 def test_blinding_commutes(ids: list[str]) -> None:
     points = hash_to_points(ids, "job-c")
@@ -106,7 +106,7 @@ def test_blobs_of_partial_points_are_refused() -> None:
 
 
 # roles ----------------------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(st.sets(st.integers(0, 60), max_size=30), st.sets(st.integers(0, 60), max_size=30))
 def test_intersection_equals_plaintext_intersection(own: set[int], theirs: set[int]) -> None:
     label_ids = [f"id-{n}" for n in own]

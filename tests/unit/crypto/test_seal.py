@@ -54,7 +54,7 @@ def _pair() -> tuple[Sealer, Sealer, SealingKey, SealingKey]:
 
 
 # sealing ----------------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(plaintext=st.binary(max_size=2048), context=st.binary(max_size=64))
 def test_round_trip(plaintext: bytes, context: bytes) -> None:
     to_bob, from_alice = _pair()[:2]

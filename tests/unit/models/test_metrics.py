@@ -31,7 +31,7 @@ def _ks_brute(y: np.ndarray, s: np.ndarray) -> float:
     return max(abs(np.mean(pos <= t) - np.mean(neg <= t)) for t in np.unique(s))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(-5, 5)), min_size=2, max_size=60))
 def test_auc_and_ks_match_their_definitions_with_ties(pairs: list[tuple[int, int]]) -> None:
     y = np.array([p[0] for p in pairs])
@@ -102,7 +102,7 @@ def test_decile_table_keeps_ties_in_one_bin() -> None:
     assert (table[0]["rows"], table[0]["min_score"], table[0]["max_score"]) == (6, 2.0, 3.0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(-6, 6)), min_size=4, max_size=80),
        st.integers(1, 12))
 def test_decile_table_sums_and_ends_hold_for_any_scores(pairs: list[tuple[int, int]],

@@ -46,7 +46,7 @@ def test_defaults_follow_fates_benchmark_settings() -> None:
     assert config.slots == 33
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80)
 @given(
     hnp.arrays(
         np.float64,

@@ -10,7 +10,7 @@ from crypto.he.bfv_ring import HIST_PLAIN_BITS
 from models.sbt.tree import quantize, unpack_sums
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.lists(st.floats(-1, 1, allow_nan=False), min_size=1, max_size=300),
     st.integers(0, 2**32 - 1),

@@ -259,7 +259,7 @@ def test_keyword_arguments_win_over_env_when_built_in_code(
     assert NodeConfig(**base).listen == "127.0.0.1:1234"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.text(alphabet="abcz09-_AZ. é", min_size=0, max_size=70))
 def test_party_names_are_lowercase_slugs(name: str) -> None:
     expected_ok = re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name) is not None

@@ -407,7 +407,7 @@ def _reference_parse(text: str) -> float | None:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     cells=st.lists(_NUMERIC_TEXT | st.floats(allow_nan=False).map(repr), min_size=1, max_size=10)
@@ -437,7 +437,7 @@ _ANY_ID = st.text(alphabet=st.sampled_from("ab7 \t\x00\x1f\x7f\x85\xa0é-"), max
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ids=st.lists(_ANY_ID, min_size=1, max_size=8, unique_by=lambda s: s.strip(WS)))
 def test_any_format_ids(tmp_path: Path, ids: list[str]) -> None:

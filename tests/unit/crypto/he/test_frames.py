@@ -17,7 +17,7 @@ def test_frames_round_trip(frames: list[bytes]) -> None:
     assert unpack_frames(pack_frames(frames)) == frames
 
 
-@settings(max_examples=200, deadline=None)  # a property, not a timing: CI machines are slow
+@settings(max_examples=200)
 @given(st.binary(max_size=200))
 def test_frame_decoder_only_raises_protocol_errors(data: bytes) -> None:
     with contextlib.suppress(ProtocolError):
