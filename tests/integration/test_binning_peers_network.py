@@ -179,6 +179,9 @@ def test_f1s_columns_reach_f2_sealed_through_the_relay(run: Run) -> None:
         assert texts and not [t for t in texts if t in blob], column.name
 
 
+NO_CORRELATIONS = {"method": "quantile", "bins": 10, "max_correlation": None, "max_vif": None}
+
+
 def _opened_with(wire: list[tuple[str, str, Any]]) -> list[list[str]]:
     """Whose sealing keys the coordinator handed a node with each `open` step (sorted)."""
     return sorted(sorted(p.party for p in m.header.peers) for method, way, m in wire
@@ -192,8 +195,7 @@ def test_a_job_without_correlations_hands_no_feature_node_another_ones_key(run: 
     # bank's; the bank (first: no "bank" among its peers) got both feature nodes'
     assert _opened_with(run.wire) == [["bank", "f1"], ["bank", "f2"], ["f1", "f2"]]
     run.tap.clear()
-    settings = {"method": "quantile", "bins": 10, "max_correlation": None, "max_vif": None}
-    job = run_job(run.net.stub(), "bin-plain", "binning", settings, features=["f1", "f2"])
+    job = run_job(run.net.stub(), "bin-plain", "binning", NO_CORRELATIONS, features=["f1", "f2"])
     wire = list(run.tap.messages)
     assert job.state == "done", job.error
     assert _opened_with(wire) == [["bank"], ["bank"], ["f1", "f2"]]
@@ -276,8 +278,7 @@ def test_a_feature_node_pinning_only_the_bank_refuses_correlations_and_runs_with
         net.stub().Align(coordinator_pb2.AlignRequest(label_party="bank", job_id="al"),
                          timeout=600)
         job = run_job(net.stub(), "bin", "binning", BINNING, features=["f1", "f2"])
-        plain = run_job(net.stub(), "bin-plain", "binning",
-                        {"method": "quantile", "bins": 10, "max_correlation": None},
+        plain = run_job(net.stub(), "bin-plain", "binning", NO_CORRELATIONS,
                         features=["f1", "f2"])
     assert plain.state == "done", plain.error
     assert job.state == "failed"
